@@ -1,0 +1,22 @@
+"""fastembed: fused factorized embedding lookups, positional encodings and
+embedding factorization, on Cython and Numba kernels behind a numpy API.
+
+Import is light: no torch, dask or transformers, and Numba is imported only
+when its backend is first used.
+"""
+
+from . import backends, reference
+from ._threads import get_num_threads, num_threads, set_num_threads
+from ._version import __version__
+from .lookup import factorized_lookup, lookup
+
+__all__ = [
+    "__version__",
+    "backends",
+    "reference",
+    "factorized_lookup",
+    "lookup",
+    "get_num_threads",
+    "num_threads",
+    "set_num_threads",
+]

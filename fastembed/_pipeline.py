@@ -1,0 +1,78 @@
+"""How a compiled backend computes a lookup: kernel calls around one BLAS product.
+
+Factorized lookup, ``out = table[ids] @ proj * scale + bias + pos``, by one of
+two plans (chosen in ``choose_plan``):
+
+- "dedupe": project only the distinct ids. An O(N) remap (no sort) finds the
+  U distinct rows, ``Y = table[uniq] @ proj`` is one (U x r) @ (r x d) BLAS
+  product, then one parallel pass writes ``out[n] = Y[remap[n]] * scale +
+  bias + pos[...]``. Real text repeats tokens, so U is often a fraction of N.
+- "direct": gather ``G = table[ids]`` (N x r), write ``G @ proj`` straight
+  into ``out`` with BLAS, then finish the rows in place. No (U x d) buffer.
+
+Arguments arrive validated (fastembed/_validation.py); this module only plans
+and calls kernels.
+"""
+
+import numpy as np
+
+from ._threads import blas_limit
+
+DEDUPE_MIN_TOKENS = 64
+DEDUPE_MAX_UNIQUE_FRACTION = 0.8
+MARKER_ROWS_PER_TOKEN = 64
+
+
+def choose_plan(n_tokens, n_rows):
+    """'dedupe' when a remap over a table-sized marker is cheap next to the tokens, else 'direct'."""
+    if n_tokens >= DEDUPE_MIN_TOKENS and n_rows <= MARKER_ROWS_PER_TOKEN * n_tokens:
+        return "dedupe"
+    return "direct"
+
+
+def distinct(k, ids, n_rows):
+    """(uniq, remap): ids == uniq[remap], uniq in first-seen order."""
+    marker = np.full(n_rows, -1, dtype=ids.dtype)
+    uniq = np.empty_like(ids)
+    remap = np.empty_like(ids)
+    n_unique = k.dedupe(ids, marker, uniq, remap)
+    if n_unique < 0:
+        raise RuntimeError("dedupe kernel met an index outside the table after validation")
+    return uniq[:n_unique], remap
+
+
+def _checked(skipped, kernel):
+    if skipped:
+        raise RuntimeError(f"{kernel} kernel skipped {skipped} rows with an index outside their table")
+
+
+def gather(k, src, rows, n_threads, scale=1.0, bias=None, pos=None, pos_rows=None, out=None):
+    """out[n] = src[rows[n]] * scale + bias + pos[pos_rows[n]] with the backend's kernel."""
+    if out is None:
+        out = np.empty((rows.shape[0], src.shape[1]), dtype=src.dtype)
+    _checked(k.gather_rows(src, rows, scale, bias, pos, pos_rows, out, n_threads), "gather_rows")
+    return out
+
+
+def project(g, proj, out, n_threads):
+    """out = g @ proj with BLAS limited to n_threads."""
+    with blas_limit(n_threads):
+        return np.matmul(g, proj, out=out)
+
+
+def factorized(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads, plan=None):
+    """out (N x d, C-contiguous) = table[ids] @ proj * scale + bias + pos[pos_rows]."""
+    plan = plan or choose_plan(ids.shape[0], table.shape[0])
+    if plan == "dedupe":
+        uniq, remap = distinct(k, ids, table.shape[0])
+        if uniq.shape[0] <= DEDUPE_MAX_UNIQUE_FRACTION * ids.shape[0]:
+            projected = project(gather(k, table, uniq, n_threads), proj, None, n_threads)
+            return gather(k, projected, remap, n_threads, scale, bias, pos, pos_rows, out)
+    project(gather(k, table, ids, n_threads), proj, out, n_threads)
+    _checked(k.finish_rows(out, scale, bias, pos, pos_rows, n_threads), "finish_rows")
+    return out
+
+
+def dense(k, ids, table, scale, bias, pos, pos_rows, out, n_threads):
+    """out (N x d, C-contiguous) = table[ids] * scale + bias + pos[pos_rows]."""
+    return gather(k, table, ids, n_threads, scale, bias, pos, pos_rows, out)

@@ -1,0 +1,105 @@
+"""Thread counts: resolved once per call in Python, then passed to the kernels.
+
+Precedence: the call's ``n_threads`` > a ``num_threads(n)`` block active in
+the calling thread > ``set_num_threads(n)`` > FASTEMBED_NUM_THREADS > the
+cores this process may use. BLAS is limited to the same count (threadpoolctl)
+for the duration of the call, so BLAS and the kernel pools do not
+oversubscribe the cores.
+"""
+
+import contextlib
+import os
+import threading
+
+_local = threading.local()
+_default = None
+_blas_lock = threading.Lock()
+_blas_controller = None
+_blas_threads = None
+
+
+def available_cores():
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _checked(n):
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise TypeError(f"thread count must be an integer, got {n!r}")
+    n = n.__index__()
+    if n < 1:
+        raise ValueError(f"thread count must be >= 1, got {n}")
+    return n
+
+
+def set_num_threads(n):
+    """Set the process-wide default thread count for fastembed kernels (None resets it)."""
+    global _default
+    _default = None if n is None else _checked(n)
+
+
+def get_num_threads():
+    """The thread count a call without ``n_threads`` uses in this thread."""
+    return resolve(None)
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """Within this block, calls from the current thread use ``n`` threads."""
+    n = _checked(n)
+    previous = getattr(_local, "n", None)
+    _local.n = n
+    try:
+        yield n
+    finally:
+        _local.n = previous
+
+
+def resolve(n_threads):
+    """The thread count for one call."""
+    if n_threads is not None:
+        return _checked(n_threads)
+    local = getattr(_local, "n", None)
+    if local is not None:
+        return local
+    if _default is not None:
+        return _default
+    env = os.environ.get("FASTEMBED_NUM_THREADS")
+    if env:
+        return _checked(int(env))
+    return available_cores()
+
+
+def _controller():
+    global _blas_controller
+    if _blas_controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas_controller = ThreadpoolController()
+    return _blas_controller
+
+
+def blas_num_threads():
+    """The largest BLAS thread count, read once at the first call (None if no BLAS)."""
+    global _blas_threads
+    if _blas_threads is None:
+        counts = [info["num_threads"] for info in _controller().info() if info["user_api"] == "blas"]
+        _blas_threads = max(counts) if counts else 0
+    return _blas_threads or None
+
+
+@contextlib.contextmanager
+def blas_limit(n):
+    """Limit BLAS to ``n`` threads inside the block when it would use more.
+
+    The BLAS thread count is process-global, so changing it is serialised.
+    """
+    current = blas_num_threads()
+    if current is None or current <= n:
+        yield
+        return
+    with _blas_lock, _controller().limit(limits=n, user_api="blas"):
+        yield

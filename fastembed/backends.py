@@ -1,0 +1,128 @@
+"""Which backends are importable here, and which one a call runs on.
+
+"cython" and "numba" are kernel sets with one interface (the functions of
+kernels/_rows.pyx, each taking ``n_threads`` last); "numpy" is the readable
+pure-numpy implementation. "auto" means the first available of
+cython > numba > numpy. Nothing heavy is imported until a backend is used.
+"""
+
+import contextlib
+import functools
+import importlib
+import threading
+
+BACKENDS = ("cython", "numba", "numpy")
+
+
+class KernelSet:
+    """One backend's kernels behind the interface of kernels/_rows.pyx."""
+
+    def __init__(self, name, rows_module, positional_module=None):
+        self.name = name
+        self.rows = rows_module
+        self.positional = positional_module
+
+    def threads(self, n_threads):
+        """Context in which the kernels may use ``n_threads`` threads."""
+        return contextlib.nullcontext()
+
+    def gather_rows(self, src, rows, scale, bias, pos, pos_rows, out, n_threads):
+        return self.rows.gather_rows(src, rows, scale, bias, pos, pos_rows, out, n_threads)
+
+    def finish_rows(self, out, scale, bias, pos, pos_rows, n_threads):
+        return self.rows.finish_rows(out, scale, bias, pos, pos_rows, n_threads)
+
+    def dedupe(self, ids, marker, uniq, remap):
+        return self.rows.dedupe(ids, marker, uniq, remap)
+
+
+class NumbaKernelSet(KernelSet):
+    """Numba kernels: the thread count is Numba's per-thread setting, and entry
+    into parallel regions is serialised unless the threading layer is one that
+    supports concurrent entry (tbb, omp)."""
+
+    _entry_lock = threading.RLock()
+
+    def __init__(self, name, rows_module, positional_module=None):
+        super().__init__(name, rows_module, positional_module)
+        import numba
+
+        self._numba = numba
+
+    @contextlib.contextmanager
+    def threads(self, n_threads):
+        numba = self._numba
+        n = max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS))
+        with self._maybe_serialised():
+            previous = numba.get_num_threads()
+            numba.set_num_threads(n)
+            try:
+                yield
+            finally:
+                numba.set_num_threads(previous)
+
+    def _maybe_serialised(self):
+        try:
+            layer = self._numba.threading_layer()
+        except ValueError:  # no parallel region has run yet
+            layer = None
+        return contextlib.nullcontext() if layer in ("tbb", "omp") else self._entry_lock
+
+    def gather_rows(self, src, rows, scale, bias, pos, pos_rows, out, n_threads):
+        with self.threads(n_threads):
+            return self.rows.gather_rows(src, rows, out.dtype.type(scale), bias, pos, pos_rows, out)
+
+    def finish_rows(self, out, scale, bias, pos, pos_rows, n_threads):
+        with self.threads(n_threads):
+            return self.rows.finish_rows(out, out.dtype.type(scale), bias, pos, pos_rows)
+
+
+@functools.lru_cache(maxsize=None)
+def _load(name):
+    try:
+        if name == "cython":
+            rows = importlib.import_module("fastembed._kernels._rows")
+            return KernelSet(name, rows, _optional("fastembed._kernels._positional"))
+        if name == "numba":
+            rows = importlib.import_module("fastembed._kernels._rows_numba")
+            return NumbaKernelSet(name, rows, _optional("fastembed._kernels._positional_numba"))
+    except ImportError:
+        return None
+    return "numpy"
+
+
+def _optional(module):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def available():
+    """Names of the backends importable here, fastest first, e.g. ["cython", "numba", "numpy"]."""
+    return [name for name in BACKENDS if _load(name) is not None]
+
+
+def resolve(backend):
+    """The name of the backend a call with ``backend=`` runs on (ValueError if unknown or missing)."""
+    if backend == "auto":
+        for name in BACKENDS:
+            if _load(name) is not None:
+                return name
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {('auto',) + BACKENDS}")
+    if _load(backend) is None:
+        raise ValueError(f"backend {backend!r} is not importable here; available: {available()}")
+    return backend
+
+
+def kernels(backend):
+    """The KernelSet of a compiled backend (None for "numpy")."""
+    loaded = _load(resolve(backend))
+    return None if loaded == "numpy" else loaded
+
+
+def openmp_enabled():
+    """Whether the Cython kernels were built with OpenMP (None if they are not importable)."""
+    loaded = _load("cython")
+    return None if loaded is None else bool(loaded.rows.openmp_enabled())

@@ -1,0 +1,181 @@
+"""Public lookups: validate once, pick a backend, run it into the output."""
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from . import _numpy_backend, _pipeline, backends
+from . import _validation as v
+from ._threads import blas_limit, resolve
+
+
+class _Call(NamedTuple):
+    """A validated call: flat ids, tables and the output it writes."""
+
+    ids: np.ndarray  # flat int32/int64, contiguous
+    shape: tuple  # ids.shape + (d,)
+    scale: float
+    bias: Optional[np.ndarray]
+    pos: Optional[np.ndarray]
+    pos_rows: Optional[np.ndarray]
+    out: Optional[np.ndarray]
+    n_threads: int
+
+
+def _prepare(ids, table, d, dtype, scale, bias, pos_table, offset, position_ids, out, n_threads, inputs):
+    scale = v.as_scale(scale)
+    bias = v.as_vector(bias, "bias", d, dtype)
+    ids = v.as_index_array(ids, "ids", table.shape[0])
+    positions = v.positions(ids.shape, pos_table, offset, position_ids, d, dtype)
+    shape = ids.shape + (d,)
+    out = v.output(out, shape, dtype, dict(inputs, ids=ids, bias=bias, pos_table=positions.table))
+    return _Call(ids.reshape(-1), shape, scale, bias, positions.table, positions.rows, out, resolve(n_threads))
+
+
+def _run(call, dtype, compute):
+    """Allocate or adopt the output, let ``compute(out2d)`` fill it, return it in ids.shape + (d,)."""
+    result = call.out if call.out is not None else np.empty(call.shape, dtype=dtype)
+    n, d = call.ids.shape[0], call.shape[-1]
+    if n == 0 or d == 0:
+        return result
+    if result.flags.c_contiguous:
+        compute(result.reshape(n, d))
+    else:
+        work = np.empty((n, d), dtype=dtype)
+        compute(work)
+        result[...] = work.reshape(call.shape)
+    return result
+
+
+def factorized_lookup(
+    ids,
+    table,
+    proj,
+    *,
+    scale=1.0,
+    bias=None,
+    pos_table=None,
+    offset=0,
+    position_ids=None,
+    out=None,
+    backend="auto",
+    n_threads=None,
+    plan=None,
+):
+    """Fused factorized embedding lookup.
+
+    ``out[..., :] = (table[ids[...]] @ proj) * scale + bias + pos_table[position]``
+
+    Parameters
+    ----------
+    ids : array_like of int, shape (..., L)
+        Token ids in ``[0, V)``, any integer dtype, any shape and strides. The
+        last axis is the sequence axis.
+    table : ndarray, shape (V, r), float32 or float64
+        Token factor ``E``; any memory layout.
+    proj : ndarray, shape (r, d)
+        Projection ``P``, same dtype as ``table``; any memory layout.
+    scale : float, default 1.0
+        Multiplies the projected rows (e.g. ``sqrt(d)``).
+    bias : ndarray, shape (d,), optional
+        Added to every row.
+    pos_table : ndarray, shape (n_positions, d), optional
+        Row ``offset + l`` is added at sequence position ``l``.
+    offset : int, default 0
+        First position (decoding with a cache).
+    position_ids : array_like of int, optional
+        Rows of ``pos_table`` given explicitly, broadcast against ``ids``.
+    out : ndarray, shape ids.shape + (d,), optional
+        Written in place and returned; untouched when the call raises.
+    backend : {"auto", "cython", "numba", "numpy"}
+        See :func:`fastembed.backends.available`.
+    n_threads : int, optional
+        Threads for this call (kernels and BLAS); see :func:`fastembed.set_num_threads`.
+    plan : {None, "dedupe", "direct"}
+        Compiled backends only: force a plan (default: chosen from the shapes).
+
+    Returns
+    -------
+    ndarray, shape ids.shape + (d,), dtype of ``table``
+
+    Raises
+    ------
+    IndexError
+        An id outside ``[0, V)`` (negative ids too) or a position outside the pos_table.
+    TypeError
+        Float, bool or non-numeric ids.
+    ValueError
+        Shape, rank or dtype mismatches, a bad ``out``, an unknown backend.
+    """
+    name = backends.resolve(backend)
+    table = v.as_float_matrix(table, "table")
+    dtype = table.dtype
+    proj = v.as_float_matrix(proj, "proj", dtype)
+    if proj.shape[0] != table.shape[1]:
+        raise ValueError(f"proj must have {table.shape[1]} rows to match table {table.shape}, got {proj.shape}")
+    if plan not in (None, "dedupe", "direct"):
+        raise ValueError(f"unknown plan {plan!r}")
+    call = _prepare(ids, table, proj.shape[1], dtype, scale, bias, pos_table, offset, position_ids, out,
+                    n_threads, {"table": table, "proj": proj})
+    k = backends.kernels(name)
+
+    def compute(out2d):
+        if k is None:
+            with blas_limit(call.n_threads):
+                _numpy_backend.factorized(call.ids, table, proj, call.scale, call.bias, call.pos, call.pos_rows, out2d)
+        else:
+            _pipeline.factorized(k, call.ids, table, proj, call.scale, call.bias, call.pos, call.pos_rows, out2d,
+                                 call.n_threads, plan)
+
+    return _run(call, dtype, compute)
+
+
+def lookup(
+    ids,
+    table,
+    *,
+    scale=1.0,
+    bias=None,
+    pos_table=None,
+    offset=0,
+    position_ids=None,
+    out=None,
+    backend="auto",
+    n_threads=None,
+):
+    """Fused dense embedding lookup.
+
+    ``out[..., :] = table[ids[...]] * scale + bias + pos_table[position]``
+
+    Parameters
+    ----------
+    ids : array_like of int, shape (..., L)
+        Token ids in ``[0, V)``; the last axis is the sequence axis.
+    table : ndarray, shape (V, d), float32 or float64
+        Embedding table; any memory layout.
+    scale, bias, pos_table, offset, position_ids, out, backend, n_threads
+        As in :func:`factorized_lookup`.
+
+    Returns
+    -------
+    ndarray, shape ids.shape + (d,), dtype of ``table``
+
+    Raises
+    ------
+    IndexError, TypeError, ValueError
+        As in :func:`factorized_lookup`.
+    """
+    name = backends.resolve(backend)
+    table = v.as_float_matrix(table, "table")
+    dtype = table.dtype
+    call = _prepare(ids, table, table.shape[1], dtype, scale, bias, pos_table, offset, position_ids, out,
+                    n_threads, {"table": table})
+    k = backends.kernels(name)
+
+    def compute(out2d):
+        if k is None:
+            _numpy_backend.dense(call.ids, table, call.scale, call.bias, call.pos, call.pos_rows, out2d)
+        else:
+            _pipeline.dense(k, call.ids, table, call.scale, call.bias, call.pos, call.pos_rows, out2d, call.n_threads)
+
+    return _run(call, dtype, compute)

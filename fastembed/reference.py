@@ -1,0 +1,40 @@
+"""The truth: every lookup written as its formula, computed in float64.
+
+These functions validate nothing and are not fast; they define what every
+backend must compute (tests compare each backend against them, as
+bottleneck's ``slow`` functions do).
+"""
+
+import numpy as np
+
+
+def positions_rows(ids_shape, offset=0, position_ids=None):
+    """The pos_table row for each id: ``offset + l`` along the last axis, or ``position_ids``."""
+    if position_ids is not None:
+        return np.broadcast_to(np.asarray(position_ids, dtype=np.int64), ids_shape)
+    length = ids_shape[-1] if ids_shape else 1
+    return np.broadcast_to(offset + np.arange(length, dtype=np.int64), ids_shape)
+
+
+def factorized_lookup(ids, table, proj, scale=1.0, bias=None, pos_table=None, offset=0, position_ids=None):
+    """float64 ``(table[ids] @ proj) * scale + bias + pos_table[position]``, shape ids.shape + (d,)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    projected = np.asarray(table, dtype=np.float64)[ids] @ np.asarray(proj, dtype=np.float64)
+    return _add_terms(projected, ids.shape, scale, bias, pos_table, offset, position_ids)
+
+
+def lookup(ids, table, scale=1.0, bias=None, pos_table=None, offset=0, position_ids=None):
+    """float64 ``table[ids] * scale + bias + pos_table[position]``, shape ids.shape + (d,)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    rows = np.asarray(table, dtype=np.float64)[ids]
+    return _add_terms(rows, ids.shape, scale, bias, pos_table, offset, position_ids)
+
+
+def _add_terms(rows, ids_shape, scale, bias, pos_table, offset, position_ids):
+    result = rows * float(scale)
+    if bias is not None:
+        result = result + np.asarray(bias, dtype=np.float64)
+    if pos_table is not None:
+        pos = np.asarray(pos_table, dtype=np.float64)
+        result = result + pos[positions_rows(ids_shape, offset, position_ids)]
+    return result

@@ -1,0 +1,18 @@
+"""The one njit decorator every Numba kernel uses: cached where a cache can be written.
+
+Numba raises at decoration time ("no locator available") when ``cache=True``
+and neither the package folder nor NUMBA_CACHE_DIR nor a home cache is
+writable; then the kernels compile in memory instead of breaking the import.
+"""
+
+import numba as nb
+
+
+def jit(**options):
+    def decorate(fn):
+        try:
+            return nb.njit(cache=True, nogil=True, **options)(fn)
+        except RuntimeError:
+            return nb.njit(cache=False, nogil=True, **options)(fn)
+
+    return decorate

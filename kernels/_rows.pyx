@@ -1,0 +1,204 @@
+"""Row kernels behind fastembed's lookups (mirrored in _rows_numba.py).
+
+Every function here trusts its caller (fastembed/_pipeline.py) for shapes and
+dtypes; the only check kept is an index bound per row, so that a wrong index
+from any caller skips the row and is counted instead of reading out of bounds.
+The GIL is released around every loop; OpenMP threads when built with it.
+"""
+
+from cython.parallel cimport prange
+from libc.stdint cimport int32_t, int64_t
+
+ctypedef fused real:
+    float
+    double
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #define FASTEMBED_HAVE_OPENMP 1
+    #else
+    #define FASTEMBED_HAVE_OPENMP 0
+    #endif
+    """
+    int FASTEMBED_HAVE_OPENMP
+
+
+def openmp_enabled():
+    """True when this module was compiled with OpenMP."""
+    return bool(FASTEMBED_HAVE_OPENMP)
+
+
+cdef inline void _emit_row(real* o, const real* s, Py_ssize_t s_step, real scale,
+                           const real* b, const real* p, Py_ssize_t p_step,
+                           Py_ssize_t d) noexcept nogil:
+    # o[j] = s[j] * scale + b[j] + p[j]; b and p may be NULL (absent).
+    cdef Py_ssize_t j
+    if s_step == 1 and p_step == 1:
+        if b != NULL and p != NULL:
+            for j in range(d):
+                o[j] = s[j] * scale + b[j] + p[j]
+        elif b != NULL:
+            for j in range(d):
+                o[j] = s[j] * scale + b[j]
+        elif p != NULL:
+            for j in range(d):
+                o[j] = s[j] * scale + p[j]
+        else:
+            for j in range(d):
+                o[j] = s[j] * scale
+    else:
+        for j in range(d):
+            o[j] = s[j * s_step] * scale
+        if b != NULL:
+            for j in range(d):
+                o[j] = o[j] + b[j]
+        if p != NULL:
+            for j in range(d):
+                o[j] = o[j] + p[j * p_step]
+
+
+def gather_rows(const real[:, :] src, const index_t[::1] rows, double scale,
+                const real[::1] bias, const real[:, :] pos, const int64_t[::1] pos_rows,
+                real[:, ::1] out, int n_threads):
+    """out[n, :] = src[rows[n], :] * scale + bias + pos[pos_rows[n], :].
+
+    ``bias`` and ``pos``/``pos_rows`` are optional (None). ``src`` and ``pos``
+    may have any strides. Returns the number of rows skipped because an index
+    was outside its table (the caller validates, so this is 0).
+    """
+    cdef Py_ssize_t n_out = out.shape[0], d = out.shape[1]
+    cdef Py_ssize_t n_src = src.shape[0], n_pos = 0
+    cdef Py_ssize_t s_rs = 0, s_cs = 1, p_rs = 0, p_cs = 1
+    cdef const real* s0 = NULL
+    cdef const real* p0 = NULL
+    cdef const real* b0 = NULL
+    cdef real sc = <real>scale
+    cdef Py_ssize_t n, r, q
+    cdef Py_ssize_t skipped = 0
+    if n_out == 0 or d == 0:
+        return 0
+    if rows.shape[0] != n_out or src.shape[1] != d:
+        raise ValueError("gather_rows: shape mismatch")
+    s0 = &src[0, 0]
+    s_rs = src.strides[0] // <Py_ssize_t>sizeof(real)
+    s_cs = src.strides[1] // <Py_ssize_t>sizeof(real)
+    if bias is not None:
+        if bias.shape[0] != d:
+            raise ValueError("gather_rows: bias shape mismatch")
+        b0 = &bias[0]
+    if pos is not None:
+        if pos_rows is None or pos_rows.shape[0] != n_out or pos.shape[1] != d:
+            raise ValueError("gather_rows: position shape mismatch")
+        n_pos = pos.shape[0]
+        p0 = &pos[0, 0]
+        p_rs = pos.strides[0] // <Py_ssize_t>sizeof(real)
+        p_cs = pos.strides[1] // <Py_ssize_t>sizeof(real)
+    for n in prange(n_out, nogil=True, schedule="static", num_threads=n_threads):
+        r = rows[n]
+        if r < 0 or r >= n_src:
+            skipped += 1
+            continue
+        if p0 != NULL:
+            q = pos_rows[n]
+            if q < 0 or q >= n_pos:
+                skipped += 1
+                continue
+            _emit_row(&out[n, 0], s0 + r * s_rs, s_cs, sc, b0, p0 + q * p_rs, p_cs, d)
+        else:
+            _emit_row(&out[n, 0], s0 + r * s_rs, s_cs, sc, b0, <const real*>NULL, 1, d)
+    return skipped
+
+
+def finish_rows(real[:, ::1] out, double scale, const real[::1] bias,
+                const real[:, :] pos, const int64_t[::1] pos_rows, int n_threads):
+    """In place: out[n, :] = out[n, :] * scale + bias + pos[pos_rows[n], :].
+
+    The epilogue of the direct path, where the projection was written
+    straight into ``out``. Returns the number of rows skipped (see gather_rows).
+    """
+    cdef Py_ssize_t n_out = out.shape[0], d = out.shape[1], n_pos = 0
+    cdef Py_ssize_t p_rs = 0, p_cs = 1, n, q
+    cdef const real* p0 = NULL
+    cdef const real* b0 = NULL
+    cdef real sc = <real>scale
+    cdef Py_ssize_t skipped = 0
+    if n_out == 0 or d == 0:
+        return 0
+    if bias is not None:
+        if bias.shape[0] != d:
+            raise ValueError("finish_rows: bias shape mismatch")
+        b0 = &bias[0]
+    if pos is not None:
+        if pos_rows is None or pos_rows.shape[0] != n_out or pos.shape[1] != d:
+            raise ValueError("finish_rows: position shape mismatch")
+        n_pos = pos.shape[0]
+        p0 = &pos[0, 0]
+        p_rs = pos.strides[0] // <Py_ssize_t>sizeof(real)
+        p_cs = pos.strides[1] // <Py_ssize_t>sizeof(real)
+    for n in prange(n_out, nogil=True, schedule="static", num_threads=n_threads):
+        if p0 != NULL:
+            q = pos_rows[n]
+            if q < 0 or q >= n_pos:
+                skipped += 1
+                continue
+            _emit_row(&out[n, 0], &out[n, 0], 1, sc, b0, p0 + q * p_rs, p_cs, d)
+        else:
+            _emit_row(&out[n, 0], &out[n, 0], 1, sc, b0, <const real*>NULL, 1, d)
+    return skipped
+
+
+def dedupe(const index_t[::1] ids, index_t[::1] marker, index_t[::1] uniq, index_t[::1] remap):
+    """First-seen order dedupe in O(N): uniq[:U] are the distinct ids, ids[n] == uniq[remap[n]].
+
+    ``marker`` has one slot per table row and must hold -1 everywhere on entry;
+    it is restored to -1 on return so a caller may reuse it. Returns U, or -1
+    if an id is outside the marker (nothing is then guaranteed about uniq/remap).
+    """
+    cdef Py_ssize_t n_ids = ids.shape[0], n_rows = marker.shape[0]
+    cdef Py_ssize_t n, k, u = 0
+    cdef index_t i, m
+    if uniq.shape[0] < n_ids or remap.shape[0] < n_ids:
+        raise ValueError("dedupe: output too small")
+    with nogil:
+        for n in range(n_ids):
+            i = ids[n]
+            if i < 0 or i >= n_rows:
+                u = -1
+                break
+            m = marker[i]
+            if m < 0:
+                m = <index_t>u
+                marker[i] = m
+                uniq[u] = i
+                u += 1
+            remap[n] = m
+        if u < 0:
+            for k in range(n_rows):
+                marker[k] = -1
+        else:
+            for k in range(u):
+                marker[uniq[k]] = -1
+    return u
+
+
+def index_bounds(const index_t[::1] ids):
+    """(min, max) of a non-empty index array in one pass, without the GIL."""
+    cdef Py_ssize_t n, n_ids = ids.shape[0]
+    cdef index_t lo, hi, v
+    if n_ids == 0:
+        raise ValueError("index_bounds: empty")
+    lo = ids[0]
+    hi = ids[0]
+    with nogil:
+        for n in range(1, n_ids):
+            v = ids[n]
+            if v < lo:
+                lo = v
+            elif v > hi:
+                hi = v
+    return lo, hi

@@ -1,0 +1,114 @@
+"""Numba mirror of _rows.pyx: each function here computes exactly what its
+Cython twin of the same name computes, in the same order of operations
+(tests/test_parity.py checks they agree bit for bit).
+
+The thread count is set by the caller with numba.set_num_threads (per
+calling thread); arguments arrive validated and normalised.
+"""
+
+import numba as nb
+import numpy as np
+
+from ._numba_jit import jit
+
+
+@jit(inline="always")
+def _emit_row(o, s, sc, b, p):
+    for j in range(o.shape[0]):
+        v = s[j] * sc
+        if b is not None:
+            v = v + b[j]
+        if p is not None:
+            v = v + p[j]
+        o[j] = v
+
+
+@jit(parallel=True)
+def gather_rows(src, rows, scale, bias, pos, pos_rows, out):
+    """out[n, :] = src[rows[n], :] * scale + bias + pos[pos_rows[n], :]; mirrors _rows.gather_rows."""
+    n_out = out.shape[0]
+    n_src = src.shape[0]
+    skipped = 0
+    for n in nb.prange(n_out):
+        r = rows[n]
+        if r < 0 or r >= n_src:
+            skipped += 1
+        elif pos is None:
+            _emit_row(out[n], src[r], scale, bias, None)
+        else:
+            q = pos_rows[n]
+            if q < 0 or q >= pos.shape[0]:
+                skipped += 1
+            else:
+                _emit_row(out[n], src[r], scale, bias, pos[q])
+    return skipped
+
+
+@jit(parallel=True)
+def finish_rows(out, scale, bias, pos, pos_rows):
+    """In place: out[n, :] = out[n, :] * scale + bias + pos[pos_rows[n], :]; mirrors _rows.finish_rows."""
+    n_out = out.shape[0]
+    skipped = 0
+    for n in nb.prange(n_out):
+        if pos is None:
+            _emit_row(out[n], out[n], scale, bias, None)
+        else:
+            q = pos_rows[n]
+            if q < 0 or q >= pos.shape[0]:
+                skipped += 1
+            else:
+                _emit_row(out[n], out[n], scale, bias, pos[q])
+    return skipped
+
+
+@jit()
+def dedupe(ids, marker, uniq, remap):
+    """First-seen order dedupe in O(N); mirrors _rows.dedupe (returns U, or -1 on a bad id)."""
+    n_rows = marker.shape[0]
+    u = 0
+    for n in range(ids.shape[0]):
+        i = ids[n]
+        if i < 0 or i >= n_rows:
+            marker[:] = -1
+            return -1
+        m = marker[i]
+        if m < 0:
+            m = u
+            marker[i] = m
+            uniq[u] = i
+            u += 1
+        remap[n] = m
+    for k in range(u):
+        marker[uniq[k]] = -1
+    return u
+
+
+@jit()
+def index_bounds(ids):
+    """(min, max) of a non-empty index array; mirrors _rows.index_bounds."""
+    lo = ids[0]
+    hi = ids[0]
+    for n in range(1, ids.shape[0]):
+        v = ids[n]
+        if v < lo:
+            lo = v
+        elif v > hi:
+            hi = v
+    return lo, hi
+
+
+def warm_up():
+    """Compile the common signatures now (float32/float64, int32/int64 ids)."""
+    for dtype in (np.float32, np.float64):
+        src = np.zeros((2, 3), dtype)
+        out = np.empty((2, 3), dtype)
+        bias = np.zeros(3, dtype)
+        pos_rows = np.zeros(2, np.int64)
+        for itype in (np.int32, np.int64):
+            rows = np.zeros(2, itype)
+            gather_rows(src, rows, dtype(1), None, None, None, out)
+            gather_rows(src, rows, dtype(1), bias, src, pos_rows, out)
+            dedupe(rows, np.full(2, -1, itype), np.empty(2, itype), np.empty(2, itype))
+            index_bounds(rows)
+        finish_rows(out, dtype(1), bias, src, pos_rows)
+        finish_rows(out, dtype(1), None, None, None)
