@@ -68,7 +68,7 @@ def as_index_array(x, name, bound, what="table"):
             bad = lo if lo < 0 else hi
             raise IndexError(f"{name} contains {int(bad)}, outside [0, {bound}) of the {what}")
     target = np.int32 if arr.dtype.itemsize < 4 or arr.dtype == np.int32 else np.int64
-    return np.ascontiguousarray(arr, dtype=target)
+    return np.asarray(arr, dtype=target, order="C")
 
 
 def _integer_array(x, name):
@@ -129,7 +129,8 @@ def positions(ids_shape, pos_table, offset, position_ids, d, dtype):
             raise IndexError(
                 f"positions {offset}..{offset + length - 1} are outside [0, {n_pos}) of the pos_table"
             )
-        rows = np.broadcast_to(np.arange(offset, offset + length, dtype=np.int64), ids_shape)
+        sequence = np.arange(offset, offset + length, dtype=np.int64)
+        rows = np.broadcast_to(sequence if ids_shape else sequence[0], ids_shape)
     return Positions(table, np.ascontiguousarray(rows, dtype=np.int64).reshape(-1))
 
 

@@ -13,7 +13,8 @@ def positions_rows(ids_shape, offset=0, position_ids=None):
     if position_ids is not None:
         return np.broadcast_to(np.asarray(position_ids, dtype=np.int64), ids_shape)
     length = ids_shape[-1] if ids_shape else 1
-    return np.broadcast_to(offset + np.arange(length, dtype=np.int64), ids_shape)
+    sequence = offset + np.arange(length, dtype=np.int64)
+    return np.broadcast_to(sequence if ids_shape else sequence[0], ids_shape)
 
 
 def factorized_lookup(ids, table, proj, scale=1.0, bias=None, pos_table=None, offset=0, position_ids=None):

@@ -1,0 +1,172 @@
+"""Every backend of every lookup against the float64 reference, over dtypes,
+shapes, memory layouts and options."""
+
+import numpy as np
+import pytest
+
+from util import BACKENDS, COMPILED, DTYPES, LOOKUPS, assert_matches_reference, layouts
+
+# (ids shape, V, r, d)
+SHAPES = [
+    ((0,), 5, 3, 4),
+    ((2, 0), 5, 3, 4),
+    ((1, 1), 1, 1, 1),
+    ((), 7, 3, 5),
+    ((3, 129), 50, 8, 33),
+    ((2, 3, 17), 11, 4, 16),
+    ((4, 64), 30522, 128, 768),
+]
+
+
+def _ids(rng, shape, V):
+    return rng.integers(0, V, size=shape)
+
+
+@pytest.mark.parametrize("lookup", LOOKUPS, ids=lambda x: x.name)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_shapes_plain_and_with_every_term(lookup, backend, dtype, shape):
+    ids_shape, V, r, d = shape
+    rng = np.random.default_rng(0)
+    ids = _ids(rng, ids_shape, V)
+    tables = lookup.tables(rng, V, r, d, dtype)
+    L = ids_shape[-1] if ids_shape else 1
+    terms = dict(
+        scale=np.sqrt(d),
+        bias=rng.standard_normal(d).astype(dtype),
+        pos_table=rng.standard_normal((L + 3, d)).astype(dtype),
+        offset=2,
+    )
+    for kw in ({}, terms):
+        result = lookup.call(ids, tables, backend=backend, **kw)
+        assert_matches_reference(result, *lookup.expected(ids, tables, **kw), dtype)
+
+
+@pytest.mark.parametrize("lookup", LOOKUPS, ids=lambda x: x.name)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("table_layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("other_layout", ["C", "F", "strided"])
+def test_memory_layouts(lookup, backend, dtype, table_layout, other_layout):
+    rng = np.random.default_rng(1)
+    V, r, d = 40, 6, 10
+    ids = _ids(rng, (3, 20), V)
+    tables = lookup.tables(rng, V, r, d, dtype)
+    tables = (layouts(tables[0], table_layout),) + tuple(layouts(t, other_layout) for t in tables[1:])
+    pos = layouts(rng.standard_normal((25, d)).astype(dtype), other_layout)
+    kw = dict(scale=0.5, pos_table=pos, offset=1)
+    result = lookup.call(ids, tables, backend=backend, **kw)
+    assert_matches_reference(result, *lookup.expected(ids, tables, **kw), dtype)
+
+
+ID_FORMS = {
+    "int32": lambda ids: ids.astype(np.int32),
+    "uint16": lambda ids: ids.astype(np.uint16),
+    "uint64": lambda ids: ids.astype(np.uint64),
+    "int8": lambda ids: ids.astype(np.int8),
+    "list": lambda ids: ids.tolist(),
+    "noncontiguous": lambda ids: np.repeat(ids, 2, axis=1)[:, ::2],
+    "transposed": lambda ids: np.ascontiguousarray(ids.T).T,
+    "readonly": lambda ids: np.lib.stride_tricks.as_strided(ids, writeable=False),
+}
+
+
+@pytest.mark.parametrize("lookup", LOOKUPS, ids=lambda x: x.name)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("form", list(ID_FORMS))
+def test_id_forms(lookup, backend, form):
+    rng = np.random.default_rng(2)
+    V, r, d = 100, 5, 9
+    base = _ids(rng, (4, 13), V)
+    ids = ID_FORMS[form](base)
+    tables = lookup.tables(rng, V, r, d, np.float32)
+    kw = dict(pos_table=rng.standard_normal((13, d)).astype(np.float32))
+    result = lookup.call(ids, tables, backend=backend, **kw)
+    assert_matches_reference(result, *lookup.expected(base, tables, **kw), np.float32)
+
+
+@pytest.mark.parametrize("lookup", LOOKUPS, ids=lambda x: x.name)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_huge_table_index_edges(lookup, backend):
+    """Ids at 0 and V-1 of a table taller than 2**16 rows, with int32 and int64 ids."""
+    rng = np.random.default_rng(3)
+    V, r, d = 70000, 2, 3
+    tables = lookup.tables(rng, V, r, d, np.float64)
+    for dtype in (np.int32, np.int64):
+        ids = np.array([[0, V - 1, 65536, V - 1, 0]], dtype=dtype)
+        result = lookup.call(ids, tables, backend=backend)
+        assert_matches_reference(result, *lookup.expected(ids, tables), np.float64)
+
+
+@pytest.mark.parametrize("lookup", LOOKUPS, ids=lambda x: x.name)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "position_ids",
+    [np.arange(7)[::-1], np.array([[0, 1, 2, 2, 1, 0, 3]]), np.array([[5], [0], [1]]), np.zeros((3, 7), np.int32)],
+    ids=["reversed", "row", "column", "int32-zeros"],
+)
+def test_position_ids_broadcast(lookup, backend, position_ids):
+    rng = np.random.default_rng(4)
+    V, r, d = 30, 4, 6
+    ids = _ids(rng, (3, 7), V)
+    tables = lookup.tables(rng, V, r, d, np.float32)
+    kw = dict(pos_table=rng.standard_normal((8, d)).astype(np.float32), position_ids=position_ids)
+    result = lookup.call(ids, tables, backend=backend, **kw)
+    assert_matches_reference(result, *lookup.expected(ids, tables, **kw), np.float32)
+
+
+@pytest.mark.parametrize("lookup", LOOKUPS, ids=lambda x: x.name)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("out_form", ["C", "noncontiguous"])
+def test_out_is_written_and_returned(lookup, backend, out_form):
+    rng = np.random.default_rng(5)
+    V, r, d = 30, 4, 6
+    ids = _ids(rng, (2, 5), V)
+    tables = lookup.tables(rng, V, r, d, np.float64)
+    out = np.full((2, 5, d), np.nan) if out_form == "C" else np.full((2, 5, 2 * d), np.nan)[..., ::2]
+    kw = dict(bias=rng.standard_normal(d), scale=3.0)
+    result = lookup.call(ids, tables, backend=backend, out=out, **kw)
+    assert result is out
+    assert_matches_reference(out, *lookup.expected(ids, tables, **kw), np.float64)
+
+
+@pytest.mark.parametrize("lookup", LOOKUPS, ids=lambda x: x.name)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nan_propagates_only_to_rows_that_use_it(lookup, backend):
+    rng = np.random.default_rng(6)
+    V, r, d = 10, 4, 5
+    tables = lookup.tables(rng, V, r, d, np.float32)
+    tables[0][3, 1] = np.nan
+    ids = np.array([[3, 1, 2, 3, 0, 9] * 20])
+    result = lookup.call(ids, tables, backend=backend)
+    assert np.isnan(result[ids == 3]).any(axis=-1).all()
+    assert not np.isnan(result[ids != 3]).any()
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("plan", ["dedupe", "direct"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("repeat", ["all-distinct", "few-distinct"])
+def test_factorized_plans(backend, plan, dtype, repeat):
+    """Both plans of the compiled pipeline, on ids with and without repeats."""
+    rng = np.random.default_rng(7)
+    V, r, d = 500, 16, 48
+    lookup = LOOKUPS[0]
+    tables = lookup.tables(rng, V, r, d, dtype)
+    ids = rng.permutation(V)[:400].reshape(4, 100) if repeat == "all-distinct" else rng.integers(0, 9, (4, 100))
+    kw = dict(scale=2.0, bias=rng.standard_normal(d).astype(dtype), pos_table=rng.standard_normal((100, d)).astype(dtype))
+    result = lookup.call(ids, tables, backend=backend, plan=plan, **kw)
+    assert_matches_reference(result, *lookup.expected(ids, tables, **kw), dtype)
+
+
+@pytest.mark.parametrize("lookup", LOOKUPS, ids=lambda x: x.name)
+def test_backends_agree_with_each_other(lookup):
+    rng = np.random.default_rng(8)
+    V, r, d = 300, 12, 40
+    ids = _ids(rng, (5, 31), V)
+    tables = lookup.tables(rng, V, r, d, np.float64)
+    kw = dict(scale=1.5, pos_table=rng.standard_normal((31, d)))
+    results = [lookup.call(ids, tables, backend=b, **kw) for b in BACKENDS]
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], rtol=1e-12, atol=1e-12)

@@ -1,0 +1,66 @@
+"""The Numba kernels mirror the Cython kernels of the same name: same results, bit for bit."""
+
+import numpy as np
+import pytest
+
+from fastembed import backends
+
+pytestmark = pytest.mark.skipif(
+    not {"cython", "numba"} <= set(backends.available()), reason="needs both compiled backends"
+)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return backends.kernels("cython"), backends.kernels("numba")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("itype", [np.int32, np.int64])
+@pytest.mark.parametrize("terms", ["none", "bias", "pos", "both"])
+@pytest.mark.parametrize("src_layout", ["C", "F"])
+def test_gather_rows_and_finish_rows(pair, dtype, itype, terms, src_layout):
+    rng = np.random.default_rng(0)
+    src = rng.standard_normal((50, 37)).astype(dtype)
+    src = np.asfortranarray(src) if src_layout == "F" else src
+    rows = rng.integers(0, 50, 333).astype(itype)
+    bias = rng.standard_normal(37).astype(dtype) if terms in ("bias", "both") else None
+    pos = rng.standard_normal((40, 37)).astype(dtype) if terms in ("pos", "both") else None
+    pos_rows = rng.integers(0, 40, 333).astype(np.int64) if pos is not None else None
+    outs = []
+    for k in pair:
+        out = np.empty((333, 37), dtype)
+        assert k.gather_rows(src, rows, 1.7, bias, pos, pos_rows, out, 2) == 0
+        assert k.finish_rows(out, 0.3, bias, pos, pos_rows, 2) == 0
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("itype", [np.int32, np.int64])
+def test_dedupe(pair, itype):
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 100, 1000).astype(itype)
+    results = []
+    for k in pair:
+        marker = np.full(100, -1, itype)
+        uniq, remap = np.empty_like(ids), np.empty_like(ids)
+        u = k.dedupe(ids, marker, uniq, remap)
+        assert (marker == -1).all()
+        np.testing.assert_array_equal(uniq[:u][remap], ids)
+        results.append((u, uniq[:u].copy(), remap.copy()))
+    assert results[0][0] == results[1][0] == len(np.unique(ids))
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_array_equal(results[0][2], results[1][2])
+
+
+def test_kernels_skip_and_count_bad_rows_instead_of_reading_out_of_bounds(pair):
+    src = np.ones((4, 3), np.float32)
+    rows = np.array([0, 4, -1, 3, 2**40], np.int64)
+    for k in pair:
+        out = np.zeros((5, 3), np.float32)
+        assert k.gather_rows(src, rows, 1.0, None, None, None, out, 1) == 3
+        np.testing.assert_array_equal(out[[0, 3]], 1.0)
+        np.testing.assert_array_equal(out[[1, 2, 4]], 0.0)
+        marker = np.full(4, -1, np.int64)
+        assert k.dedupe(rows, marker, np.empty(5, np.int64), np.empty(5, np.int64)) == -1
+        assert (marker == -1).all()

@@ -1,0 +1,90 @@
+"""Thread counts: results do not depend on them; settings are per call or per thread."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import fastembed as fe
+from util import BACKENDS, LOOKUPS
+
+
+@pytest.mark.parametrize("lookup", LOOKUPS, ids=lambda x: x.name)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_result_does_not_depend_on_thread_count(lookup, backend):
+    rng = np.random.default_rng(0)
+    V, r, d = 2000, 32, 96
+    ids = rng.integers(0, V, (8, 300))
+    tables = lookup.tables(rng, V, r, d, np.float32)
+    kw = dict(scale=2.0, bias=rng.standard_normal(d).astype(np.float32), pos_table=rng.standard_normal((300, d)).astype(np.float32))
+    results = [lookup.call(ids, tables, backend=backend, n_threads=n, **kw) for n in (1, 2, 3, 4)]
+    for other in results[1:]:
+        if lookup.factorized:
+            # the projection is one BLAS call, whose summation order follows its thread count
+            np.testing.assert_allclose(other, results[0], rtol=1e-5, atol=1e-5 * np.abs(results[0]).max())
+        else:
+            np.testing.assert_array_equal(other, results[0])
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
+def test_kernels_are_exact_whatever_the_thread_count(backend):
+    from fastembed import backends
+
+    k = backends.kernels(backend)
+    rng = np.random.default_rng(1)
+    src = rng.standard_normal((500, 64)).astype(np.float32)
+    rows = rng.integers(0, 500, 5000)
+    pos = rng.standard_normal((50, 64)).astype(np.float32)
+    pos_rows = rng.integers(0, 50, 5000)
+    outs = []
+    for n in (1, 2, 3, 8):
+        out = np.empty((5000, 64), np.float32)
+        k.gather_rows(src, rows, 0.7, None, pos, pos_rows, out, n)
+        outs.append(out)
+    for other in outs[1:]:
+        np.testing.assert_array_equal(other, outs[0])
+
+
+def test_precedence_call_then_block_then_default():
+    default = fe.get_num_threads()
+    fe.set_num_threads(3)
+    try:
+        assert fe.get_num_threads() == 3
+        with fe.num_threads(1):
+            assert fe.get_num_threads() == 1
+            from fastembed._threads import resolve
+
+            assert resolve(2) == 2
+        assert fe.get_num_threads() == 3
+    finally:
+        fe.set_num_threads(None)
+    assert fe.get_num_threads() == default
+
+
+def test_num_threads_block_is_local_to_its_thread():
+    seen = {}
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def worker():
+        with fe.num_threads(1):
+            inside.set()
+            leave.wait(5)
+            seen["worker"] = fe.get_num_threads()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    inside.wait(5)
+    seen["main"] = fe.get_num_threads()
+    leave.set()
+    t.join()
+    assert seen["worker"] == 1
+    assert seen["main"] == fe.get_num_threads() != 1 or fe._threads.available_cores() == 1
+
+
+@pytest.mark.parametrize("bad,exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_bad_thread_counts(bad, exc):
+    with pytest.raises(exc):
+        fe.factorized_lookup([0], np.ones((1, 1)), np.ones((1, 1)), n_threads=bad)
+    with pytest.raises(exc):
+        fe.set_num_threads(bad)
