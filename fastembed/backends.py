@@ -35,6 +35,9 @@ class KernelSet:
     def dedupe(self, ids, marker, uniq, remap):
         return self.rows.dedupe(ids, marker, uniq, remap)
 
+    def row_error_stats(self, orig, recon, stats, n_threads):
+        return self.rows.row_error_stats(orig, recon, stats, n_threads)
+
 
 class NumbaKernelSet(KernelSet):
     """Numba kernels: the thread count is Numba's per-thread setting, and entry
@@ -75,6 +78,10 @@ class NumbaKernelSet(KernelSet):
     def finish_rows(self, out, scale, bias, pos, pos_rows, n_threads):
         with self.threads(n_threads):
             return self.rows.finish_rows(out, out.dtype.type(scale), bias, pos, pos_rows)
+
+    def row_error_stats(self, orig, recon, stats, n_threads):
+        with self.threads(n_threads):
+            return self.rows.row_error_stats(orig, recon, stats)
 
 
 @functools.lru_cache(maxsize=None)

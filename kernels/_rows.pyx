@@ -202,3 +202,27 @@ def index_bounds(const index_t[::1] ids):
             elif v > hi:
                 hi = v
     return lo, hi
+
+
+def row_error_stats(const real[:, ::1] orig, const real[:, ::1] recon, double[:, ::1] stats, int n_threads):
+    """Per row, in float64: stats[n] = (||o - r||^2, ||o||^2, ||r||^2, o . r), o = orig[n], r = recon[n]."""
+    cdef Py_ssize_t n_rows = orig.shape[0], d = orig.shape[1], n, j
+    cdef double e, a, b, c, x, y
+    if recon.shape[0] != n_rows or recon.shape[1] != d or stats.shape[0] != n_rows or stats.shape[1] != 4:
+        raise ValueError("row_error_stats: shape mismatch")
+    for n in prange(n_rows, nogil=True, schedule="static", num_threads=n_threads):
+        e = 0
+        a = 0
+        b = 0
+        c = 0
+        for j in range(d):
+            x = orig[n, j]
+            y = recon[n, j]
+            e = e + (x - y) * (x - y)
+            a = a + x * x
+            b = b + y * y
+            c = c + x * y
+        stats[n, 0] = e
+        stats[n, 1] = a
+        stats[n, 2] = b
+        stats[n, 3] = c

@@ -112,3 +112,24 @@ def warm_up():
             index_bounds(rows)
         finish_rows(out, dtype(1), bias, src, pos_rows)
         finish_rows(out, dtype(1), None, None, None)
+
+
+@jit(parallel=True)
+def row_error_stats(orig, recon, stats):
+    """Per row, in float64: (||o - r||^2, ||o||^2, ||r||^2, o . r); mirrors _rows.row_error_stats."""
+    for n in nb.prange(orig.shape[0]):
+        e = 0.0
+        a = 0.0
+        b = 0.0
+        c = 0.0
+        for j in range(orig.shape[1]):
+            x = np.float64(orig[n, j])
+            y = np.float64(recon[n, j])
+            e += (x - y) * (x - y)
+            a += x * x
+            b += y * y
+            c += x * y
+        stats[n, 0] = e
+        stats[n, 1] = a
+        stats[n, 2] = b
+        stats[n, 3] = c

@@ -1,0 +1,361 @@
+"""Factorizing an embedding table: W (V x d) ~ 1 mu^T + E P, E (V x r), P (r x d).
+
+The fit minimises ``sum_i w_i ||W_i - mu - (E P)_i||^2`` (w_i = 1 without
+row weights). Its optimum (Eckart-Young, with weights inside the fit):
+
+- ``mu`` is the weighted mean row (``center=True``), else 0;
+- the rows of P span the top-r right singular vectors V_r of
+  ``diag(sqrt(w)) (W - 1 mu^T)``;
+- each row's best code is its projection, ``E = (W - 1 mu^T) V_r``, whatever
+  its weight (so rows of weight 0 are still coded).
+
+``method="svd"`` finds V_r from the d x d Gram matrix ``X^T diag(w) X`` with a
+float64 symmetric eigensolver (tall tables: one BLAS syrk and a small eigh,
+far faster than a full SVD); ``method="randomized"`` uses a randomized range
+finder with power iterations (Halko, Martinsson & Tropp 2011).
+"""
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from ._threads import blas_limit, resolve
+
+SCALE_INTO = ("table", "proj", "both")
+CHUNK_ROWS = 4096
+
+
+@dataclass
+class ErrorReport:
+    """How well ``table @ proj (+ bias)`` reconstructs W.
+
+    relative_error : ||W - R||_F / ||W||_F
+    weighted_relative_error : the same with row weights (equal to relative_error without them)
+    worst_row_error : max_i ||W_i - R_i|| / ||W_i|| over rows with ||W_i|| > 0
+    mean_cosine : mean_i cos(W_i, R_i) over rows where both are nonzero
+    optimal_relative_error : the Eckart-Young error at this rank (exact method), else None
+    """
+
+    relative_error: float
+    weighted_relative_error: float
+    worst_row_error: float
+    mean_cosine: float
+    optimal_relative_error: Optional[float] = None
+
+
+@dataclass
+class Factorization:
+    """W ~ bias + table @ proj.
+
+    table : (V, r) ndarray, dtype of W
+    proj : (r, d) ndarray, dtype of W
+    singular_values : (r,) float64, of the (weighted, centered) table, descending
+    bias : (d,) ndarray or None, the (weighted) mean row when ``center=True``
+    relative_error : ||W - bias - table @ proj||_F / ||W||_F, computed from the factors
+    report : ErrorReport
+    """
+
+    table: np.ndarray
+    proj: np.ndarray
+    singular_values: np.ndarray
+    bias: Optional[np.ndarray]
+    relative_error: float
+    report: ErrorReport
+    method: str = "svd"
+    scale_into: str = "table"
+    all_singular_values: Optional[np.ndarray] = field(default=None, repr=False)
+
+    @property
+    def rank(self):
+        return self.table.shape[1]
+
+    def to_dense(self):
+        """bias + table @ proj, shape (V, d)."""
+        dense = self.table @ self.proj
+        if self.bias is not None:
+            dense += self.bias
+        return dense
+
+    def n_parameters(self):
+        return self.table.size + self.proj.size + (0 if self.bias is None else self.bias.size)
+
+
+def _validated(W, rank, energy, max_error, method, row_weights, scale_into):
+    W = np.asarray(W)
+    if W.ndim != 2:
+        raise ValueError(f"W must be 2-D, got shape {W.shape}")
+    if W.dtype not in (np.float32, np.float64):
+        if W.dtype.kind not in "iuf":
+            raise ValueError(f"W must be a real float array, got {W.dtype}")
+        W = W.astype(np.float64)
+    if W.size == 0:
+        raise ValueError(f"W is empty (shape {W.shape})")
+    if not np.isfinite(W).all():
+        raise ValueError("W contains NaN or inf")
+    given = sum(x is not None for x in (rank, energy, max_error))
+    if given != 1:
+        raise ValueError("give exactly one of rank, energy, max_error")
+    limit = min(W.shape)
+    if rank is not None:
+        if isinstance(rank, (bool, np.bool_)) or not isinstance(rank, (int, np.integer)):
+            raise TypeError(f"rank must be an integer, got {rank!r}")
+        if not 1 <= rank <= limit:
+            raise ValueError(f"rank must be in [1, min(V, d)] = [1, {limit}], got {rank}")
+    if energy is not None and not 0 < energy <= 1:
+        raise ValueError(f"energy must be in (0, 1], got {energy}")
+    if max_error is not None and not 0 <= max_error < 1:
+        raise ValueError(f"max_error must be in [0, 1), got {max_error}")
+    if method not in ("svd", "randomized"):
+        raise ValueError(f"unknown method {method!r}; choose 'svd' or 'randomized'")
+    if scale_into not in SCALE_INTO:
+        raise ValueError(f"scale_into must be one of {SCALE_INTO}, got {scale_into!r}")
+    if row_weights is not None:
+        row_weights = np.asarray(row_weights, dtype=np.float64)
+        if row_weights.shape != (W.shape[0],):
+            raise ValueError(f"row_weights must have shape ({W.shape[0]},), got {row_weights.shape}")
+        if not np.isfinite(row_weights).all() or (row_weights < 0).any():
+            raise ValueError("row_weights must be finite and >= 0")
+        if not row_weights.any():
+            raise ValueError("row_weights are all zero")
+    return W, row_weights
+
+
+def _rank_for_energy(s2, energy):
+    """Smallest r with sum(s2[:r]) >= energy * sum(s2)."""
+    total = s2.sum()
+    if total == 0:
+        return 1
+    cumulative = np.cumsum(s2) / total
+    return int(min(np.searchsorted(cumulative, energy * (1 - 1e-12)) + 1, s2.size))
+
+
+def _row_chunks(X, w, mu):
+    """Row blocks of diag(sqrt(w)) (X - mu), in X's dtype, without a full-size temporary."""
+    for start in range(0, X.shape[0], CHUNK_ROWS):
+        block = X[start : start + CHUNK_ROWS]
+        if mu is not None:
+            block = block - mu
+        if w is not None:
+            block = block * np.sqrt(w[start : start + CHUNK_ROWS]).astype(X.dtype)[:, None]
+        yield block
+
+
+def gram(X, w=None, mu=None):
+    """(X - mu)^T diag(w) (X - mu) as float64: one product per row block, summed in float64."""
+    total = np.zeros((X.shape[1], X.shape[1]))
+    for block in _row_chunks(X, w, mu):
+        total += block.T @ block
+    return total
+
+
+def _right_vectors_exact(X, w, mu):
+    """All right singular vectors (columns) and s^2 of diag(sqrt(w)) (X - mu), descending."""
+    if X.shape[0] >= X.shape[1]:
+        s2, vecs = np.linalg.eigh(gram(X, w, mu))
+        order = np.argsort(s2)[::-1]
+        return vecs[:, order], np.clip(s2[order], 0, None)
+    Xw = np.vstack(list(_row_chunks(X.astype(np.float64), w, mu)))
+    _, s, vt = np.linalg.svd(Xw, full_matrices=False)
+    return vt.T, s**2
+
+
+def _orthonormal(A):
+    """An orthonormal basis of A's columns: CholeskyQR2 (two Gram + Cholesky passes,
+    BLAS-3 throughout), falling back to Householder QR if A is too ill-conditioned."""
+    Q = A
+    try:
+        for _ in range(2):
+            g = (Q.T @ Q).astype(np.float64)
+            r = np.linalg.cholesky(g + np.eye(g.shape[0]) * (np.trace(g) * 1e-14 / g.shape[0])).T
+            Q = Q @ np.linalg.inv(r).astype(A.dtype)
+        if np.all(np.isfinite(Q)):
+            return Q
+    except np.linalg.LinAlgError:
+        pass
+    return np.linalg.qr(A)[0].astype(A.dtype, copy=False)
+
+
+def _right_vectors_randomized(X, w, mu, k, seed, n_iter=3, oversample=10):
+    """Top-k right singular vectors and s^2 of diag(sqrt(w)) (X - mu) by a randomized range finder.
+
+    The large products run in X's dtype; the small factorizations in float64.
+    """
+    rng = np.random.default_rng(seed)
+    Xw = X if w is None and mu is None else np.vstack(list(_row_chunks(X, w, mu)))
+    width = min(k + oversample, min(Xw.shape))
+    Q = _orthonormal(Xw @ rng.standard_normal((Xw.shape[1], width)).astype(Xw.dtype))
+    for _ in range(n_iter):
+        Q = _orthonormal(Xw @ _orthonormal(Xw.T @ Q))
+    B = (Q.T @ Xw).astype(np.float64)
+    _, s, vt = np.linalg.svd(B, full_matrices=False)
+    return vt[:k].T, s[:k] ** 2
+
+
+def factorize(
+    W,
+    rank=None,
+    *,
+    energy=None,
+    max_error=None,
+    method="svd",
+    row_weights=None,
+    center=False,
+    scale_into="table",
+    seed=None,
+    n_threads=None,
+):
+    """Factorize an embedding table: ``W ~ bias + table @ proj``.
+
+    Minimises ``sum_i w_i ||W_i - bias - (table @ proj)_i||^2`` over rank-r
+    factors (Eckart-Young with row weights inside the fit).
+
+    Parameters
+    ----------
+    W : array_like, shape (V, d)
+        The trained table (float32 or float64; others are read as float64).
+    rank : int, optional
+        r, in [1, min(V, d)].
+    energy : float in (0, 1], optional
+        Choose the smallest r keeping this fraction of sum(s_k^2).
+    max_error : float in [0, 1), optional
+        Choose the smallest r with relative Frobenius error <= max_error
+        (energy = 1 - max_error**2). Exactly one of rank, energy, max_error.
+    method : {"svd", "randomized"}
+        Exact (float64 Gram eigensolver) or randomized range finder.
+    row_weights : array_like, shape (V,), optional
+        w_i >= 0, e.g. token counts: frequent rows are reconstructed best.
+    center : bool
+        Fit ``W ~ 1 mu^T + E P``; mu (the weighted mean row) is returned as ``bias``.
+    scale_into : {"table", "proj", "both"}
+        Where the singular values go: ``table = U S, proj = V^T`` ("table"),
+        ``table = U, proj = S V^T`` ("proj") or sqrt(S) on each ("both").
+        U here is ``X V_r S^-1``; columns for s = 0 are left at 0.
+    seed : int, optional
+        Seed of the randomized method.
+    n_threads : int, optional
+        BLAS threads for this call.
+
+    Returns
+    -------
+    Factorization
+        table (V, r), proj (r, d), singular_values (r,), bias, relative_error, report.
+
+    Raises
+    ------
+    ValueError
+        Bad rank/energy/max_error (none or several given, out of range),
+        NaN/inf in W, negative or misshaped weights, unknown method.
+    """
+    W, w = _validated(W, rank, energy, max_error, method, row_weights, scale_into)
+    if max_error is not None:
+        energy = 1.0 - max_error**2
+    with blas_limit(resolve(n_threads)):
+        mu = np.average(W, axis=0, weights=w).astype(W.dtype) if center else None
+        all_s2 = None
+        if method == "svd":
+            vecs, all_s2 = _right_vectors_exact(W, w, mu)
+            r = rank if rank is not None else _rank_for_energy(all_s2, energy)
+            vr, s2 = vecs[:, :r], all_s2[:r]
+        elif rank is not None:
+            vr, s2 = _right_vectors_randomized(W, w, mu, rank, seed)
+        else:
+            vr, s2 = _randomized_for_energy(W, w, mu, energy, seed)
+        table, proj = _split_scale(W, mu, vr, np.sqrt(s2), scale_into)
+        tail = None if all_s2 is None else float(all_s2[s2.size :].sum())
+        report = error_report(W, table, proj, mu, w, tail_energy=tail, n_threads=n_threads)
+    return Factorization(
+        table=table,
+        proj=proj,
+        singular_values=np.sqrt(s2),
+        bias=mu,
+        relative_error=report.relative_error,
+        report=report,
+        method=method,
+        scale_into=scale_into,
+        all_singular_values=None if all_s2 is None else np.sqrt(all_s2),
+    )
+
+
+def _randomized_for_energy(X, w, mu, energy, seed):
+    """Grow the randomized rank until the captured energy reaches ``energy`` of the (weighted) total."""
+    total = float(np.trace(gram(X, w, mu)))
+    limit = min(X.shape)
+    k = min(32, limit)
+    while True:
+        vr, s2 = _right_vectors_randomized(X, w, mu, k, seed)
+        cumulative = np.cumsum(s2) / total if total else np.ones_like(s2)
+        if cumulative[-1] >= energy * (1 - 1e-12) or k == limit:
+            r = int(min(np.searchsorted(cumulative, energy * (1 - 1e-12)) + 1, k))
+            return vr[:, :r], s2[:r]
+        k = min(2 * k, limit)
+
+
+def _split_scale(W, mu, vr, s, scale_into):
+    """(table, proj) in W's dtype with the singular values placed as ``scale_into`` says."""
+    v = vr.astype(W.dtype)
+    code = W @ v  # = (W - mu) V_r + mu V_r: centre by a rank-1 correction, no (V x d) temporary
+    if mu is not None:
+        code -= mu @ v
+    if scale_into == "table":
+        return code, np.ascontiguousarray(v.T)
+    inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+    if scale_into == "proj":
+        return code * inv.astype(W.dtype), np.ascontiguousarray((s[:, None] * vr.T).astype(W.dtype))
+    root = np.sqrt(s)
+    return code * (inv * root).astype(W.dtype), np.ascontiguousarray((root[:, None] * vr.T).astype(W.dtype))
+
+
+def _row_stats_numpy(orig, recon, stats, n_threads):
+    diff = orig.astype(np.float64) - recon
+    stats[:, 0] = np.einsum("ij,ij->i", diff, diff)
+    stats[:, 1] = np.einsum("ij,ij->i", orig, orig, dtype=np.float64)
+    stats[:, 2] = np.einsum("ij,ij->i", recon, recon, dtype=np.float64)
+    stats[:, 3] = np.einsum("ij,ij->i", orig, recon, dtype=np.float64)
+
+
+def error_report(W, table, proj, bias=None, row_weights=None, tail_energy=None, backend="auto", n_threads=None):
+    """Reconstruction errors of ``bias + table @ proj`` against W.
+
+    By row blocks: the reconstruction in the factors' dtype (what a lookup
+    returns), then one pass per block for the squared error, both squared
+    norms and the dot product of each row, accumulated in float64.
+    ``tail_energy`` (sum of the dropped s^2) gives ``optimal_relative_error``.
+    """
+    from . import backends
+
+    k = backends.kernels(backend)
+    row_stats = _row_stats_numpy if k is None else k.row_error_stats
+    n_threads = resolve(n_threads)
+    W = np.asarray(W)
+    table = np.asarray(table, dtype=W.dtype)
+    proj = np.asarray(proj, dtype=W.dtype)
+    n = W.shape[0]
+    stats = np.empty((n, 4))
+    recon = np.empty((min(CHUNK_ROWS, n), W.shape[1]), dtype=W.dtype)
+    for start in range(0, n, CHUNK_ROWS):
+        rows = slice(start, start + CHUNK_ROWS)
+        block = recon[: min(CHUNK_ROWS, n - start)]
+        np.matmul(table[rows], proj, out=block)
+        if bias is not None:
+            block += bias
+        row_stats(np.ascontiguousarray(W[rows]), block, stats[rows], n_threads)
+    row_err2, row_norm2, recon_norm2, dots = stats.T
+    weights = np.ones(n) if row_weights is None else row_weights
+    norm2 = float(row_norm2.sum())
+    weighted_norm2 = float((row_norm2 * weights).sum())
+    nonzero = row_norm2 > 0
+    both = nonzero & (recon_norm2 > 0)
+    return ErrorReport(
+        relative_error=_ratio(row_err2.sum(), norm2),
+        weighted_relative_error=_ratio((row_err2 * weights).sum(), weighted_norm2),
+        worst_row_error=float(np.sqrt((row_err2[nonzero] / row_norm2[nonzero]).max())) if nonzero.any() else 0.0,
+        mean_cosine=float((dots[both] / np.sqrt(row_norm2[both] * recon_norm2[both])).mean())
+        if both.any()
+        else float("nan"),
+        optimal_relative_error=None if tail_energy is None else _ratio(tail_energy, weighted_norm2),
+    )
+
+
+def _ratio(err2, norm2):
+    return float(np.sqrt(max(err2, 0.0) / norm2)) if norm2 else 0.0
