@@ -1,0 +1,73 @@
+"""``fastembed`` / ``python -m fastembed``: the demo, factorizing checkpoints, and build info."""
+
+import argparse
+import sys
+
+
+def info():
+    """Lines describing this install, for bug reports."""
+    import platform
+
+    import numpy as np
+
+    from . import __version__, backends
+    from ._threads import available_cores, blas_num_threads, get_num_threads
+
+    lines = [
+        f"fastembed {__version__} (distribution fastembed-kernels)",
+        f"python {platform.python_version()} on {platform.machine()} {platform.system()}",
+        f"numpy {np.__version__}",
+        f"backends available: {', '.join(backends.available())}",
+        f"cython kernels built with OpenMP: {backends.openmp_enabled()}",
+        f"threads: fastembed {get_num_threads()}, cores {available_cores()}, BLAS {blas_num_threads()}",
+    ]
+    try:
+        import numba
+
+        lines.append(f"numba {numba.__version__}, NUMBA_NUM_THREADS {numba.config.NUMBA_NUM_THREADS}")
+    except ImportError:
+        lines.append("numba not importable")
+    from threadpoolctl import threadpool_info
+
+    for lib in threadpool_info():
+        lines.append(f"threadpool {lib['user_api']}: {lib.get('internal_api')} {lib.get('version')} ({lib['num_threads']} threads)")
+    return lines
+
+
+def build_parser():
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="fastembed", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fastembed {__version__}")
+    parser.add_argument("--info", action="store_true", help="print backends, threads, BLAS and OpenMP, then exit")
+    sub = parser.add_subparsers(dest="command")
+
+    demo = sub.add_parser("demo", help="factorize all-MiniLM-L6-v2's embeddings and time the fused lookup")
+    demo.add_argument("--rank", type=int, default=128)
+    demo.add_argument("--batch", type=int, default=32)
+    demo.add_argument("--length", type=int, default=128)
+    sub.add_parser("info", help="same as --info")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.info or args.command == "info":
+        print("\n".join(info()))
+        return 0
+    if args.command == "demo":
+        from .demo import run
+
+        try:
+            run(rank=args.rank, batch=args.batch, length=args.length)
+        except FileNotFoundError as exc:
+            print(f"fastembed demo: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Tests run against the installed package (the wheel), not the source tree.
+
+FASTEMBED_REQUIRE_BACKENDS (e.g. "cython,numba", as CI sets it) turns a
+missing compiled backend into a failure instead of a silently smaller sweep.
+"""
+
+import os
+from pathlib import Path
+
+import fastembed
+
+SOURCE_TREE = Path(__file__).resolve().parent.parent
+
+
+def pytest_report_header(config):
+    return [f"fastembed {fastembed.__version__} from {Path(fastembed.__file__).parent}",
+            f"backends: {fastembed.backends.available()}"]
+
+
+def pytest_sessionstart(session):
+    required = [b for b in os.environ.get("FASTEMBED_REQUIRE_BACKENDS", "").split(",") if b]
+    missing = [b for b in required if b not in fastembed.backends.available()]
+    if missing:
+        raise RuntimeError(f"required backends missing from the installed fastembed: {missing}")
+    if os.environ.get("FASTEMBED_REQUIRE_INSTALLED") == "1":
+        location = Path(fastembed.__file__).resolve()
+        if SOURCE_TREE in location.parents:
+            raise RuntimeError(f"tests imported fastembed from the source tree ({location}), not the install")
