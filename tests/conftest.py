@@ -24,5 +24,5 @@ def pytest_sessionstart(session):
         raise RuntimeError(f"required backends missing from the installed fastembed: {missing}")
     if os.environ.get("FASTEMBED_REQUIRE_INSTALLED") == "1":
         location = Path(fastembed.__file__).resolve()
-        if SOURCE_TREE in location.parents:
+        if SOURCE_TREE / "fastembed" in location.parents:
             raise RuntimeError(f"tests imported fastembed from the source tree ({location}), not the install")
