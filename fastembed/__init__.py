@@ -8,6 +8,7 @@ when its backend is first used.
 from . import backends, reference
 from ._threads import get_num_threads, num_threads, set_num_threads
 from ._version import __version__
+from .factorize import ErrorReport, Factorization, factorize
 from .lookup import factorized_lookup, lookup
 
 __all__ = [
@@ -16,6 +17,9 @@ __all__ = [
     "reference",
     "factorized_lookup",
     "lookup",
+    "factorize",
+    "Factorization",
+    "ErrorReport",
     "get_num_threads",
     "num_threads",
     "set_num_threads",

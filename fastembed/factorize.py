@@ -261,8 +261,10 @@ def factorize(
             vr, s2 = _right_vectors_randomized(W, w, mu, rank, seed)
         else:
             vr, s2 = _randomized_for_energy(W, w, mu, energy, seed)
-        table, proj = _split_scale(W, mu, vr, np.sqrt(s2), scale_into)
-        tail = None if all_s2 is None else float(all_s2[s2.size :].sum())
+        code = _codes(W, mu, vr)
+        s2 = _rayleigh_s2(code, w)
+        table, proj = _split_scale(code, vr, np.sqrt(s2), scale_into)
+        tail = None if all_s2 is None else max(float(all_s2.sum() - s2.sum()), 0.0)
         report = error_report(W, table, proj, mu, w, tail_energy=tail, n_threads=n_threads)
     return Factorization(
         table=table,
@@ -291,19 +293,36 @@ def _randomized_for_energy(X, w, mu, energy, seed):
         k = min(2 * k, limit)
 
 
-def _split_scale(W, mu, vr, s, scale_into):
-    """(table, proj) in W's dtype with the singular values placed as ``scale_into`` says."""
+def _codes(W, mu, vr):
+    """(W - mu) @ V_r in W's dtype, centred by a rank-1 correction (no V x d temporary)."""
     v = vr.astype(W.dtype)
-    code = W @ v  # = (W - mu) V_r + mu V_r: centre by a rank-1 correction, no (V x d) temporary
+    code = W @ v
     if mu is not None:
         code -= mu @ v
+    return code
+
+
+def _rayleigh_s2(code, w):
+    """s_k^2 = sum_i w_i code_ik^2: the Rayleigh quotients of the kept vectors, in float64.
+
+    Their error is quadratic in the eigenvectors' error, so they are accurate
+    even where a float32 Gram matrix blurred the small eigenvalues.
+    """
+    if w is None:
+        return np.einsum("ij,ij->j", code, code, dtype=np.float64)
+    return np.einsum("ij,ij,i->j", code, code, w, dtype=np.float64)
+
+
+def _split_scale(code, vr, s, scale_into):
+    """(table, proj) in the code's dtype with the singular values placed as ``scale_into`` says."""
+    dtype = code.dtype
     if scale_into == "table":
-        return code, np.ascontiguousarray(v.T)
+        return code, np.ascontiguousarray(vr.T, dtype=dtype)
     inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
     if scale_into == "proj":
-        return code * inv.astype(W.dtype), np.ascontiguousarray((s[:, None] * vr.T).astype(W.dtype))
+        return code * inv.astype(dtype), np.ascontiguousarray(s[:, None] * vr.T, dtype=dtype)
     root = np.sqrt(s)
-    return code * (inv * root).astype(W.dtype), np.ascontiguousarray((root[:, None] * vr.T).astype(W.dtype))
+    return code * (inv * root).astype(dtype), np.ascontiguousarray(root[:, None] * vr.T, dtype=dtype)
 
 
 def _row_stats_numpy(orig, recon, stats, n_threads):

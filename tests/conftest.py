@@ -26,3 +26,24 @@ def pytest_sessionstart(session):
         location = Path(fastembed.__file__).resolve()
         if SOURCE_TREE / "fastembed" in location.parents:
             raise RuntimeError(f"tests imported fastembed from the source tree ({location}), not the install")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    from fastembed.models import minilm_dir as locate
+
+    try:
+        return locate()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def minilm_word_embeddings(minilm_dir):
+    from fastembed.io import load_safetensors
+
+    name = "embeddings.word_embeddings.weight"
+    return load_safetensors(minilm_dir / "model.safetensors", [name])[name]
