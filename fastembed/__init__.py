@@ -10,6 +10,8 @@ from ._threads import get_num_threads, num_threads, set_num_threads
 from ._version import __version__
 from .factorize import ErrorReport, Factorization, factorize
 from .lookup import factorized_lookup, lookup
+from .positional import make_positions, positions_from_mask, sinusoidal
+from .rope import apply_rope, convert_rope_weight, rope_cos_sin, rope_frequencies, rope_permutation
 
 __all__ = [
     "__version__",
@@ -20,6 +22,14 @@ __all__ = [
     "factorize",
     "Factorization",
     "ErrorReport",
+    "sinusoidal",
+    "make_positions",
+    "positions_from_mask",
+    "apply_rope",
+    "rope_cos_sin",
+    "rope_frequencies",
+    "rope_permutation",
+    "convert_rope_weight",
     "get_num_threads",
     "num_threads",
     "set_num_threads",

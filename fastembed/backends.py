@@ -38,6 +38,12 @@ class KernelSet:
     def row_error_stats(self, orig, recon, stats, n_threads):
         return self.rows.row_error_stats(orig, recon, stats, n_threads)
 
+    def sincos_rows(self, out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads):
+        return self.positional.sincos_rows(out, hi, lo, *tables, n_sin, n_cos, sin_col, cos_col, step, n_threads)
+
+    def rope_rows(self, x, out, table_rows, cos, sin, half, neox, n_threads):
+        return self.positional.rope_rows(x, out, table_rows, cos, sin, half, neox, n_threads)
+
 
 class NumbaKernelSet(KernelSet):
     """Numba kernels: the thread count is Numba's per-thread setting, and entry
@@ -82,6 +88,14 @@ class NumbaKernelSet(KernelSet):
     def row_error_stats(self, orig, recon, stats, n_threads):
         with self.threads(n_threads):
             return self.rows.row_error_stats(orig, recon, stats)
+
+    def sincos_rows(self, out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads):
+        with self.threads(n_threads):
+            return self.positional.sincos_rows(out, hi, lo, *tables, n_sin, n_cos, sin_col, cos_col, step)
+
+    def rope_rows(self, x, out, table_rows, cos, sin, half, neox, n_threads):
+        with self.threads(n_threads):
+            return self.positional.rope_rows(x, out, table_rows, cos, sin, half, neox)
 
 
 @functools.lru_cache(maxsize=None)

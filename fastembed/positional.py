@@ -1,0 +1,230 @@
+"""Sinusoidal position tables in every public layout, and learned-table positions
+(fairseq's make_positions, positions from an attention mask).
+
+Conventions of ``sinusoidal`` (w_i the frequency of pair i, h = d // 2):
+
+=========================  ==============================  =====================================
+layout / endpoint          columns                         w_i
+=========================  ==============================  =====================================
+"interleaved"              2i: sin(p w_i), 2i+1: cos        base^(-2i/d)      (Vaswani, BERT-style,
+                                                                              DistilBERT)
+"concat", endpoint=False   [sin(p w) | cos(p w)]           base^(-i/(d/2))   (GPT-J, Marian)
+"concat", endpoint=True    [sin(p w) | cos(p w)]           base^(-i/(h-1))   (tensor2tensor, fairseq)
+=========================  ==============================  =====================================
+
+Odd d: "interleaved" and "concat" without endpoint give sin the extra column
+(its frequency continues the formula, as DistilBERT's and Marian's code do);
+"concat" with endpoint=True keeps h = d // 2 frequencies and pads a zero
+column, as fairseq and tensor2tensor do. With endpoint=True and h == 1 the only
+frequency is 1 (fairseq divides by zero there).
+
+Angles are exact in float64 at any position: values come from angle addition
+over small float64 tables (see kernels/_positional.pyx), never from float32
+angles.
+"""
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from . import backends
+from ._threads import resolve
+
+ANGLE_BLOCK = 1024
+MAX_POSITION = 2**40
+CACHE_BYTES = 64 * 2**20
+
+
+class _TableCache:
+    """Least-recently-used tables, bounded by their total bytes; entries are read-only."""
+
+    def __init__(self, max_bytes):
+        self.max_bytes = max_bytes
+        self._entries = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            table = self._entries.get(key)
+            if table is not None:
+                self._entries.move_to_end(key)
+            return table
+
+    def put(self, key, table):
+        if table.nbytes > self.max_bytes:
+            return
+        table.flags.writeable = False
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = table
+            self._bytes += table.nbytes
+            while self._bytes > self.max_bytes:
+                _, old = self._entries.popitem(last=False)
+                self._bytes -= old.nbytes
+
+    def clear(self):
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    @property
+    def nbytes(self):
+        return self._bytes
+
+
+table_cache = _TableCache(CACHE_BYTES)
+
+
+def _as_positions(positions, name="positions", limit=MAX_POSITION):
+    """(flat int64 positions, output shape prefix, is_count)."""
+    if isinstance(positions, (int, np.integer)) and not isinstance(positions, (bool, np.bool_)):
+        if positions < 0:
+            raise ValueError(f"{name} count must be >= 0, got {positions}")
+        return np.arange(int(positions), dtype=np.int64), (int(positions),), True
+    from ._validation import _integer_array
+
+    arr = _integer_array(positions, name)
+    if arr.size:
+        lo, hi = arr.min(), arr.max()
+        if lo < 0 or hi >= limit:
+            raise IndexError(f"{name} contains {int(lo if lo < 0 else hi)}, outside [0, {limit})")
+    return np.ascontiguousarray(arr, dtype=np.int64).reshape(-1), arr.shape, False
+
+
+def _frequencies(d, layout, base, endpoint):
+    """(w, n_sin, n_cos, sin_col, cos_col, step, zero_last_column)."""
+    half = d // 2
+    if layout == "interleaved":
+        if endpoint:
+            raise ValueError("endpoint=True applies to layout='concat' only")
+        n_sin = (d + 1) // 2
+        return base ** (-2.0 * np.arange(n_sin) / d), n_sin, half, 0, 1, 2, False
+    if layout == "concat":
+        if endpoint:
+            w = base ** (-np.arange(half) / (half - 1)) if half > 1 else np.ones(half)
+            return w, half, half, 0, half, 1, d % 2 == 1
+        n_sin = (d + 1) // 2
+        return base ** (-2.0 * np.arange(n_sin) / d), n_sin, half, 0, n_sin, 1, False
+    raise ValueError(f"unknown layout {layout!r}; choose 'interleaved' or 'concat'")
+
+
+def angle_tables(positions, w, block=ANGLE_BLOCK):
+    """(hi, lo, (sin_hi, cos_hi, sin_lo, cos_lo)) for angle addition: p = hi_values[hi] * block + lo.
+
+    All tables are float64 and exact to rounding: sin/cos of (k * block) * w and of j * w.
+    """
+    q, lo = np.divmod(positions, block)
+    if q.size and q.max() - q.min() + 1 <= 2 * (q.size // block + 1) + 64:
+        q0 = q.min()
+        hi_values = np.arange(q0, q.max() + 1, dtype=np.int64)
+        hi = q - q0
+    else:
+        hi_values, hi = np.unique(q, return_inverse=True)
+    lo_span = int(lo.max()) + 1 if lo.size else 1
+    angle_hi = (hi_values * block).astype(np.float64)[:, None] * w[None, :]
+    angle_lo = np.arange(lo_span, dtype=np.float64)[:, None] * w[None, :]
+    tables = tuple(np.ascontiguousarray(t) for t in (np.sin(angle_hi), np.cos(angle_hi), np.sin(angle_lo), np.cos(angle_lo)))
+    return np.ascontiguousarray(hi, dtype=np.int64), np.ascontiguousarray(lo, dtype=np.int64), tables
+
+
+def fill_sincos(out, positions, w, n_sin, n_cos, sin_col, cos_col, step, backend="auto", n_threads=None):
+    """Write sin(p w_i) / cos(p w_i) of flat ``positions`` into the columns of ``out`` (rows x width)."""
+    if out.shape[0] == 0:
+        return out
+    k = backends.kernels(backend)
+    if k is None or k.positional is None:
+        angles = positions.astype(np.float64)[:, None] * w[None, :]
+        out[:, sin_col : sin_col + step * n_sin : step] = np.sin(angles[:, :n_sin])
+        out[:, cos_col : cos_col + step * n_cos : step] = np.cos(angles[:, :n_cos])
+        return out
+    hi, lo, tables = angle_tables(positions, w)
+    skipped = k.sincos_rows(out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, resolve(n_threads))
+    if skipped:
+        raise RuntimeError(f"sincos_rows skipped {skipped} rows")
+    return out
+
+
+def sinusoidal(positions, d, *, layout="interleaved", base=10000.0, endpoint=False, dtype=np.float32,
+               cache=True, backend="auto", n_threads=None):
+    """Sinusoidal position table.
+
+    ``interleaved``: PE[p, 2i] = sin(p w_i), PE[p, 2i+1] = cos(p w_i), w_i = base^(-2i/d).
+    ``concat``: PE[p, :h'] = sin(p w), PE[p, h':] = cos(p w), w_i = base^(-i/(d/2))
+    (``endpoint=True``: w_i = base^(-i/(h-1)), h = d // 2). See the module docstring
+    for odd d and the models each convention comes from.
+
+    Parameters
+    ----------
+    positions : int or array_like of int
+        A count n (rows 0..n-1) or positions of any shape, each in [0, 2**40).
+    d : int
+        Width (>= 1); odd d as described in the module docstring.
+    layout : {"interleaved", "concat"}
+    base : float
+    endpoint : bool
+        ``concat`` only: the tensor2tensor / fairseq frequencies.
+    dtype : float32 or float64
+        Output dtype; angles and sin/cos are always float64.
+    cache : bool
+        For a count n, keep the table in a least-recently-used cache bounded to
+        64 MiB and return it read-only; ``cache=False`` returns a fresh array.
+    backend, n_threads
+        As in :func:`fastembed.factorized_lookup`.
+
+    Returns
+    -------
+    ndarray, shape (n, d) or positions.shape + (d,)
+    """
+    if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or d < 1:
+        raise ValueError(f"d must be an integer >= 1, got {d!r}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    if not np.isfinite(base) or base <= 0:
+        raise ValueError(f"base must be a positive number, got {base!r}")
+    w, n_sin, n_cos, sin_col, cos_col, step, zero_last = _frequencies(int(d), layout, float(base), endpoint)
+    flat, prefix, is_count = _as_positions(positions)
+    key = (flat.size, int(d), layout, float(base), bool(endpoint), dtype.str)
+    if is_count and cache:
+        hit = table_cache.get(key)
+        if hit is not None:
+            return hit
+    out = np.empty((flat.size, int(d)), dtype=dtype)
+    fill_sincos(out, flat, w, n_sin, n_cos, sin_col, cos_col, step, backend, n_threads)
+    if zero_last:
+        out[:, -1] = 0
+    out = out.reshape(prefix + (int(d),))
+    if is_count and cache:
+        table_cache.put(key, out)
+    return out
+
+
+def make_positions(ids, padding_idx):
+    """fairseq's positions for a learned table: non-padding tokens are numbered
+    padding_idx + 1, padding_idx + 2, ... along the last axis; padding tokens get padding_idx.
+
+    ``positions = cumsum(ids != padding_idx) * (ids != padding_idx) + padding_idx``.
+    Works for left- and right-padded batches alike.
+    """
+    from ._validation import _integer_array
+
+    ids = _integer_array(ids, "ids")
+    mask = (ids != padding_idx).astype(np.int64)
+    return np.cumsum(mask, axis=-1) * mask + padding_idx
+
+
+def positions_from_mask(attention_mask, fill=1):
+    """Positions of a (left-)padded batch from its attention mask, as Hugging Face models compute them:
+    ``cumsum(mask) - 1`` along the last axis, with ``fill`` at masked-out tokens.
+    """
+    from ._validation import _integer_array
+
+    mask = np.asarray(attention_mask)
+    if mask.dtype != np.bool_:
+        mask = _integer_array(mask, "attention_mask")
+    mask = mask.astype(np.int64)
+    positions = np.cumsum(mask, axis=-1) - 1
+    return np.where(mask == 0, fill, positions)

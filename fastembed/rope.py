@@ -1,0 +1,338 @@
+"""Rotary position embeddings (RoPE): frequencies with the rope-scaling schemes
+of the transformers configs, the cos/sin tables, the fused rotation, and
+weight conversion between the two rotary conventions.
+
+For pair i of the rotary dimensions (i < rotary_dim / 2) at position p, with
+theta = p * inv_freq[i] computed in float64:
+
+- style "neox" (Llama, GPT-NeoX; transformers' rotate_half): the pair is
+  (x[i], x[i + rotary_dim/2]);
+- style "gptj" (GPT-J, Meta's original Llama): the pair is (x[2i], x[2i+1]);
+
+and each pair (a, b) becomes (a cos - b sin, b cos + a sin), with cos and sin
+multiplied by the scheme's attention factor (YaRN). Features from
+``rotary_dim`` on pass through unchanged.
+"""
+
+import math
+
+import numpy as np
+
+from . import backends
+from ._threads import resolve
+from .positional import MAX_POSITION, _as_positions, fill_sincos
+
+STYLES = ("neox", "gptj")
+SCALINGS = ("default", "linear", "dynamic", "yarn", "llama3")
+
+
+def _check_dim(dim, name="rotary_dim"):
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)) or dim < 2 or dim % 2:
+        raise ValueError(f"{name} must be an even integer >= 2, got {dim!r}")
+    return int(dim)
+
+
+def _param(scaling, key, default=None, required=False):
+    if key in scaling and scaling[key] is not None:
+        return scaling[key]
+    if required:
+        raise ValueError(f"rope scaling {scaling.get('rope_type', scaling.get('type'))!r} needs {key!r}")
+    return default
+
+
+def rope_frequencies(dim, *, base=10000.0, scaling=None, seq_len=None):
+    """(inv_freq, attention_factor) for ``dim`` rotary features, as transformers computes them.
+
+    Parameters
+    ----------
+    dim : int
+        Rotary dimensions (even); inv_freq has dim / 2 entries, base^(-2i/dim).
+    base : float
+        ``rope_theta``.
+    scaling : dict, optional
+        A config's ``rope_scaling`` / ``rope_parameters``: ``rope_type`` (or
+        ``type``) one of "default", "linear" (factor), "dynamic" (factor,
+        max_position_embeddings; uses ``seq_len``), "yarn" (factor,
+        original_max_position_embeddings, beta_fast=32, beta_slow=1,
+        attention_factor, mscale, mscale_all_dim, truncate=True), "llama3"
+        (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings).
+    seq_len : int, optional
+        Current sequence length, for "dynamic".
+
+    Returns
+    -------
+    inv_freq : ndarray (dim / 2,), float64
+    attention_factor : float
+    """
+    dim = _check_dim(dim)
+    base = float(base)
+    if not base > 1:
+        raise ValueError(f"base must be > 1, got {base}")
+    exponents = np.arange(0, dim, 2, dtype=np.float64) / dim
+    inv_freq = 1.0 / base**exponents
+    if not scaling:
+        return inv_freq, 1.0
+    if not isinstance(scaling, dict):
+        raise TypeError(f"scaling must be a dict like a config's rope_scaling, got {type(scaling).__name__}")
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind not in SCALINGS:
+        raise ValueError(f"unknown rope scaling {kind!r}; supported: {SCALINGS}")
+    if kind == "default":
+        return inv_freq, 1.0
+    factor = float(_param(scaling, "factor", required=kind != "yarn" or "max_position_embeddings" not in scaling))
+    if kind == "linear":
+        return inv_freq / factor, 1.0
+    if kind == "dynamic":
+        max_pos = int(_param(scaling, "max_position_embeddings", required=True))
+        length = max(int(seq_len or max_pos), max_pos)
+        base = base * ((factor * length / max_pos) - (factor - 1)) ** (dim / (dim - 2))
+        return 1.0 / base**exponents, 1.0
+    if kind == "yarn":
+        return _yarn(scaling, dim, base, exponents, factor)
+    return _llama3(scaling, inv_freq, factor), 1.0
+
+
+def _yarn(scaling, dim, base, exponents, factor):
+    original = float(_param(scaling, "original_max_position_embeddings", required=True))
+
+    def mscale(scale, m=1.0):
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    attention = _param(scaling, "attention_factor")
+    if attention is None:
+        m, m_all = _param(scaling, "mscale"), _param(scaling, "mscale_all_dim")
+        attention = mscale(factor, m) / mscale(factor, m_all) if m and m_all else mscale(factor)
+    beta_fast = _param(scaling, "beta_fast") or 32
+    beta_slow = _param(scaling, "beta_slow") or 1
+
+    def correction_dim(rotations):
+        return (dim * math.log(original / (rotations * 2 * math.pi))) / (2 * math.log(base))
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if scaling.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = np.clip((np.arange(dim // 2, dtype=np.float64) - low) / (high - low), 0, 1)
+    extrapolation = 1 - ramp
+    pos_freqs = base**exponents
+    inv_freq = (1.0 / (factor * pos_freqs)) * (1 - extrapolation) + (1.0 / pos_freqs) * extrapolation
+    return inv_freq, float(attention)
+
+
+def _llama3(scaling, inv_freq, factor):
+    low = float(_param(scaling, "low_freq_factor", required=True))
+    high = float(_param(scaling, "high_freq_factor", required=True))
+    old = float(_param(scaling, "original_max_position_embeddings", required=True))
+    wavelen = 2 * math.pi / inv_freq
+    scaled = np.where(wavelen > old / low, inv_freq / factor, inv_freq)
+    smooth = (old / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < old / high) & ~(wavelen > old / low)
+    return np.where(medium, smoothed, scaled)
+
+
+def rope_cos_sin(positions, dim, *, base=10000.0, scaling=None, seq_len=None, dtype=np.float64,
+                 backend="auto", n_threads=None):
+    """cos and sin of theta = p * inv_freq (angles in float64), times the attention factor.
+
+    Parameters
+    ----------
+    positions : int or array_like of int
+        A count n (positions 0..n-1) or positions of any shape, in [0, 2**40).
+    dim : int
+        Rotary dimensions (even).
+    base, scaling, seq_len
+        As in :func:`rope_frequencies`.
+    dtype : float32 or float64
+
+    Returns
+    -------
+    cos, sin : ndarray, shape positions.shape + (dim / 2,)
+        Frequency i in column i. For transformers' (..., dim) layout use
+        ``np.concatenate([cos, cos], -1)``; for the gptj layout ``np.repeat(cos, 2, -1)``.
+    """
+    inv_freq, attention = rope_frequencies(dim, base=base, scaling=scaling, seq_len=seq_len)
+    flat, prefix, _ = _as_positions(positions)
+    cos, sin = _tables(flat, inv_freq, attention, np.dtype(dtype), backend, n_threads)
+    half = inv_freq.size
+    return cos.reshape(prefix + (half,)), sin.reshape(prefix + (half,))
+
+
+def _tables(flat, inv_freq, attention, dtype, backend, n_threads):
+    half = inv_freq.size
+    both = np.empty((flat.size, 2 * half), dtype=np.float64)
+    fill_sincos(both, flat, inv_freq, half, half, 0, half, 1, backend, n_threads)
+    if attention != 1.0:
+        both *= attention
+    both = both.astype(dtype, copy=False)
+    return np.ascontiguousarray(both[:, half:]), np.ascontiguousarray(both[:, :half])
+
+
+def apply_rope(x, *, positions=None, offset=0, style="neox", rotary_dim=None, base=10000.0, scaling=None,
+               out=None, backend="auto", n_threads=None, max_position=MAX_POSITION):
+    """Rotary position embedding of x, fused: one read and one write per element.
+
+    ``out[..., l, pair] = rotate(x[..., l, pair], theta = position(l) * inv_freq)`` (module docstring).
+
+    Parameters
+    ----------
+    x : ndarray, shape (..., L, D), float32 or float64
+    positions : array_like of int, optional
+        Broadcast against x.shape[:-1]; default ``offset + arange(L)``.
+    offset : int
+        First position when ``positions`` is not given (decoding with a cache).
+    style : {"neox", "gptj"}
+    rotary_dim : int, optional
+        Rotate only the first rotary_dim features (even, <= D); default D.
+    base, scaling
+        As in :func:`rope_frequencies`; "dynamic" scaling uses the largest position + 1 as seq_len.
+    out : ndarray, optional
+        Same shape and dtype as x; may be x itself (in place).
+    backend, n_threads
+        As in :func:`fastembed.factorized_lookup`.
+    max_position : int
+        Positions must be in [0, max_position) (IndexError otherwise).
+
+    Returns
+    -------
+    ndarray, shape and dtype of x
+    """
+    name = backends.resolve(backend)
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(f"x must have shape (..., L, D), got {x.shape}")
+    if x.dtype not in (np.float32, np.float64):
+        raise ValueError(f"x must be float32 or float64, got {x.dtype}")
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; choose one of {STYLES}")
+    L, D = x.shape[-2], x.shape[-1]
+    rotary_dim = D if rotary_dim is None else rotary_dim
+    rotary_dim = _check_dim(rotary_dim)
+    if rotary_dim > D:
+        raise ValueError(f"rotary_dim {rotary_dim} exceeds the feature size {D}")
+    table_rows, table_positions = _rope_positions(x.shape[:-1], positions, offset, max_position)
+    if out is not None:
+        if not isinstance(out, np.ndarray) or out.shape != x.shape or out.dtype != x.dtype:
+            raise ValueError(f"out must be an array of shape {x.shape} and dtype {x.dtype}")
+        if not out.flags.writeable:
+            raise ValueError("out is read-only")
+        if out is not x and np.may_share_memory(out, x):
+            raise ValueError("out overlaps x without being x")
+    seq_len = int(table_positions.max()) + 1 if table_positions.size else L
+    inv_freq, attention = rope_frequencies(rotary_dim, base=base, scaling=scaling, seq_len=seq_len)
+    result = out if out is not None else np.empty_like(x, order="C")
+    if x.size == 0:
+        return result
+    n_threads = resolve(n_threads)
+    cos, sin = _tables(table_positions, inv_freq, attention, x.dtype, name, n_threads)
+    x2, result2 = _rows_view(x), _rows_view(result)
+    work = result2 if result2 is not None else np.empty((x.size // D, D), x.dtype)
+    source = x2 if x2 is not None else x.reshape(-1, D)
+    k = backends.kernels(name)
+    if k is None or k.positional is None:
+        _rope_numpy(source, work, table_rows, cos, sin, rotary_dim // 2, style == "neox")
+    else:
+        skipped = k.rope_rows(source, work, table_rows, cos, sin, rotary_dim // 2, style == "neox", n_threads)
+        if skipped:
+            raise RuntimeError(f"rope_rows skipped {skipped} rows")
+    if result2 is None:
+        result[...] = work.reshape(x.shape)
+    return result
+
+
+def _rows_view(a):
+    """a as a (rows, D) view without copying, or None when that needs a copy."""
+    try:
+        return a.reshape(-1, a.shape[-1], copy=False)
+    except (ValueError, TypeError):
+        if a.flags.c_contiguous:
+            return a.reshape(-1, a.shape[-1])
+        return None
+
+
+def _rope_positions(lead_shape, positions, offset, max_position):
+    """(table row per x row (int64, flat), the positions of the table rows)."""
+    L = lead_shape[-1]
+    n_rows = int(np.prod(lead_shape))
+    if positions is None:
+        if isinstance(offset, (bool, np.bool_)) or not isinstance(offset, (int, np.integer)):
+            raise TypeError(f"offset must be an integer, got {offset!r}")
+        if offset < 0 or offset + L > max_position:
+            raise IndexError(f"positions {offset}..{offset + L - 1} are outside [0, {max_position})")
+        table_positions = np.arange(offset, offset + L, dtype=np.int64)
+        rows = np.broadcast_to(np.arange(L, dtype=np.int64), lead_shape)
+        return np.ascontiguousarray(rows).reshape(n_rows), table_positions
+    if offset != 0:
+        raise ValueError("give either offset or positions, not both")
+    flat, shape, _ = _as_positions(positions, limit=max_position)
+    try:
+        pos = np.broadcast_to(flat.reshape(shape), lead_shape)
+    except ValueError:
+        raise ValueError(f"positions of shape {shape} do not broadcast to x.shape[:-1] = {lead_shape}") from None
+    if flat.size <= L * 4 or flat.size < 4096:
+        table_positions, inverse = np.unique(flat, return_inverse=True)
+        rows = np.broadcast_to(inverse.reshape(shape), lead_shape)
+    else:
+        lo = int(flat.min())
+        table_positions = np.arange(lo, int(flat.max()) + 1, dtype=np.int64)
+        rows = pos - lo
+    return np.ascontiguousarray(rows, dtype=np.int64).reshape(n_rows), table_positions
+
+
+def _rope_numpy(x, out, rows, cos, sin, half, neox):
+    c, s = cos[rows], sin[rows]
+    if neox:
+        a, b = x[:, :half], x[:, half : 2 * half]
+        first, second = slice(0, half), slice(half, 2 * half)
+    else:
+        a, b = x[:, 0 : 2 * half : 2], x[:, 1 : 2 * half : 2]
+        first, second = slice(0, 2 * half, 2), slice(1, 2 * half, 2)
+    rotated_a = a * c - b * s
+    rotated_b = b * c + a * s
+    out[:, first] = rotated_a
+    out[:, second] = rotated_b
+    if out is not x and 2 * half < x.shape[1]:
+        out[:, 2 * half :] = x[:, 2 * half :]
+
+
+def rope_permutation(head_dim, from_style="gptj", to_style="neox", rotary_dim=None):
+    """Feature order that turns one rotary convention into the other within a head.
+
+    ``perm[j]`` is the source feature placed at j: taking the rows of a q/k
+    projection weight in this order (per head) makes a checkpoint trained with
+    ``from_style`` give identical attention scores with ``to_style``. Features
+    from rotary_dim on keep their place.
+    """
+    head_dim = int(head_dim)
+    rotary_dim = head_dim if rotary_dim is None else _check_dim(rotary_dim)
+    if from_style not in STYLES or to_style not in STYLES:
+        raise ValueError(f"styles must be in {STYLES}")
+    if rotary_dim > head_dim:
+        raise ValueError(f"rotary_dim {rotary_dim} exceeds head_dim {head_dim}")
+    half = rotary_dim // 2
+    perm = np.arange(head_dim)
+    if from_style == to_style:
+        return perm
+    pairs = np.arange(half)
+    gptj_to_neox = np.concatenate([2 * pairs, 2 * pairs + 1])  # neox slot j takes gptj feature perm[j]
+    perm[:rotary_dim] = gptj_to_neox if from_style == "gptj" else np.argsort(gptj_to_neox)
+    return perm
+
+
+def convert_rope_weight(weight, n_heads, from_style="gptj", to_style="neox", rotary_dim=None):
+    """Permute the output rows of a q or k projection weight (n_heads * head_dim, in_features)
+    from one rotary convention to the other (the Llama checkpoint conversion).
+
+    Returns a new array; a bias of shape (n_heads * head_dim,) converts the same way.
+    """
+    weight = np.asarray(weight)
+    rows = weight.shape[0]
+    if rows % n_heads:
+        raise ValueError(f"{rows} rows do not split into {n_heads} heads")
+    head_dim = rows // n_heads
+    perm = rope_permutation(head_dim, from_style, to_style, rotary_dim)
+    order = (np.arange(n_heads)[:, None] * head_dim + perm[None, :]).reshape(-1)
+    return weight[order]

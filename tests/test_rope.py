@@ -1,0 +1,202 @@
+"""Rotary embeddings: every style, partial rotary, positions, scaling and
+conversion, against an independent float64 computation and against transformers."""
+
+import numpy as np
+import pytest
+
+import fastembed as fe
+from util import BACKENDS
+
+
+def rope_truth(x, positions, style, rotary_dim, inv_freq, attention=1.0):
+    """float64 rotation from the definition, pair by pair."""
+    x = np.asarray(x, dtype=np.float64)
+    out = x.copy()
+    theta = np.asarray(positions, dtype=np.float64)[..., None] * inv_freq  # (..., L, half)
+    c, s = np.cos(theta) * attention, np.sin(theta) * attention
+    half = rotary_dim // 2
+    for i in range(half):
+        p, q = (i, i + half) if style == "neox" else (2 * i, 2 * i + 1)
+        a, b = x[..., p], x[..., q]
+        out[..., p] = a * c[..., i] - b * s[..., i]
+        out[..., q] = b * c[..., i] + a * s[..., i]
+    return out
+
+
+def base_freqs(dim, base=10000.0):
+    return base ** (-np.arange(0, dim, 2) / dim)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("style", ["neox", "gptj"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rotary_dim", [None, 16, 2])
+def test_styles_and_partial_rotary(backend, style, dtype, rotary_dim):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 37, 24)).astype(dtype)
+    got = fe.apply_rope(x, style=style, rotary_dim=rotary_dim, backend=backend)
+    r = rotary_dim or 24
+    expected = rope_truth(x, np.arange(37), style, r, base_freqs(r))
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, expected, atol=tol * 8)
+    assert got.dtype == dtype and got.shape == x.shape
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_positions_offset_and_in_place(backend):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 5, 8))
+    positions = rng.integers(0, 5000, (3, 5))
+    np.testing.assert_allclose(
+        fe.apply_rope(x, positions=positions, backend=backend), rope_truth(x, positions, "neox", 8, base_freqs(8)), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        fe.apply_rope(x, offset=100, backend=backend), rope_truth(x, np.arange(100, 105), "neox", 8, base_freqs(8)), atol=1e-12
+    )
+    y = x.copy()
+    result = fe.apply_rope(y, out=y, positions=positions[:1], backend=backend)  # broadcast over the batch
+    assert result is y
+    np.testing.assert_allclose(y, rope_truth(x, np.broadcast_to(positions[:1], (3, 5)), "neox", 8, base_freqs(8)), atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_contiguous_input_and_output(backend):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 6, 20))[:, ::2, ::2]
+    out = np.zeros((4, 3, 20))[..., ::2]
+    fe.apply_rope(x, out=out, backend=backend)
+    np.testing.assert_allclose(out, rope_truth(x, np.arange(3), "neox", 10, base_freqs(10)), atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_long_positions_use_float64_angles(backend):
+    x = np.ones((1, 3, 128), np.float32)
+    positions = np.array([2**20 - 1, 500000, 32768])
+    got = fe.apply_rope(x, positions=positions, backend=backend)
+    expected = rope_truth(x, positions, "neox", 128, base_freqs(128))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+SCALINGS = [
+    {"rope_type": "linear", "factor": 4.0},
+    {"rope_type": "dynamic", "factor": 2.0, "max_position_embeddings": 64},
+    {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64},
+    {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 128, "beta_fast": 16, "mscale": 1.0, "mscale_all_dim": 0.5},
+    {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+]
+
+
+def _hf_frequencies(scaling, dim, base, seq_len):
+    torch = pytest.importorskip("torch")
+    rope_utils = pytest.importorskip("transformers.modeling_rope_utils")
+    from transformers import LlamaConfig
+
+    params = dict(scaling, rope_theta=base)
+    config = LlamaConfig(hidden_size=dim * 2, num_attention_heads=2, max_position_embeddings=scaling.get("max_position_embeddings", 256), rope_parameters=params)
+    fn = rope_utils.ROPE_INIT_FUNCTIONS[scaling["rope_type"]]
+    inv_freq, attention = fn(config, torch.device("cpu"), seq_len=seq_len)
+    return inv_freq.double().numpy(), float(attention)
+
+
+@pytest.mark.parametrize("scaling", SCALINGS, ids=lambda s: s["rope_type"] + ("-mscale" if "mscale" in s else ""))
+def test_scaling_matches_transformers(scaling):
+    dim, base, seq_len = 64, 10000.0, 300
+    theirs, their_attention = _hf_frequencies(scaling, dim, base, seq_len)
+    ours, attention = fe.rope_frequencies(dim, base=base, scaling=scaling, seq_len=seq_len)
+    np.testing.assert_allclose(ours, theirs, rtol=2e-6)  # theirs is computed in float32
+    assert attention == pytest.approx(their_attention, rel=1e-6)
+
+
+def test_scaling_reaches_the_rotation():
+    scaling = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}
+    x = np.random.default_rng(3).standard_normal((1, 9, 32))
+    inv_freq, attention = fe.rope_frequencies(32, scaling=scaling)
+    np.testing.assert_allclose(
+        fe.apply_rope(x, scaling=scaling), rope_truth(x, np.arange(9), "neox", 32, inv_freq, attention), atol=1e-12
+    )
+
+
+def test_matches_transformers_apply_rotary_pos_emb():
+    torch = pytest.importorskip("torch")
+    llama = pytest.importorskip("transformers.models.llama.modeling_llama")
+    rng = np.random.default_rng(4)
+    q = rng.standard_normal((2, 4, 50, 32)).astype(np.float32)
+    k = rng.standard_normal((2, 4, 50, 32)).astype(np.float32)
+    cos, sin = fe.rope_cos_sin(50, 32, dtype=np.float32)
+    C = torch.from_numpy(np.concatenate([cos, cos], -1))[None]
+    S = torch.from_numpy(np.concatenate([sin, sin], -1))[None]
+    q_ref, k_ref = llama.apply_rotary_pos_emb(torch.from_numpy(q), torch.from_numpy(k), C, S)
+    np.testing.assert_allclose(fe.apply_rope(q), q_ref.numpy(), atol=1e-5)
+    np.testing.assert_allclose(fe.apply_rope(k), k_ref.numpy(), atol=1e-5)
+
+
+def test_rope_cos_sin_tables():
+    cos, sin = fe.rope_cos_sin(np.array([[0, 7], [100000, 3]]), 16)
+    theta = np.array([[0, 7], [100000, 3]])[..., None] * base_freqs(16)
+    np.testing.assert_allclose(cos, np.cos(theta), atol=1e-14)
+    np.testing.assert_allclose(sin, np.sin(theta), atol=1e-14)
+    assert fe.rope_cos_sin(10, 8, dtype=np.float32)[0].dtype == np.float32
+
+
+@pytest.mark.parametrize("rotary_dim", [None, 8])
+def test_weight_conversion_preserves_attention_scores(rotary_dim):
+    """A q/k projection trained for gptj, permuted, gives the same q.k after neox rotation (and back)."""
+    rng = np.random.default_rng(5)
+    n_heads, head_dim, hidden, L = 3, 16, 24, 11
+    wq, wk = rng.standard_normal((n_heads * head_dim, hidden)), rng.standard_normal((n_heads * head_dim, hidden))
+    h = rng.standard_normal((L, hidden))
+
+    def scores(wq, wk, style):
+        q = (h @ wq.T).reshape(L, n_heads, head_dim).transpose(1, 0, 2)
+        k = (h @ wk.T).reshape(L, n_heads, head_dim).transpose(1, 0, 2)
+        q, k = fe.apply_rope(q, style=style, rotary_dim=rotary_dim), fe.apply_rope(k, style=style, rotary_dim=rotary_dim)
+        return q @ k.transpose(0, 2, 1)
+
+    original = scores(wq, wk, "gptj")
+    converted = scores(
+        fe.convert_rope_weight(wq, n_heads, "gptj", "neox", rotary_dim),
+        fe.convert_rope_weight(wk, n_heads, "gptj", "neox", rotary_dim),
+        "neox",
+    )
+    np.testing.assert_allclose(converted, original, atol=1e-9)
+    back = fe.convert_rope_weight(fe.convert_rope_weight(wq, n_heads, "gptj", "neox", rotary_dim), n_heads, "neox", "gptj", rotary_dim)
+    np.testing.assert_array_equal(back, wq)
+    assert not np.allclose(scores(wq, wk, "neox"), original)  # without conversion the scores differ
+
+
+def test_conversion_is_transformers_llama_permute():
+    """convert_llama_weights_to_hf's permute(w) == our gptj -> neox conversion."""
+    n_heads, dim = 4, 32
+    w = np.arange(dim * 6, dtype=np.float64).reshape(dim, 6)
+    hf = w.reshape(n_heads, dim // n_heads // 2, 2, 6).transpose(0, 2, 1, 3).reshape(dim, 6)
+    np.testing.assert_array_equal(fe.convert_rope_weight(w, n_heads, "gptj", "neox"), hf)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc",
+    [
+        (dict(rotary_dim=7), ValueError),
+        (dict(rotary_dim=0), ValueError),
+        (dict(rotary_dim=32), ValueError),
+        (dict(style="glm"), ValueError),
+        (dict(positions=[[1.0] * 5]), TypeError),
+        (dict(positions=[[-1, 0, 1, 2, 3]]), IndexError),
+        (dict(positions=[[0, 1, 2, 3, 99]], max_position=50), IndexError),
+        (dict(offset=48, max_position=50), IndexError),
+        (dict(positions=[0, 1]), ValueError),
+        (dict(positions=[0, 1, 2, 3, 4], offset=2), ValueError),
+        (dict(scaling={"rope_type": "longrope2"}), ValueError),
+        (dict(scaling={"rope_type": "yarn"}), ValueError),
+        (dict(scaling="linear"), TypeError),
+        (dict(backend="gpu"), ValueError),
+        (dict(out=np.zeros((2, 5, 17))), ValueError),
+    ],
+)
+def test_bad_arguments(kwargs, exc):
+    x = np.zeros((2, 5, 16))
+    with pytest.raises(exc):
+        fe.apply_rope(x, **kwargs)
+    with pytest.raises(ValueError):
+        fe.apply_rope(np.zeros((2, 5, 16), np.int64))
+    with pytest.raises(ValueError):
+        fe.apply_rope(np.zeros(16))
