@@ -9,6 +9,8 @@ from . import backends, reference
 from ._threads import get_num_threads, num_threads, set_num_threads
 from ._version import __version__
 from .factorize import ErrorReport, Factorization, factorize
+from .blocks import AlbertEmbedding, BertEmbedding
+from .layers import Embedding, FactorizedEmbedding
 from .lookup import factorized_lookup, lookup
 from .positional import make_positions, positions_from_mask, sinusoidal
 from .rope import apply_rope, convert_rope_weight, rope_cos_sin, rope_frequencies, rope_permutation
@@ -22,6 +24,10 @@ __all__ = [
     "factorize",
     "Factorization",
     "ErrorReport",
+    "Embedding",
+    "FactorizedEmbedding",
+    "AlbertEmbedding",
+    "BertEmbedding",
     "sinusoidal",
     "make_positions",
     "positions_from_mask",

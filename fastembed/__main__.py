@@ -47,6 +47,9 @@ def build_parser():
     demo.add_argument("--batch", type=int, default=32)
     demo.add_argument("--length", type=int, default=128)
     sub.add_parser("info", help="same as --info")
+    from .cli_factorize import add_arguments
+
+    add_arguments(sub.add_parser("factorize", help="factorize a checkpoint's word-embedding matrix into E @ P"))
     return parser
 
 
@@ -64,6 +67,11 @@ def main(argv=None):
         except FileNotFoundError as exc:
             print(f"fastembed demo: {exc}", file=sys.stderr)
             return 2
+        return 0
+    if args.command == "factorize":
+        from .cli_factorize import run
+
+        run(args)
         return 0
     parser.print_help()
     return 0

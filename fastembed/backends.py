@@ -38,6 +38,10 @@ class KernelSet:
     def row_error_stats(self, orig, recon, stats, n_threads):
         return self.rows.row_error_stats(orig, recon, stats, n_threads)
 
+    def gather_sum_layernorm(self, word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads):
+        return self.rows.gather_sum_layernorm(word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out,
+                                              n_threads)
+
     def sincos_rows(self, out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads):
         return self.positional.sincos_rows(out, hi, lo, *tables, n_sin, n_cos, sin_col, cos_col, step, n_threads)
 
@@ -88,6 +92,10 @@ class NumbaKernelSet(KernelSet):
     def row_error_stats(self, orig, recon, stats, n_threads):
         with self.threads(n_threads):
             return self.rows.row_error_stats(orig, recon, stats)
+
+    def gather_sum_layernorm(self, word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads):
+        with self.threads(n_threads):
+            return self.rows.gather_sum_layernorm(word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out)
 
     def sincos_rows(self, out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads):
         with self.threads(n_threads):

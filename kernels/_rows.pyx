@@ -7,6 +7,7 @@ The GIL is released around every loop; OpenMP threads when built with it.
 """
 
 from cython.parallel cimport prange
+from libc.math cimport sqrt
 from libc.stdint cimport int32_t, int64_t
 
 ctypedef fused real:
@@ -226,3 +227,47 @@ def row_error_stats(const real[:, ::1] orig, const real[:, ::1] recon, double[:,
         stats[n, 1] = a
         stats[n, 2] = b
         stats[n, 3] = c
+
+
+def gather_sum_layernorm(const real[:, :] word, const index_t[::1] ids,
+                         const real[:, :] token_type, const int64_t[::1] type_rows,
+                         const real[:, :] pos, const int64_t[::1] pos_rows,
+                         const real[::1] gamma, const real[::1] beta, double eps,
+                         real[:, ::1] out, int n_threads):
+    """BERT/ALBERT embedding block, one pass per row:
+
+    v = (word[ids[n]] + token_type[type_rows[n]]) + pos[pos_rows[n]]
+    out[n] = (v - mean(v)) / sqrt(var(v) + eps) * gamma + beta
+
+    (the order of the additions is transformers'; mean and variance accumulate
+    in float64). Returns the number of rows skipped for an index out of range (0).
+    """
+    cdef Py_ssize_t n_out = out.shape[0], d = out.shape[1], n, j, r, t, q
+    cdef Py_ssize_t skipped = 0
+    cdef double mean, var, inv, x
+    if n_out == 0 or d == 0:
+        return 0
+    if (ids.shape[0] != n_out or type_rows.shape[0] != n_out or pos_rows.shape[0] != n_out
+            or word.shape[1] != d or token_type.shape[1] != d or pos.shape[1] != d
+            or gamma.shape[0] != d or beta.shape[0] != d):
+        raise ValueError("gather_sum_layernorm: shape mismatch")
+    for n in prange(n_out, nogil=True, schedule="static", num_threads=n_threads):
+        r = ids[n]
+        t = type_rows[n]
+        q = pos_rows[n]
+        if r < 0 or r >= word.shape[0] or t < 0 or t >= token_type.shape[0] or q < 0 or q >= pos.shape[0]:
+            skipped += 1
+            continue
+        mean = 0
+        for j in range(d):
+            out[n, j] = (word[r, j] + token_type[t, j]) + pos[q, j]
+            mean = mean + out[n, j]
+        mean = mean / d
+        var = 0
+        for j in range(d):
+            x = out[n, j] - mean
+            var = var + x * x
+        inv = 1.0 / sqrt(var / d + eps)
+        for j in range(d):
+            out[n, j] = <real>((out[n, j] - mean) * inv) * gamma[j] + beta[j]
+    return skipped

@@ -133,3 +133,30 @@ def row_error_stats(orig, recon, stats):
         stats[n, 1] = a
         stats[n, 2] = b
         stats[n, 3] = c
+
+
+@jit(parallel=True)
+def gather_sum_layernorm(word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out):
+    """BERT/ALBERT embedding block per row; mirrors _rows.gather_sum_layernorm."""
+    d = out.shape[1]
+    skipped = 0
+    for n in nb.prange(out.shape[0]):
+        r = ids[n]
+        t = type_rows[n]
+        q = pos_rows[n]
+        if r < 0 or r >= word.shape[0] or t < 0 or t >= token_type.shape[0] or q < 0 or q >= pos.shape[0]:
+            skipped += 1
+            continue
+        mean = 0.0
+        for j in range(d):
+            out[n, j] = (word[r, j] + token_type[t, j]) + pos[q, j]
+            mean += out[n, j]
+        mean = mean / d
+        var = 0.0
+        for j in range(d):
+            x = out[n, j] - mean
+            var += x * x
+        inv = 1.0 / np.sqrt(var / d + eps)
+        for j in range(d):
+            out[n, j] = out.dtype.type((out[n, j] - mean) * inv) * gamma[j] + beta[j]
+    return skipped

@@ -1,0 +1,193 @@
+"""Embedding layers: a dense table or factors E @ P, with scale, bias and positions,
+callable on ids, saved as safetensors or npz with self-describing metadata."""
+
+import json
+import os
+
+import numpy as np
+
+from . import _validation as v
+from ._version import __version__
+from .io import CheckpointError, load_tensors, read_safetensors_header, save_safetensors
+from .lookup import factorized_lookup, lookup
+
+FORMAT_KEY = "fastembed.format"
+
+
+def _save(path, tensors, meta):
+    path = os.fspath(path)
+    tensors = {k: t for k, t in tensors.items() if t is not None}
+    meta = dict(meta, **{"fastembed.version": __version__})
+    if path.endswith(".npz"):
+        np.savez(path, **tensors, __metadata__=np.array(json.dumps(meta)))
+    else:
+        save_safetensors(path, tensors, {k: str(val) for k, val in meta.items()})
+
+
+def _load(path):
+    path = os.fspath(path)
+    tensors = load_tensors(path)
+    if path.endswith(".npz"):
+        raw = tensors.pop("__metadata__", None)
+        meta = json.loads(str(raw)) if raw is not None else {}
+    else:
+        meta = read_safetensors_header(path)[1]
+    return tensors, meta
+
+
+def _expect(meta, kind, path):
+    if meta.get(FORMAT_KEY) != kind:
+        raise CheckpointError(f"{path}: not a {kind} file (format {meta.get(FORMAT_KEY)!r})")
+
+
+class Embedding:
+    """``out = table[ids] * scale + bias + positional[offset + l]``.
+
+    Parameters
+    ----------
+    table : ndarray (V, d), float32 or float64
+    bias : ndarray (d,), optional
+    scale : float
+    positional : ndarray (n_positions, d), optional
+        A learned or sinusoidal position table (e.g. ``fastembed.sinusoidal(512, d)``).
+    """
+
+    kind = "Embedding"
+
+    def __init__(self, table, *, bias=None, scale=1.0, positional=None):
+        self.table = v.as_float_matrix(table, "table")
+        self._set_terms(self.table.shape[1], self.table.dtype, bias, scale, positional)
+
+    def _set_terms(self, d, dtype, bias, scale, positional):
+        self.bias = v.as_vector(bias, "bias", d, dtype)
+        self.scale = v.as_scale(scale)
+        self.positional = None if positional is None else v.as_float_matrix(positional, "positional", dtype)
+        if self.positional is not None and self.positional.shape[1] != d:
+            raise ValueError(f"positional must have {d} columns, got {self.positional.shape}")
+
+    @property
+    def dim(self):
+        return self.table.shape[1]
+
+    @property
+    def num_embeddings(self):
+        return self.table.shape[0]
+
+    def __call__(self, ids, *, offset=0, position_ids=None, out=None, backend="auto", n_threads=None):
+        """Embed ``ids`` (..., L) -> (..., L, d); positions as in :func:`fastembed.lookup`."""
+        return lookup(ids, self.table, scale=self.scale, bias=self.bias, pos_table=self.positional, offset=offset,
+                      position_ids=position_ids, out=out, backend=backend, n_threads=n_threads)
+
+    def n_parameters(self):
+        return sum(x.size for x in (self.table, self.bias, self.positional) if x is not None)
+
+    def _meta(self):
+        return {FORMAT_KEY: self.kind, "scale": repr(self.scale)}
+
+    def save(self, path):
+        """Write to ``path``: safetensors, or npz when it ends in .npz."""
+        _save(path, {"table": self.table, "bias": self.bias, "positional": self.positional}, self._meta())
+
+    @classmethod
+    def load(cls, path):
+        tensors, meta = _load(path)
+        _expect(meta, cls.kind, path)
+        return cls(tensors["table"], bias=tensors.get("bias"), scale=float(meta["scale"]),
+                   positional=tensors.get("positional"))
+
+
+class FactorizedEmbedding(Embedding):
+    """``out = (table[ids] @ proj) * scale + bias + positional[offset + l]``, ALBERT-style factors.
+
+    Parameters
+    ----------
+    table : ndarray (V, r)
+    proj : ndarray (r, d)
+    bias, scale, positional
+        As in :class:`Embedding`.
+
+    ``cache_dense(True)`` keeps the materialized ``table @ proj`` (V x d) for
+    latency-bound serving: calls then run as a dense lookup (a pure memory pass),
+    at the cost of V x d memory.
+    """
+
+    kind = "FactorizedEmbedding"
+
+    def __init__(self, table, proj, *, bias=None, scale=1.0, positional=None):
+        self.table = v.as_float_matrix(table, "table")
+        self.proj = v.as_float_matrix(proj, "proj", self.table.dtype)
+        if self.proj.shape[0] != self.table.shape[1]:
+            raise ValueError(
+                f"proj must have {self.table.shape[1]} rows to match table {self.table.shape}, got {self.proj.shape}"
+            )
+        self._dense = None
+        self._set_terms(self.proj.shape[1], self.table.dtype, bias, scale, positional)
+
+    @property
+    def dim(self):
+        return self.proj.shape[1]
+
+    @property
+    def rank(self):
+        return self.table.shape[1]
+
+    @classmethod
+    def from_dense(cls, W, rank=None, *, energy=None, max_error=None, bias=None, scale=1.0, positional=None,
+                   **factorize_options):
+        """Factorize a trained (V, d) table (see :func:`fastembed.factorize`) into a layer.
+
+        With ``center=True`` the mean row is fitted and added to ``bias``.
+        The Factorization is kept as ``layer.factorization``.
+        """
+        from .factorize import factorize
+
+        fac = factorize(W, rank, energy=energy, max_error=max_error, **factorize_options)
+        if fac.bias is not None:
+            bias = fac.bias if bias is None else np.asarray(bias) + fac.bias
+        layer = cls(fac.table, fac.proj, bias=bias, scale=scale, positional=positional)
+        layer.factorization = fac
+        return layer
+
+    def to_dense(self):
+        """``table @ proj``, (V, d): the dense table this layer's factors stand for (scale, bias and
+        positions are not folded in; :meth:`to_embedding` keeps them)."""
+        return self.table @ self.proj
+
+    def to_embedding(self):
+        """An :class:`Embedding` giving the same outputs."""
+        return Embedding(self.to_dense(), bias=self.bias, scale=self.scale, positional=self.positional)
+
+    def cache_dense(self, enabled=True):
+        """Keep (or drop) the materialized table; returns self."""
+        self._dense = self.to_dense() if enabled else None
+        return self
+
+    @property
+    def dense_cached(self):
+        return self._dense is not None
+
+    def __call__(self, ids, *, offset=0, position_ids=None, out=None, backend="auto", n_threads=None):
+        """Embed ``ids`` (..., L) -> (..., L, d); positions as in :func:`fastembed.factorized_lookup`."""
+        common = dict(scale=self.scale, bias=self.bias, pos_table=self.positional, offset=offset,
+                      position_ids=position_ids, out=out, backend=backend, n_threads=n_threads)
+        if self._dense is not None:
+            return lookup(ids, self._dense, **common)
+        return factorized_lookup(ids, self.table, self.proj, **common)
+
+    def n_parameters(self):
+        return sum(x.size for x in (self.table, self.proj, self.bias, self.positional) if x is not None)
+
+    def _meta(self):
+        return dict(super()._meta(), rank=str(self.rank))
+
+    def save(self, path):
+        """Write the factors (not the dense cache): safetensors, or npz when ``path`` ends in .npz."""
+        _save(path, {"table": self.table, "proj": self.proj, "bias": self.bias, "positional": self.positional},
+              self._meta())
+
+    @classmethod
+    def load(cls, path):
+        tensors, meta = _load(path)
+        _expect(meta, cls.kind, path)
+        return cls(tensors["table"], tensors["proj"], bias=tensors.get("bias"), scale=float(meta["scale"]),
+                   positional=tensors.get("positional"))
