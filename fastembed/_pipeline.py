@@ -16,11 +16,12 @@ and calls kernels.
 
 import numpy as np
 
-from ._threads import blas_limit
+from ._threads import blas_limit, for_work
 
-DEDUPE_MIN_TOKENS = 64
+DEDUPE_MIN_TOKENS = 512
 DEDUPE_MAX_UNIQUE_FRACTION = 0.8
 MARKER_ROWS_PER_TOKEN = 64
+DIRECT_CHUNK_BYTES = 64 << 20  # bounds the gather buffer; smaller blocks made BLAS (K=r) slower than the cache gain
 
 
 def choose_plan(n_tokens, n_rows):
@@ -50,7 +51,8 @@ def gather(k, src, rows, n_threads, scale=1.0, bias=None, pos=None, pos_rows=Non
     """out[n] = src[rows[n]] * scale + bias + pos[pos_rows[n]] with the backend's kernel."""
     if out is None:
         out = np.empty((rows.shape[0], src.shape[1]), dtype=src.dtype)
-    _checked(k.gather_rows(src, rows, scale, bias, pos, pos_rows, out, n_threads), "gather_rows")
+    threads = for_work(n_threads, out.size)
+    _checked(k.gather_rows(src, rows, scale, bias, pos, pos_rows, out, threads), "gather_rows")
     return out
 
 
@@ -68,9 +70,27 @@ def factorized(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads, 
         if uniq.shape[0] <= DEDUPE_MAX_UNIQUE_FRACTION * ids.shape[0]:
             projected = project(gather(k, table, uniq, n_threads), proj, None, n_threads)
             return gather(k, projected, remap, n_threads, scale, bias, pos, pos_rows, out)
-    project(gather(k, table, ids, n_threads), proj, out, n_threads)
-    _checked(k.finish_rows(out, scale, bias, pos, pos_rows, n_threads), "finish_rows")
+    _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads)
     return out
+
+
+def _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
+    """Gather, project into out and finish, by row blocks that stay in cache between the steps."""
+    n, d = out.shape
+    block = max(256, DIRECT_CHUNK_BYTES // (d * out.itemsize))
+    if n <= block:
+        project(gather(k, table, ids, n_threads), proj, out, n_threads)
+        _checked(k.finish_rows(out, scale, bias, pos, pos_rows, for_work(n_threads, out.size)), "finish_rows")
+        return
+    g = np.empty((block, table.shape[1]), dtype=table.dtype)
+    for start in range(0, n, block):
+        rows = slice(start, min(start + block, n))
+        m = rows.stop - rows.start
+        gather(k, table, ids[rows], n_threads, out=g[:m])
+        project(g[:m], proj, out[rows], n_threads)
+        p_rows = None if pos_rows is None else pos_rows[rows]
+        threads = for_work(n_threads, m * d)
+        _checked(k.finish_rows(out[rows], scale, bias, pos, p_rows, threads), "finish_rows")
 
 
 def dense(k, ids, table, scale, bias, pos, pos_rows, out, n_threads):

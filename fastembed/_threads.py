@@ -80,6 +80,17 @@ def resolve(n_threads):
     return available_cores()
 
 
+# Waking an idle OpenMP/Numba worker costs ~50 us on a VM, more than a small
+# row pass takes on one thread: below this many elements per thread a kernel
+# runs on fewer threads.
+MIN_ELEMENTS_PER_THREAD = 1 << 18
+
+
+def for_work(n_threads, n_elements):
+    """Threads worth waking for a memory-bound pass over ``n_elements`` (at most ``n_threads``)."""
+    return max(1, min(n_threads, n_elements // MIN_ELEMENTS_PER_THREAD))
+
+
 def _controller():
     global _blas_controller
     if _blas_controller is None:

@@ -5,6 +5,7 @@ backend: IndexError for an index outside its table, TypeError for ids that
 are not integers, ValueError for shape, rank, dtype and ``out`` mismatches.
 """
 
+import functools
 import numbers
 from typing import NamedTuple, Optional
 
@@ -129,9 +130,30 @@ def positions(ids_shape, pos_table, offset, position_ids, d, dtype):
             raise IndexError(
                 f"positions {offset}..{offset + length - 1} are outside [0, {n_pos}) of the pos_table"
             )
-        sequence = np.arange(offset, offset + length, dtype=np.int64)
-        rows = np.broadcast_to(sequence if ids_shape else sequence[0], ids_shape)
+        return Positions(table, _sequence_rows(ids_shape, int(offset)))
     return Positions(table, np.ascontiguousarray(rows, dtype=np.int64).reshape(-1))
+
+
+SEQUENCE_CACHE_MAX_IDS = 1 << 16
+
+
+def _sequence_rows(ids_shape, offset):
+    """offset + l for every id, flat and read-only; cached for shapes of up to 65536 ids
+    (serving repeats a few shapes; 64 entries of at most 512 KiB)."""
+    if int(np.prod(ids_shape)) <= SEQUENCE_CACHE_MAX_IDS:
+        return _cached_sequence_rows(ids_shape, offset)
+    return _build_sequence_rows(ids_shape, offset)
+
+
+def _build_sequence_rows(ids_shape, offset):
+    length = ids_shape[-1] if ids_shape else 1
+    sequence = np.arange(offset, offset + length, dtype=np.int64)
+    rows = np.ascontiguousarray(np.broadcast_to(sequence if ids_shape else sequence[0], ids_shape)).reshape(-1)
+    rows.flags.writeable = False
+    return rows
+
+
+_cached_sequence_rows = functools.lru_cache(maxsize=64)(_build_sequence_rows)
 
 
 def output(out, shape, dtype, inputs):

@@ -1,0 +1,267 @@
+"""Side-by-side timing report: ``python -m fastembed.bench [--json F] [--png F] [--quick]``.
+
+Every method is timed in the same run on the same data, output into a
+preallocated buffer, and reported as ratios against torch written as a user
+writes it, torch at its best, and numpy, with the machine's measured roofline
+(sgemm GFLOP/s, memory write bandwidth) and the share of the bound each
+method reaches.
+"""
+
+import argparse
+import json
+import platform
+import sys
+import time
+
+import numpy as np
+
+from . import backends, factorized_lookup, lookup, sinusoidal
+from ._threads import available_cores
+
+ALBERT = dict(V=30000, r=128, d=768)
+XXLARGE = dict(V=30000, r=256, d=4096)
+
+
+def best_time(fn, repeat=15, min_seconds=0.2):
+    """Smallest wall time of ``fn()`` over ``repeat`` runs (at least min_seconds in all)."""
+    fn()
+    times, spent = [], 0.0
+    while len(times) < repeat or spent < min_seconds:
+        start = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - start
+        times.append(elapsed)
+        spent += elapsed
+        if len(times) >= 4 * repeat:
+            break
+    return min(times)
+
+
+def roofline(quick=False):
+    """Measured sgemm GFLOP/s (2 x 2048^3 per call) and memory write GB/s (fill of 256 MB)."""
+    n = 1024 if quick else 2048
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    c = np.empty_like(a)
+    t = best_time(lambda: np.matmul(a, a, out=c), repeat=5)
+    buf = np.empty(64 * 2**20 // 4 * (1 if quick else 4), np.float32)
+    w = best_time(lambda: buf.fill(1.0), repeat=5)
+    return {"sgemm_gflops": 2 * n**3 / t / 1e9, "write_gbs": buf.nbytes / w / 1e9}
+
+
+def _ids(kind, B, L, V):
+    if kind == "uniform":
+        return np.random.default_rng(1).integers(0, V, (B, L))
+    from .text import real_text_ids
+
+    ids = real_text_ids(B, L)
+    return np.minimum(ids, V - 1)
+
+
+def _torch_methods(E, P, pos, scale, ids, out):
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return {}
+    torch.set_num_threads(available_cores())
+    tE, tP, tpos = torch.from_numpy(E), torch.from_numpy(P), torch.from_numpy(pos)
+    tids = torch.from_numpy(ids.astype(np.int64))
+    B, L = ids.shape
+    tout = torch.from_numpy(out)
+    G = torch.empty((B * L, E.shape[1]), dtype=tE.dtype)
+
+    def user():
+        tout.copy_(F.embedding(tids, tE) @ tP * scale + tpos[:L])
+
+    def best():
+        torch.index_select(tE, 0, tids.view(-1), out=G)
+        tout.copy_(tpos[:L].expand(B, L, -1))
+        tout.view(B * L, -1).addmm_(G, tP, alpha=scale)
+
+    return {"torch (user)": user, "torch (best)": best}
+
+
+def lookup_case(name, shape, kind, B, L, quick=False):
+    V, r, d = shape["V"], shape["r"], shape["d"]
+    rng = np.random.default_rng(0)
+    E = rng.standard_normal((V, r), dtype=np.float32)
+    P = rng.standard_normal((r, d), dtype=np.float32) / np.float32(np.sqrt(r))
+    pos = sinusoidal(max(L, 512), d, cache=False)
+    scale = float(np.sqrt(d))
+    ids = _ids(kind, B, L, V)
+    out = np.empty((B, L, d), np.float32)
+    dense = E @ P
+    methods = {"numpy": lambda: np.multiply(E[ids] @ P, scale, out=out).__iadd__(pos[:L])}
+    methods.update(_torch_methods(E, P, pos, scale, ids, out))
+    for backend in backends.available():
+        if backend != "numpy":
+            methods[f"fastembed {backend}"] = (
+                lambda b=backend: factorized_lookup(ids, E, P, scale=scale, pos_table=pos, out=out, backend=b)
+            )
+    methods["fastembed materialized"] = lambda: lookup(ids, dense, scale=scale, pos_table=pos, out=out)
+    times = {m: best_time(fn, repeat=5 if quick else 15) for m, fn in methods.items()}
+    n = B * L
+    distinct = len(np.unique(ids))
+    return {
+        "case": name,
+        "ids": kind,
+        "shape": dict(shape, B=B, L=L),
+        "distinct_fraction": distinct / n,
+        "flops_all": 2.0 * n * r * d,
+        "flops_distinct": 2.0 * distinct * r * d,
+        "bytes_out": 4.0 * n * d,
+        "seconds": times,
+    }
+
+
+def positional_cases(quick=False):
+    cases = []
+    n, d = (8192, 768) if quick else (32768, 768)
+    out = np.empty((n, d), np.float32)
+
+    def numpy64():
+        w = 10000.0 ** (-2.0 * np.arange(d // 2) / d)
+        ang = np.arange(n, dtype=np.float64)[:, None] * w
+        out[:, 0::2] = np.sin(ang)
+        out[:, 1::2] = np.cos(ang)
+
+    methods = {"numpy float64": numpy64}
+    for b in backends.available():
+        if b != "numpy":
+            methods[f"fastembed {b}"] = lambda b=b: sinusoidal(n, d, cache=False, backend=b)
+    cases.append({"case": f"sinusoidal {n}x{d}", "bytes_out": 4.0 * n * d,
+                  "seconds": {m: best_time(f, repeat=5) for m, f in methods.items()}})
+    shape = (2, 32, 512, 128) if quick else (4, 32, 1024, 128)
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    y = np.empty_like(x)
+    from .rope import apply_rope, rope_cos_sin
+
+    methods = {}
+    try:
+        import torch
+
+        cos, sin = rope_cos_sin(shape[2], shape[3], dtype=np.float32)
+        C = torch.from_numpy(np.concatenate([cos, cos], -1))
+        S = torch.from_numpy(np.concatenate([sin, sin], -1))
+        X = torch.from_numpy(x)
+
+        def rotate_half(t):
+            return torch.cat((-t[..., t.shape[-1] // 2 :], t[..., : t.shape[-1] // 2]), dim=-1)
+
+        methods["torch (user)"] = lambda: X * C + rotate_half(X) * S
+    except ImportError:
+        pass
+    for b in backends.available():
+        methods[f"fastembed {b}"] = lambda b=b: apply_rope(x, out=y, backend=b)
+    cases.append({"case": f"rope {shape}", "bytes_out": 2 * 4.0 * x.size,
+                  "seconds": {m: best_time(f, repeat=5) for m, f in methods.items()}})
+    return cases
+
+
+def factorize_case(quick=False):
+    from .factorize import factorize
+
+    try:
+        from .io import load_safetensors
+        from .models import minilm_dir
+
+        W = load_safetensors(minilm_dir() / "model.safetensors", ["embeddings.word_embeddings.weight"])
+        W, source = W["embeddings.word_embeddings.weight"], "all-MiniLM-L6-v2 30522x384"
+    except FileNotFoundError:
+        W, source = np.random.default_rng(0).standard_normal((30522, 384), dtype=np.float32), "random 30522x384"
+    methods = {
+        "fastembed svd": lambda: factorize(W, 128),
+        "fastembed randomized": lambda: factorize(W, 128, method="randomized", seed=0),
+    }
+    if not quick:
+        methods["numpy full SVD"] = lambda: np.linalg.svd(W, full_matrices=False)
+    return {"case": f"factorize rank 128 ({source})",
+            "seconds": {m: best_time(f, repeat=3, min_seconds=0) for m, f in methods.items()}}
+
+
+def collect(quick=False):
+    B, L = (8, 512) if quick else (32, 512)
+    report = {
+        "machine": {"python": platform.python_version(), "cores": available_cores(), "processor": platform.processor(),
+                    **roofline(quick)},
+        "lookup": [
+            lookup_case("albert-base", ALBERT, "text", B, L, quick),
+            lookup_case("albert-base", ALBERT, "uniform", B, L, quick),
+            lookup_case("albert-base latency", ALBERT, "uniform", 1, 128, quick),
+            lookup_case("xxlarge", XXLARGE, "uniform", 4 if quick else 8, L, quick),
+        ],
+        "positional": positional_cases(quick),
+        "factorize": factorize_case(quick),
+    }
+    return report
+
+
+def format_report(report):
+    m = report["machine"]
+    lines = [f"machine: {m['cores']} cores, sgemm {m['sgemm_gflops']:.0f} GFLOP/s, writes {m['write_gbs']:.1f} GB/s "
+             f"(python {m['python']})", ""]
+    for case in report["lookup"]:
+        s = case["seconds"]
+        shape = case["shape"]
+        compute = case["flops_all"] / (m["sgemm_gflops"] * 1e9)
+        memory = case["bytes_out"] / (m["write_gbs"] * 1e9)
+        user = s.get("torch (user)")
+        lines.append(
+            f"{case['case']} B={shape['B']} L={shape['L']} V={shape['V']} r={shape['r']} d={shape['d']}, "
+            f"{case['ids']} ids ({case['distinct_fraction']:.0%} distinct); bounds: compute {compute * 1e3:.2f} ms, "
+            f"output writes {memory * 1e3:.2f} ms"
+        )
+        lines.append(f"  {'method':24s} {'ms':>9s} {'vs torch user':>14s} {'vs numpy':>9s} {'compute bound':>14s} {'write bound':>12s}")
+        for method, t in sorted(s.items(), key=lambda kv: kv[1]):
+            vs_user = f"{user / t:.2f}x" if user else "-"
+            lines.append(f"  {method:24s} {t * 1e3:9.3f} {vs_user:>14s} {s['numpy'] / t:8.2f}x "
+                         f"{compute / t:13.0%} {memory / t:11.0%}")
+        lines.append("")
+    for case in report["positional"] + [report["factorize"]]:
+        s = case["seconds"]
+        base = max(s.values())
+        lines.append(case["case"] + (f"; write bound {case['bytes_out'] / (m['write_gbs'] * 1e9) * 1e3:.2f} ms"
+                                      if "bytes_out" in case else ""))
+        for method, t in sorted(s.items(), key=lambda kv: kv[1]):
+            lines.append(f"  {method:24s} {t * 1e3:9.3f} ms {base / t:8.2f}x vs slowest")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(report, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = report["lookup"]
+    fig, axes = plt.subplots(1, len(cases), figsize=(4 * len(cases), 4))
+    for ax, case in zip(np.atleast_1d(axes), cases):
+        items = sorted(case["seconds"].items(), key=lambda kv: kv[1])
+        ax.barh([k for k, _ in items], [v * 1e3 for _, v in items], color="C0")
+        ax.set_title(f"{case['case']}\n{case['ids']} ids", fontsize=9)
+        ax.set_xlabel("ms (lower is better)")
+        ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fastembed.bench", description=__doc__)
+    parser.add_argument("--json", help="write the measurements as JSON")
+    parser.add_argument("--png", help="write a bar chart of the lookup cases")
+    parser.add_argument("--quick", action="store_true", help="smaller shapes, fewer repeats")
+    args = parser.parse_args(argv)
+    report = collect(args.quick)
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=1)
+    if args.png:
+        plot(report, args.png)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
