@@ -29,7 +29,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import backends
-from ._threads import resolve
+from ._threads import for_work, resolve
 
 ANGLE_BLOCK = 1024
 MAX_POSITION = 2**40
@@ -111,11 +111,36 @@ def _frequencies(d, layout, base, endpoint):
     raise ValueError(f"unknown layout {layout!r}; choose 'interleaved' or 'concat'")
 
 
-def angle_tables(positions, w, block=ANGLE_BLOCK):
-    """(hi, lo, (sin_hi, cos_hi, sin_lo, cos_lo)) for angle addition: p = hi_values[hi] * block + lo.
+DIRECT_TABLE_ROWS = 64
 
-    All tables are float64 and exact to rounding: sin/cos of (k * block) * w and of j * w.
+
+def sincos_table(positions, w, k=None, n_threads=1):
+    """(sin, cos) of positions[:, None] * w in float64, shape (n, h).
+
+    Up to 64 positions (or without kernels) directly with np.sin/np.cos;
+    beyond, by the angle-addition kernel over tables built the same way, so
+    building tables for n positions costs O(sqrt(n)) sin/cos evaluations.
     """
+    if positions.size <= DIRECT_TABLE_ROWS or k is None or k.positional is None:
+        angles = positions.astype(np.float64)[:, None] * w[None, :]
+        return np.sin(angles), np.cos(angles)
+    h = w.size
+    both = np.empty((positions.size, 2 * h))
+    hi, lo, tables = angle_tables(positions, w, k, n_threads)
+    skipped = k.sincos_rows(both, hi, lo, tables, h, h, 0, h, 1, n_threads)
+    if skipped:
+        raise RuntimeError(f"sincos_rows skipped {skipped} rows")
+    return both[:, :h], both[:, h:]
+
+
+def angle_tables(positions, w, k=None, n_threads=1):
+    """(hi, lo, (sin_hi, cos_hi, sin_lo, cos_lo)) for angle addition: p = hi_value * B + lo.
+
+    B is a power of two near sqrt(span), so both tables have ~sqrt(n) rows;
+    every table is float64 and exact to rounding.
+    """
+    span = int(positions.max() - positions.min()) + 1 if positions.size else 1
+    block = 1 << max(4, min(ANGLE_BLOCK.bit_length() - 1, (span.bit_length() + 1) // 2))
     q, lo = np.divmod(positions, block)
     if q.size and q.max() - q.min() + 1 <= 2 * (q.size // block + 1) + 64:
         q0 = q.min()
@@ -124,9 +149,11 @@ def angle_tables(positions, w, block=ANGLE_BLOCK):
     else:
         hi_values, hi = np.unique(q, return_inverse=True)
     lo_span = int(lo.max()) + 1 if lo.size else 1
-    angle_hi = (hi_values * block).astype(np.float64)[:, None] * w[None, :]
-    angle_lo = np.arange(lo_span, dtype=np.float64)[:, None] * w[None, :]
-    tables = tuple(np.ascontiguousarray(t) for t in (np.sin(angle_hi), np.cos(angle_hi), np.sin(angle_lo), np.cos(angle_lo)))
+    # (hi * block) * w == hi * (block * w) exactly (block is a power of two): the
+    # recursion sees small consecutive integers, so its span shrinks by block
+    sin_hi, cos_hi = sincos_table(hi_values, w * block, k, n_threads)
+    sin_lo, cos_lo = sincos_table(np.arange(lo_span, dtype=np.int64), w, k, n_threads)
+    tables = tuple(np.ascontiguousarray(t) for t in (sin_hi, cos_hi, sin_lo, cos_lo))
     return np.ascontiguousarray(hi, dtype=np.int64), np.ascontiguousarray(lo, dtype=np.int64), tables
 
 
@@ -140,15 +167,16 @@ def fill_sincos(out, positions, w, n_sin, n_cos, sin_col, cos_col, step, backend
         out[:, sin_col : sin_col + step * n_sin : step] = np.sin(angles[:, :n_sin])
         out[:, cos_col : cos_col + step * n_cos : step] = np.cos(angles[:, :n_cos])
         return out
-    hi, lo, tables = angle_tables(positions, w)
-    skipped = k.sincos_rows(out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, resolve(n_threads))
+    n_threads = for_work(resolve(n_threads), out.size)
+    hi, lo, tables = angle_tables(positions, w, k, n_threads)
+    skipped = k.sincos_rows(out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads)
     if skipped:
         raise RuntimeError(f"sincos_rows skipped {skipped} rows")
     return out
 
 
 def sinusoidal(positions, d, *, layout="interleaved", base=10000.0, endpoint=False, dtype=np.float32,
-               cache=True, backend="auto", n_threads=None):
+               cache=True, out=None, backend="auto", n_threads=None):
     """Sinusoidal position table.
 
     ``interleaved``: PE[p, 2i] = sin(p w_i), PE[p, 2i+1] = cos(p w_i), w_i = base^(-2i/d).
@@ -171,6 +199,9 @@ def sinusoidal(positions, d, *, layout="interleaved", base=10000.0, endpoint=Fal
     cache : bool
         For a count n, keep the table in a least-recently-used cache bounded to
         64 MiB and return it read-only; ``cache=False`` returns a fresh array.
+    out : ndarray, optional
+        Written in place and returned (no cache): for large tables this skips
+        the operating system's cost of a fresh allocation.
     backend, n_threads
         As in :func:`fastembed.factorized_lookup`.
 
@@ -187,19 +218,28 @@ def sinusoidal(positions, d, *, layout="interleaved", base=10000.0, endpoint=Fal
         raise ValueError(f"base must be a positive number, got {base!r}")
     w, n_sin, n_cos, sin_col, cos_col, step, zero_last = _frequencies(int(d), layout, float(base), endpoint)
     flat, prefix, is_count = _as_positions(positions)
+    shape = prefix + (int(d),)
+    if out is not None:
+        if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != dtype:
+            raise ValueError(f"out must be an array of shape {shape} and dtype {dtype}")
+        if not out.flags.writeable:
+            raise ValueError("out is read-only")
+        cache = False
     key = (flat.size, int(d), layout, float(base), bool(endpoint), dtype.str)
     if is_count and cache:
         hit = table_cache.get(key)
         if hit is not None:
             return hit
-    out = np.empty((flat.size, int(d)), dtype=dtype)
-    fill_sincos(out, flat, w, n_sin, n_cos, sin_col, cos_col, step, backend, n_threads)
+    result = out if out is not None else np.empty(shape, dtype=dtype)
+    work = result.reshape(flat.size, int(d)) if result.flags.c_contiguous else np.empty((flat.size, int(d)), dtype)
+    fill_sincos(work, flat, w, n_sin, n_cos, sin_col, cos_col, step, backend, n_threads)
     if zero_last:
-        out[:, -1] = 0
-    out = out.reshape(prefix + (int(d),))
+        work[:, -1] = 0
+    if work.base is not result and work is not result:
+        result[...] = work.reshape(shape)
     if is_count and cache:
-        table_cache.put(key, out)
-    return out
+        table_cache.put(key, result)
+    return result
 
 
 def make_positions(ids, padding_idx):

@@ -19,8 +19,8 @@ import math
 import numpy as np
 
 from . import backends
-from ._threads import resolve
-from .positional import MAX_POSITION, _as_positions, fill_sincos
+from ._threads import for_work, resolve
+from .positional import MAX_POSITION, _as_positions, sincos_table
 
 STYLES = ("neox", "gptj")
 SCALINGS = ("default", "linear", "dynamic", "yarn", "llama3")
@@ -161,13 +161,11 @@ def rope_cos_sin(positions, dim, *, base=10000.0, scaling=None, seq_len=None, dt
 
 
 def _tables(flat, inv_freq, attention, dtype, backend, n_threads):
-    half = inv_freq.size
-    both = np.empty((flat.size, 2 * half), dtype=np.float64)
-    fill_sincos(both, flat, inv_freq, half, half, 0, half, 1, backend, n_threads)
+    """(cos, sin) in ``dtype``, (n, half), from float64 angles, times the attention factor."""
+    sin, cos = sincos_table(flat, inv_freq, backends.kernels(backend), for_work(resolve(n_threads), flat.size * inv_freq.size))
     if attention != 1.0:
-        both *= attention
-    both = both.astype(dtype, copy=False)
-    return np.ascontiguousarray(both[:, half:]), np.ascontiguousarray(both[:, :half])
+        sin, cos = sin * attention, cos * attention
+    return np.ascontiguousarray(cos, dtype=dtype), np.ascontiguousarray(sin, dtype=dtype)
 
 
 def apply_rope(x, *, positions=None, offset=0, style="neox", rotary_dim=None, base=10000.0, scaling=None,
