@@ -16,6 +16,7 @@ and calls kernels.
 
 import numpy as np
 
+from . import _workspace
 from ._threads import blas_limit, for_work
 
 DEDUPE_MIN_TOKENS = 512
@@ -32,10 +33,10 @@ def choose_plan(n_tokens, n_rows):
 
 
 def distinct(k, ids, n_rows):
-    """(uniq, remap): ids == uniq[remap], uniq in first-seen order."""
-    marker = np.full(n_rows, -1, dtype=ids.dtype)
-    uniq = np.empty_like(ids)
-    remap = np.empty_like(ids)
+    """(uniq, remap): ids == uniq[remap], uniq in first-seen order (views of scratch buffers)."""
+    marker = _workspace.marker(n_rows, ids.dtype)
+    uniq = _workspace.scratch("uniq", ids.shape, ids.dtype)
+    remap = _workspace.scratch("remap", ids.shape, ids.dtype)
     n_unique = k.dedupe(ids, marker, uniq, remap)
     if n_unique < 0:
         raise RuntimeError("dedupe kernel met an index outside the table after validation")
@@ -68,7 +69,8 @@ def factorized(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads, 
     if plan == "dedupe":
         uniq, remap = distinct(k, ids, table.shape[0])
         if uniq.shape[0] <= DEDUPE_MAX_UNIQUE_FRACTION * ids.shape[0]:
-            projected = project(gather(k, table, uniq, n_threads), proj, None, n_threads)
+            rows = gather(k, table, uniq, n_threads, out=_workspace.scratch("rows", (uniq.shape[0], table.shape[1]), table.dtype))
+            projected = project(rows, proj, _workspace.scratch("projected", (uniq.shape[0], proj.shape[1]), proj.dtype), n_threads)
             return gather(k, projected, remap, n_threads, scale, bias, pos, pos_rows, out)
     _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads)
     return out
@@ -79,10 +81,11 @@ def _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
     n, d = out.shape
     block = max(256, DIRECT_CHUNK_BYTES // (d * out.itemsize))
     if n <= block:
-        project(gather(k, table, ids, n_threads), proj, out, n_threads)
+        rows = gather(k, table, ids, n_threads, out=_workspace.scratch("rows", (n, table.shape[1]), table.dtype))
+        project(rows, proj, out, n_threads)
         _checked(k.finish_rows(out, scale, bias, pos, pos_rows, for_work(n_threads, out.size)), "finish_rows")
         return
-    g = np.empty((block, table.shape[1]), dtype=table.dtype)
+    g = _workspace.scratch("rows", (block, table.shape[1]), table.dtype)
     for start in range(0, n, block):
         rows = slice(start, min(start + block, n))
         m = rows.stop - rows.start

@@ -6,6 +6,7 @@ are not integers, ValueError for shape, rank, dtype and ``out`` mismatches.
 """
 
 import functools
+import math
 import numbers
 from typing import NamedTuple, Optional
 
@@ -140,7 +141,7 @@ SEQUENCE_CACHE_MAX_IDS = 1 << 16
 def _sequence_rows(ids_shape, offset):
     """offset + l for every id, flat and read-only; cached for shapes of up to 65536 ids
     (serving repeats a few shapes; 64 entries of at most 512 KiB)."""
-    if int(np.prod(ids_shape)) <= SEQUENCE_CACHE_MAX_IDS:
+    if math.prod(ids_shape) <= SEQUENCE_CACHE_MAX_IDS:
         return _cached_sequence_rows(ids_shape, offset)
     return _build_sequence_rows(ids_shape, offset)
 
