@@ -7,7 +7,7 @@ import numpy as np
 import fastembed as fe
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def minilm_table():
     try:
         from fastembed.io import load_safetensors

@@ -8,7 +8,11 @@ from .common import backend_or_skip, torch_or_skip
 
 
 class Sinusoidal:
-    params = [["cython", "numba", "numpy", "numpy-float64-formula"], [(4096, 768), (32768, 768)], ["interleaved", "concat"]]
+    params = [
+        ["cython", "numba", "numpy", "numpy-float64-formula"],
+        [(4096, 768), (32768, 768)],
+        ["interleaved", "concat"],
+    ]
     param_names = ["method", "shape", "layout"]
 
     def setup(self, method, shape, layout):
@@ -47,7 +51,10 @@ class Rope:
             cos, sin = fe.rope_cos_sin(1024, 128, dtype=np.float32)
             X = torch.from_numpy(self.x)
             if style == "neox":
-                C, S = torch.from_numpy(np.concatenate([cos, cos], -1)), torch.from_numpy(np.concatenate([sin, sin], -1))
+                C, S = (
+                    torch.from_numpy(np.concatenate([cos, cos], -1)),
+                    torch.from_numpy(np.concatenate([sin, sin], -1)),
+                )
 
                 def rotate(t):
                     return torch.cat((-t[..., 64:], t[..., :64]), dim=-1)

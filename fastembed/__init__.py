@@ -8,8 +8,8 @@ when its backend is first used.
 from . import backends, reference
 from ._threads import get_num_threads, num_threads, set_num_threads
 from ._version import __version__
-from .factorize import ErrorReport, Factorization, factorize
 from .blocks import AlbertEmbedding, BertEmbedding
+from .factorize import ErrorReport, Factorization, factorize
 from .layers import Embedding, FactorizedEmbedding
 from .lookup import factorized_lookup, lookup
 from .positional import make_positions, positions_from_mask, sinusoidal

@@ -30,7 +30,8 @@ def info():
     from threadpoolctl import threadpool_info
 
     for lib in threadpool_info():
-        lines.append(f"threadpool {lib['user_api']}: {lib.get('internal_api')} {lib.get('version')} ({lib['num_threads']} threads)")
+        api, version, threads = lib.get("internal_api"), lib.get("version"), lib["num_threads"]
+        lines.append(f"threadpool {lib['user_api']}: {api} {version} ({threads} threads)")
     return lines
 
 

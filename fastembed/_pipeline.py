@@ -69,8 +69,12 @@ def factorized(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads, 
     if plan == "dedupe":
         uniq, remap = distinct(k, ids, table.shape[0])
         if uniq.shape[0] <= DEDUPE_MAX_UNIQUE_FRACTION * ids.shape[0]:
-            rows = gather(k, table, uniq, n_threads, out=_workspace.scratch("rows", (uniq.shape[0], table.shape[1]), table.dtype))
-            projected = project(rows, proj, _workspace.scratch("projected", (uniq.shape[0], proj.shape[1]), proj.dtype), n_threads)
+            rows = gather(
+                k, table, uniq, n_threads, out=_workspace.scratch("rows", (uniq.shape[0], table.shape[1]), table.dtype)
+            )
+            projected = project(
+                rows, proj, _workspace.scratch("projected", (uniq.shape[0], proj.shape[1]), proj.dtype), n_threads
+            )
             return gather(k, projected, remap, n_threads, scale, bias, pos, pos_rows, out)
     _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads)
     return out

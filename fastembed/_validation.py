@@ -8,7 +8,7 @@ are not integers, ValueError for shape, rank, dtype and ``out`` mismatches.
 import functools
 import math
 import numbers
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -95,8 +95,8 @@ def _integer_array(x, name):
 
 
 class Positions(NamedTuple):
-    table: Optional[np.ndarray]
-    rows: Optional[np.ndarray]  # int64, one per output row (flattened ids order)
+    table: np.ndarray | None
+    rows: np.ndarray | None  # int64, one per output row (flattened ids order)
 
 
 def positions(ids_shape, pos_table, offset, position_ids, d, dtype):
@@ -128,9 +128,7 @@ def positions(ids_shape, pos_table, offset, position_ids, d, dtype):
             raise TypeError(f"offset must be an integer, got {offset!r}")
         length = ids_shape[-1] if ids_shape else 1
         if offset < 0 or offset + length > n_pos:
-            raise IndexError(
-                f"positions {offset}..{offset + length - 1} are outside [0, {n_pos}) of the pos_table"
-            )
+            raise IndexError(f"positions {offset}..{offset + length - 1} are outside [0, {n_pos}) of the pos_table")
         return Positions(table, _sequence_rows(ids_shape, int(offset)))
     return Positions(table, np.ascontiguousarray(rows, dtype=np.int64).reshape(-1))
 

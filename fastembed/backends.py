@@ -10,6 +10,7 @@ import contextlib
 import functools
 import importlib
 import threading
+import warnings
 
 BACKENDS = ("cython", "numba", "numpy")
 
@@ -39,8 +40,9 @@ class KernelSet:
         return self.rows.row_error_stats(orig, recon, stats, n_threads)
 
     def gather_sum_layernorm(self, word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads):
-        return self.rows.gather_sum_layernorm(word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out,
-                                              n_threads)
+        return self.rows.gather_sum_layernorm(
+            word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads
+        )
 
     def sincos_rows(self, out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads):
         return self.positional.sincos_rows(out, hi, lo, *tables, n_sin, n_cos, sin_col, cos_col, step, n_threads)
@@ -95,7 +97,9 @@ class NumbaKernelSet(KernelSet):
 
     def gather_sum_layernorm(self, word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads):
         with self.threads(n_threads):
-            return self.rows.gather_sum_layernorm(word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out)
+            return self.rows.gather_sum_layernorm(
+                word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out
+            )
 
     def sincos_rows(self, out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads):
         with self.threads(n_threads):
@@ -106,11 +110,18 @@ class NumbaKernelSet(KernelSet):
             return self.positional.rope_rows(x, out, table_rows, cos, sin, half, neox)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(name):
     try:
         if name == "cython":
             rows = importlib.import_module("fastembed._kernels._rows")
+            if not rows.openmp_enabled():
+                warnings.warn(
+                    "fastembed's Cython kernels were built without OpenMP and run on one thread; "
+                    "rebuild with a compiler that supports -fopenmp for parallel kernels",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
             return KernelSet(name, rows, _optional("fastembed._kernels._positional"))
         if name == "numba":
             rows = importlib.import_module("fastembed._kernels._rows_numba")

@@ -95,8 +95,8 @@ def lookup_case(name, shape, kind, B, L, quick=False):
     methods.update(_torch_methods(E, P, pos, scale, ids, out))
     for backend in backends.available():
         if backend != "numpy":
-            methods[f"fastembed {backend}"] = (
-                lambda b=backend: factorized_lookup(ids, E, P, scale=scale, pos_table=pos, out=out, backend=b)
+            methods[f"fastembed {backend}"] = lambda b=backend: factorized_lookup(
+                ids, E, P, scale=scale, pos_table=pos, out=out, backend=b
             )
     methods["fastembed auto"] = lambda: factorized_lookup(ids, E, P, scale=scale, pos_table=pos, out=out)
     methods["fastembed materialized"] = lambda: lookup(ids, dense, scale=scale, pos_table=pos, out=out)
@@ -130,8 +130,13 @@ def positional_cases(quick=False):
     for b in backends.available():
         if b != "numpy":
             methods[f"fastembed {b}"] = lambda b=b: sinusoidal(n, d, out=out, backend=b)
-    cases.append({"case": f"sinusoidal {n}x{d}", "bytes_out": 4.0 * n * d,
-                  "seconds": {m: best_time(f, repeat=5) for m, f in methods.items()}})
+    cases.append(
+        {
+            "case": f"sinusoidal {n}x{d}",
+            "bytes_out": 4.0 * n * d,
+            "seconds": {m: best_time(f, repeat=5) for m, f in methods.items()},
+        }
+    )
     shape = (2, 32, 512, 128) if quick else (4, 32, 1024, 128)
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     y = np.empty_like(x)
@@ -154,8 +159,13 @@ def positional_cases(quick=False):
         pass
     for b in backends.available():
         methods[f"fastembed {b}"] = lambda b=b: apply_rope(x, out=y, backend=b)
-    cases.append({"case": f"rope {shape}", "bytes_out": 2 * 4.0 * x.size,
-                  "seconds": {m: best_time(f, repeat=5) for m, f in methods.items()}})
+    cases.append(
+        {
+            "case": f"rope {shape}",
+            "bytes_out": 2 * 4.0 * x.size,
+            "seconds": {m: best_time(f, repeat=5) for m, f in methods.items()},
+        }
+    )
     return cases
 
 
@@ -176,15 +186,21 @@ def factorize_case(quick=False):
     }
     if not quick:
         methods["numpy full SVD"] = lambda: np.linalg.svd(W, full_matrices=False)
-    return {"case": f"factorize rank 128 ({source})",
-            "seconds": {m: best_time(f, repeat=3, min_seconds=0) for m, f in methods.items()}}
+    return {
+        "case": f"factorize rank 128 ({source})",
+        "seconds": {m: best_time(f, repeat=3, min_seconds=0) for m, f in methods.items()},
+    }
 
 
 def collect(quick=False):
     B, L = (8, 512) if quick else (32, 512)
     report = {
-        "machine": {"python": platform.python_version(), "cores": available_cores(), "processor": platform.processor(),
-                    **roofline(quick)},
+        "machine": {
+            "python": platform.python_version(),
+            "cores": available_cores(),
+            "processor": platform.processor(),
+            **roofline(quick),
+        },
         "lookup": [
             lookup_case("albert-base", ALBERT, "text", B, L, quick),
             lookup_case("albert-base", ALBERT, "uniform", B, L, quick),
@@ -199,8 +215,11 @@ def collect(quick=False):
 
 def format_report(report):
     m = report["machine"]
-    lines = [f"machine: {m['cores']} cores, sgemm {m['sgemm_gflops']:.0f} GFLOP/s, writes {m['write_gbs']:.1f} GB/s "
-             f"(python {m['python']})", ""]
+    lines = [
+        f"machine: {m['cores']} cores, sgemm {m['sgemm_gflops']:.0f} GFLOP/s, writes {m['write_gbs']:.1f} GB/s "
+        f"(python {m['python']})",
+        "",
+    ]
     for case in report["lookup"]:
         s = case["seconds"]
         shape = case["shape"]
@@ -212,17 +231,26 @@ def format_report(report):
             f"{case['ids']} ids ({case['distinct_fraction']:.0%} distinct); bounds: compute {compute * 1e3:.2f} ms, "
             f"output writes {memory * 1e3:.2f} ms"
         )
-        lines.append(f"  {'method':24s} {'ms':>9s} {'vs torch user':>14s} {'vs numpy':>9s} {'compute bound':>14s} {'write bound':>12s}")
+        header = ("method", "ms", "vs torch user", "vs numpy", "compute bound", "write bound")
+        lines.append("  {:24s} {:>9s} {:>14s} {:>9s} {:>14s} {:>12s}".format(*header))
         for method, t in sorted(s.items(), key=lambda kv: kv[1]):
             vs_user = f"{user / t:.2f}x" if user else "-"
-            lines.append(f"  {method:24s} {t * 1e3:9.3f} {vs_user:>14s} {s['numpy'] / t:8.2f}x "
-                         f"{compute / t:13.0%} {memory / t:11.0%}")
+            lines.append(
+                f"  {method:24s} {t * 1e3:9.3f} {vs_user:>14s} {s['numpy'] / t:8.2f}x "
+                f"{compute / t:13.0%} {memory / t:11.0%}"
+            )
         lines.append("")
     for case in report["positional"] + [report["factorize"]]:
         s = case["seconds"]
         base = max(s.values())
-        lines.append(case["case"] + (f"; write bound {case['bytes_out'] / (m['write_gbs'] * 1e9) * 1e3:.2f} ms"
-                                      if "bytes_out" in case else ""))
+        lines.append(
+            case["case"]
+            + (
+                f"; write bound {case['bytes_out'] / (m['write_gbs'] * 1e9) * 1e3:.2f} ms"
+                if "bytes_out" in case
+                else ""
+            )
+        )
         for method, t in sorted(s.items(), key=lambda kv: kv[1]):
             lines.append(f"  {method:24s} {t * 1e3:9.3f} ms {base / t:8.2f}x vs slowest")
         lines.append("")
@@ -243,48 +271,89 @@ def goals(report):
     if text and "torch (user)" in text["seconds"]:
         s = text["seconds"]
         ratio = s["torch (user)"] / s["fastembed auto"]
-        out.append(("real-text 32x512: >= 6x torch (user), < 5 ms", ratio >= 6 and s["fastembed auto"] < 5e-3,
-                    f"{ratio:.1f}x, {s['fastembed auto'] * 1e3:.2f} ms"))
+        out.append(
+            (
+                "real-text 32x512: >= 6x torch (user), < 5 ms",
+                ratio >= 6 and s["fastembed auto"] < 5e-3,
+                f"{ratio:.1f}x, {s['fastembed auto'] * 1e3:.2f} ms",
+            )
+        )
     if uniform and "torch (user)" in uniform["seconds"]:
         s = uniform["seconds"]
         compute, _ = bounds(uniform)
         ratio = s["torch (user)"] / s["fastembed auto"]
-        out.append(("uniform 32x512: >= 2.2x torch (user), within 1.25x of the compute bound",
-                    ratio >= 2.2 and s["fastembed auto"] <= 1.25 * compute,
-                    f"{ratio:.2f}x; {s['fastembed auto'] / compute:.2f}x the compute bound ({compute * 1e3:.1f} ms)"))
+        out.append(
+            (
+                "uniform 32x512: >= 2.2x torch (user), within 1.25x of the compute bound",
+                ratio >= 2.2 and s["fastembed auto"] <= 1.25 * compute,
+                f"{ratio:.2f}x; {s['fastembed auto'] / compute:.2f}x the compute bound ({compute * 1e3:.1f} ms)",
+            )
+        )
     if latency and "torch (user)" in latency["seconds"]:
         s = latency["seconds"]
         compute, memory = bounds(latency)
         ratio = s["torch (user)"] / s["fastembed auto"]
-        out.append(("1x128: >= 1.5x torch (user)", ratio >= 1.5,
-                    f"{ratio:.2f}x; the projection alone is {compute * 1e6:.0f} us at peak sgemm, torch (user) "
-                    f"{s['torch (user)'] * 1e6:.0f} us: 1.5x leaves {s['torch (user)'] / 1.5 * 1e6:.0f} us for "
-                    f"everything, i.e. sgemm at {compute / (s['torch (user)'] / 1.5):.0%} of peak with no other cost"))
+        out.append(
+            (
+                "1x128: >= 1.5x torch (user)",
+                ratio >= 1.5,
+                f"{ratio:.2f}x; the projection alone is {compute * 1e6:.0f} us at peak sgemm, torch (user) "
+                f"{s['torch (user)'] * 1e6:.0f} us: 1.5x leaves {s['torch (user)'] / 1.5 * 1e6:.0f} us for "
+                f"everything, i.e. sgemm at {compute / (s['torch (user)'] / 1.5):.0%} of peak with no other cost",
+            )
+        )
         mat = s["fastembed materialized"]
-        out.append(("1x128 materialized: within 1.5x of the memory bound", mat <= 1.5 * memory,
-                    f"{mat * 1e6:.1f} us vs write bound {memory * 1e6:.1f} us ({mat / memory:.2f}x)"))
+        out.append(
+            (
+                "1x128 materialized: within 1.5x of the memory bound",
+                mat <= 1.5 * memory,
+                f"{mat * 1e6:.1f} us vs write bound {memory * 1e6:.1f} us ({mat / memory:.2f}x)",
+            )
+        )
     if xx and "torch (best)" in xx["seconds"]:
         s = xx["seconds"]
         order = s["fastembed auto"] < s["torch (best)"] <= s["torch (user)"] and s["fastembed auto"] < s["numpy"]
-        out.append(("d=4096 r=256: fastembed < torch (best) <= torch (user), and < numpy", order,
-                    f"{s['fastembed auto'] * 1e3:.1f} / {s['torch (best)'] * 1e3:.1f} / {s['torch (user)'] * 1e3:.1f} "
-                    f"/ numpy {s['numpy'] * 1e3:.1f} ms"))
+        out.append(
+            (
+                "d=4096 r=256: fastembed < torch (best) <= torch (user), and < numpy",
+                order,
+                f"{s['fastembed auto'] * 1e3:.1f} / {s['torch (best)'] * 1e3:.1f} / {s['torch (user)'] * 1e3:.1f} "
+                f"/ numpy {s['numpy'] * 1e3:.1f} ms",
+            )
+        )
     worst = max(report["lookup"], key=lambda c: c["seconds"]["fastembed auto"] / c["seconds"]["numpy"])
     r = worst["seconds"]["fastembed auto"] / worst["seconds"]["numpy"]
-    out.append(("auto never loses to the numpy expression", r <= 1.0,
-                f"worst case {worst['case']} {worst['ids']}: auto takes {r:.2f}x numpy's time"))
+    out.append(
+        (
+            "auto never loses to the numpy expression",
+            r <= 1.0,
+            f"worst case {worst['case']} {worst['ids']}: auto takes {r:.2f}x numpy's time",
+        )
+    )
     for case in report["positional"]:
         s = case["seconds"]
         if case["case"].startswith("sinusoidal"):
             best = min(v for k, v in s.items() if k.startswith("fastembed"))
-            out.append(("sinusoidal 32768x768: >= 20x numpy float64", s["numpy float64"] / best >= 20,
-                        f"{s['numpy float64'] / best:.1f}x"))
+            out.append(
+                (
+                    "sinusoidal 32768x768: >= 20x numpy float64",
+                    s["numpy float64"] / best >= 20,
+                    f"{s['numpy float64'] / best:.1f}x",
+                )
+            )
         elif "torch (user)" in s:
             best = min(v for k, v in s.items() if k.startswith("fastembed"))
-            out.append(("rope (4,32,1024,128): >= 4x torch (user)", s["torch (user)"] / best >= 4,
-                        f"{s['torch (user)'] / best:.1f}x"))
+            out.append(
+                (
+                    "rope (4,32,1024,128): >= 4x torch (user)",
+                    s["torch (user)"] / best >= 4,
+                    f"{s['torch (user)'] / best:.1f}x",
+                )
+            )
     f = report["factorize"]["seconds"]
-    out.append(("factorize 30522x384 rank 128 exact: < 60 ms", f["fastembed svd"] < 0.06, f"{f['fastembed svd'] * 1e3:.0f} ms"))
+    out.append(
+        ("factorize 30522x384 rank 128 exact: < 60 ms", f["fastembed svd"] < 0.06, f"{f['fastembed svd'] * 1e3:.0f} ms")
+    )
     return out
 
 
@@ -303,7 +372,7 @@ def plot(report, path):
 
     cases = report["lookup"]
     fig, axes = plt.subplots(1, len(cases), figsize=(4 * len(cases), 4))
-    for ax, case in zip(np.atleast_1d(axes), cases):
+    for ax, case in zip(np.atleast_1d(axes), cases, strict=True):
         items = sorted(case["seconds"].items(), key=lambda kv: kv[1])
         ax.barh([k for k, _ in items], [v * 1e3 for _, v in items], color="C0")
         ax.set_title(f"{case['case']}\n{case['ids']} ids", fontsize=9)

@@ -62,12 +62,16 @@ def load_state_dict(path):
         try:
             import torch
         except ImportError:
-            raise CheckpointError(f"{path}: reading a PyTorch checkpoint needs torch (or convert it to safetensors)") from None
+            raise CheckpointError(
+                f"{path}: reading a PyTorch checkpoint needs torch (or convert it to safetensors)"
+            ) from None
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise CheckpointError(f"{path}: not a loadable weights-only PyTorch checkpoint ({exc})") from None
-        return {k: t.detach().float().numpy() if t.dtype == torch.bfloat16 else t.detach().numpy() for k, t in state.items()}
+        return {
+            k: t.detach().float().numpy() if t.dtype == torch.bfloat16 else t.detach().numpy() for k, t in state.items()
+        }
     if path.suffix == ".npz":
         from .io import load_npz
 
@@ -114,9 +118,14 @@ class BertEmbedding:
         word = _array(sd, prefix + WORD, dtype)
         dtype = word.dtype
         e = prefix + "embeddings."
-        return cls(word, _array(sd, e + "position_embeddings.weight", dtype),
-                   _array(sd, e + "token_type_embeddings.weight", dtype), _array(sd, e + "LayerNorm.weight", dtype),
-                   _array(sd, e + "LayerNorm.bias", dtype), eps=eps)
+        return cls(
+            word,
+            _array(sd, e + "position_embeddings.weight", dtype),
+            _array(sd, e + "token_type_embeddings.weight", dtype),
+            _array(sd, e + "LayerNorm.weight", dtype),
+            _array(sd, e + "LayerNorm.bias", dtype),
+            eps=eps,
+        )
 
     @classmethod
     def from_pretrained(cls, path, dtype=None):
@@ -133,7 +142,9 @@ class BertEmbedding:
         if token_type_ids is None:
             types = np.zeros(ids.size, np.int64)
         else:
-            types = v.as_index_array(token_type_ids, "token_type_ids", self.token_type.shape[0], what="token_type table")
+            types = v.as_index_array(
+                token_type_ids, "token_type_ids", self.token_type.shape[0], what="token_type table"
+            )
             try:
                 types = np.broadcast_to(types, ids.shape)
             except ValueError:
@@ -151,8 +162,19 @@ class BertEmbedding:
             if k is None:
                 self._normalized_numpy(ids.reshape(-1), types, pos_rows, out)
             else:
-                skipped = k.gather_sum_layernorm(self.word, ids.reshape(-1), self.token_type, types, self.position,
-                                                 pos_rows, self.gamma, self.beta, self.eps, out, resolve(n_threads))
+                skipped = k.gather_sum_layernorm(
+                    self.word,
+                    ids.reshape(-1),
+                    self.token_type,
+                    types,
+                    self.position,
+                    pos_rows,
+                    self.gamma,
+                    self.beta,
+                    self.eps,
+                    out,
+                    resolve(n_threads),
+                )
                 if skipped:
                     raise RuntimeError(f"gather_sum_layernorm skipped {skipped} rows")
         return out.reshape(ids.shape + (self.dim,))
@@ -193,16 +215,26 @@ class AlbertEmbedding(BertEmbedding):
         bert = BertEmbedding.from_state_dict(sd, eps=eps, dtype=dtype)
         m = _find_prefix(sd) + "encoder.embedding_hidden_mapping_in."
         dtype = bert.word.dtype
-        return cls(bert.word, bert.position, bert.token_type, bert.gamma, bert.beta,
-                   _array(sd, m + "weight", dtype), _array(sd, m + "bias", dtype), eps=eps)
+        return cls(
+            bert.word,
+            bert.position,
+            bert.token_type,
+            bert.gamma,
+            bert.beta,
+            _array(sd, m + "weight", dtype),
+            _array(sd, m + "bias", dtype),
+            eps=eps,
+        )
 
     @property
     def hidden_size(self):
         return self.mapping.shape[0]
 
     def n_parameters(self):
-        return sum(x.size for x in (self.word, self.position, self.token_type, self.gamma, self.beta, self.mapping,
-                                    self.mapping_bias))
+        return sum(
+            x.size
+            for x in (self.word, self.position, self.token_type, self.gamma, self.beta, self.mapping, self.mapping_bias)
+        )
 
     def __call__(self, ids, token_type_ids=None, position_ids=None, *, backend="auto", n_threads=None):
         """Embed ``ids`` (..., L) -> (..., L, H)."""

@@ -6,11 +6,19 @@ from pathlib import Path
 
 import numpy as np
 
-EMBEDDING_KEYS = ("word_embeddings.weight", "embed_tokens.weight", "wte.weight", "shared.weight", "tok_embeddings.weight")
+EMBEDDING_KEYS = (
+    "word_embeddings.weight",
+    "embed_tokens.weight",
+    "wte.weight",
+    "shared.weight",
+    "tok_embeddings.weight",
+)
 
 
 def add_arguments(parser):
-    parser.add_argument("model", help="model folder (config.json + model.safetensors / pytorch_model.bin) or a tensor file")
+    parser.add_argument(
+        "model", help="model folder (config.json + model.safetensors / pytorch_model.bin) or a tensor file"
+    )
     size = parser.add_mutually_exclusive_group(required=True)
     size.add_argument("--rank", type=int, help="rank r of the factors")
     size.add_argument("--energy", type=float, help="keep this fraction of the squared singular values")
@@ -34,7 +42,9 @@ def find_embedding(tensors, key=None):
         for name, arr in tensors.items():
             if name.endswith(suffix) and np.ndim(arr) == 2:
                 return name, arr
-    raise SystemExit(f"fastembed factorize: no word-embedding matrix found; pass --key (2-D tensors: {_matrices(tensors)})")
+    raise SystemExit(
+        f"fastembed factorize: no word-embedding matrix found; pass --key (2-D tensors: {_matrices(tensors)})"
+    )
 
 
 def _matrices(tensors):
@@ -69,10 +79,20 @@ def run(args, out=sys.stdout):
     weights = None
     if args.weights:
         weights = np.load(args.weights, allow_pickle=False)
-    progress(f"factorizing ({args.method}{', weighted' if weights is not None else ''}{', centred' if args.center else ''})")
+    progress(
+        f"factorizing ({args.method}{', weighted' if weights is not None else ''}{', centred' if args.center else ''})"
+    )
     try:
-        fac = factorize(W, args.rank, energy=args.energy, max_error=args.max_error, method=args.method,
-                        row_weights=weights, center=args.center, seed=args.seed)
+        fac = factorize(
+            W,
+            args.rank,
+            energy=args.energy,
+            max_error=args.max_error,
+            method=args.method,
+            row_weights=weights,
+            center=args.center,
+            seed=args.seed,
+        )
     except (ValueError, TypeError) as exc:
         raise SystemExit(f"fastembed factorize: {exc}") from None
     optimum = fac.report.optimal_relative_error
@@ -120,7 +140,9 @@ def plot_spectrum(W, weights, center, rank, path):
 
     full = factorize(W, min(W.shape), row_weights=weights, center=center)
     s = full.all_singular_values
-    total = float(np.sum(s**2)) + (0.0 if full.bias is None else float(np.sum(np.asarray(W, np.float64) ** 2) - np.sum(s**2)))
+    total = float(np.sum(s**2)) + (
+        0.0 if full.bias is None else float(np.sum(np.asarray(W, np.float64) ** 2) - np.sum(s**2))
+    )
     tail = np.concatenate([np.cumsum((s**2)[::-1])[::-1], [0.0]])
     error = np.sqrt(np.maximum(tail, 0) / total)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))

@@ -34,7 +34,9 @@ def run(rank=128, batch=32, length=128, print_=print):
     tensors = load_safetensors(folder / "model.safetensors", [WORD, POSITION])
     W, pos = tensors[WORD], tensors[POSITION]
     print_(f"model      all-MiniLM-L6-v2 from {folder}")
-    print_(f"table      word embeddings {W.shape[0]} x {W.shape[1]} {W.dtype}, positions {pos.shape[0]} x {pos.shape[1]}")
+    print_(
+        f"table      word embeddings {W.shape[0]} x {W.shape[1]} {W.dtype}, positions {pos.shape[0]} x {pos.shape[1]}"
+    )
 
     start = time.perf_counter()
     fac = factorize(W, rank)
@@ -53,7 +55,9 @@ def run(rank=128, batch=32, length=128, print_=print):
     scale = float(np.sqrt(W.shape[1]))
     kwargs = dict(scale=scale, pos_table=pos)
     truth = reference.factorized_lookup(ids, fac.table, fac.proj, **kwargs)
-    magnitude = reference.factorized_lookup(ids, np.abs(fac.table), np.abs(fac.proj), scale=scale, pos_table=np.abs(pos))
+    magnitude = reference.factorized_lookup(
+        ids, np.abs(fac.table), np.abs(fac.proj), scale=scale, pos_table=np.abs(pos)
+    )
     out = np.empty(ids.shape + (W.shape[1],), dtype=W.dtype)
 
     def numpy_expression():
@@ -65,7 +69,7 @@ def run(rank=128, batch=32, length=128, print_=print):
     for name in backends.available():
         result = factorized_lookup(ids, fac.table, fac.proj, out=out, backend=name, **kwargs)
         error = float(np.max(np.abs(result - truth) / magnitude))
-        seconds = _best_time(lambda: factorized_lookup(ids, fac.table, fac.proj, out=out, backend=name, **kwargs))
+        seconds = _best_time(lambda b=name: factorized_lookup(ids, fac.table, fac.proj, out=out, backend=b, **kwargs))
         print_(
             f"           {'backend ' + name:18s} {seconds * 1e3:8.3f} ms {baseline / seconds:6.2f}x"
             f"   max error / bound vs float64 reference {error:.1e}"

@@ -16,7 +16,6 @@ finder with power iterations (Halko, Martinsson & Tropp 2011).
 """
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -41,7 +40,7 @@ class ErrorReport:
     weighted_relative_error: float
     worst_row_error: float
     mean_cosine: float
-    optimal_relative_error: Optional[float] = None
+    optimal_relative_error: float | None = None
 
 
 @dataclass
@@ -59,12 +58,12 @@ class Factorization:
     table: np.ndarray
     proj: np.ndarray
     singular_values: np.ndarray
-    bias: Optional[np.ndarray]
+    bias: np.ndarray | None
     relative_error: float
     report: ErrorReport
     method: str = "svd"
     scale_into: str = "table"
-    all_singular_values: Optional[np.ndarray] = field(default=None, repr=False)
+    all_singular_values: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def rank(self):

@@ -75,8 +75,18 @@ class Embedding:
 
     def __call__(self, ids, *, offset=0, position_ids=None, out=None, backend="auto", n_threads=None):
         """Embed ``ids`` (..., L) -> (..., L, d); positions as in :func:`fastembed.lookup`."""
-        return lookup(ids, self.table, scale=self.scale, bias=self.bias, pos_table=self.positional, offset=offset,
-                      position_ids=position_ids, out=out, backend=backend, n_threads=n_threads)
+        return lookup(
+            ids,
+            self.table,
+            scale=self.scale,
+            bias=self.bias,
+            pos_table=self.positional,
+            offset=offset,
+            position_ids=position_ids,
+            out=out,
+            backend=backend,
+            n_threads=n_threads,
+        )
 
     def n_parameters(self):
         return sum(x.size for x in (self.table, self.bias, self.positional) if x is not None)
@@ -92,8 +102,9 @@ class Embedding:
     def load(cls, path):
         tensors, meta = _load(path)
         _expect(meta, cls.kind, path)
-        return cls(tensors["table"], bias=tensors.get("bias"), scale=float(meta["scale"]),
-                   positional=tensors.get("positional"))
+        return cls(
+            tensors["table"], bias=tensors.get("bias"), scale=float(meta["scale"]), positional=tensors.get("positional")
+        )
 
 
 class FactorizedEmbedding(Embedding):
@@ -132,8 +143,9 @@ class FactorizedEmbedding(Embedding):
         return self.table.shape[1]
 
     @classmethod
-    def from_dense(cls, W, rank=None, *, energy=None, max_error=None, bias=None, scale=1.0, positional=None,
-                   **factorize_options):
+    def from_dense(
+        cls, W, rank=None, *, energy=None, max_error=None, bias=None, scale=1.0, positional=None, **factorize_options
+    ):
         """Factorize a trained (V, d) table (see :func:`fastembed.factorize`) into a layer.
 
         With ``center=True`` the mean row is fitted and added to ``bias``.
@@ -168,8 +180,16 @@ class FactorizedEmbedding(Embedding):
 
     def __call__(self, ids, *, offset=0, position_ids=None, out=None, backend="auto", n_threads=None):
         """Embed ``ids`` (..., L) -> (..., L, d); positions as in :func:`fastembed.factorized_lookup`."""
-        common = dict(scale=self.scale, bias=self.bias, pos_table=self.positional, offset=offset,
-                      position_ids=position_ids, out=out, backend=backend, n_threads=n_threads)
+        common = dict(
+            scale=self.scale,
+            bias=self.bias,
+            pos_table=self.positional,
+            offset=offset,
+            position_ids=position_ids,
+            out=out,
+            backend=backend,
+            n_threads=n_threads,
+        )
         if self._dense is not None:
             return lookup(ids, self._dense, **common)
         return factorized_lookup(ids, self.table, self.proj, **common)
@@ -182,12 +202,20 @@ class FactorizedEmbedding(Embedding):
 
     def save(self, path):
         """Write the factors (not the dense cache): safetensors, or npz when ``path`` ends in .npz."""
-        _save(path, {"table": self.table, "proj": self.proj, "bias": self.bias, "positional": self.positional},
-              self._meta())
+        _save(
+            path,
+            {"table": self.table, "proj": self.proj, "bias": self.bias, "positional": self.positional},
+            self._meta(),
+        )
 
     @classmethod
     def load(cls, path):
         tensors, meta = _load(path)
         _expect(meta, cls.kind, path)
-        return cls(tensors["table"], tensors["proj"], bias=tensors.get("bias"), scale=float(meta["scale"]),
-                   positional=tensors.get("positional"))
+        return cls(
+            tensors["table"],
+            tensors["proj"],
+            bias=tensors.get("bias"),
+            scale=float(meta["scale"]),
+            positional=tensors.get("positional"),
+        )

@@ -1,6 +1,6 @@
 """Public lookups: validate once, pick a backend, run it into the output."""
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -15,10 +15,10 @@ class _Call(NamedTuple):
     ids: np.ndarray  # flat int32/int64, contiguous
     shape: tuple  # ids.shape + (d,)
     scale: float
-    bias: Optional[np.ndarray]
-    pos: Optional[np.ndarray]
-    pos_rows: Optional[np.ndarray]
-    out: Optional[np.ndarray]
+    bias: np.ndarray | None
+    pos: np.ndarray | None
+    pos_rows: np.ndarray | None
+    out: np.ndarray | None
     n_threads: int
 
 
@@ -115,8 +115,20 @@ def factorized_lookup(
         raise ValueError(f"proj must have {table.shape[1]} rows to match table {table.shape}, got {proj.shape}")
     if plan not in (None, "dedupe", "direct"):
         raise ValueError(f"unknown plan {plan!r}")
-    call = _prepare(ids, table, proj.shape[1], dtype, scale, bias, pos_table, offset, position_ids, out,
-                    n_threads, {"table": table, "proj": proj})
+    call = _prepare(
+        ids,
+        table,
+        proj.shape[1],
+        dtype,
+        scale,
+        bias,
+        pos_table,
+        offset,
+        position_ids,
+        out,
+        n_threads,
+        {"table": table, "proj": proj},
+    )
     k = backends.kernels(name)
 
     def compute(out2d):
@@ -124,8 +136,9 @@ def factorized_lookup(
             with blas_limit(call.n_threads):
                 _numpy_backend.factorized(call.ids, table, proj, call.scale, call.bias, call.pos, call.pos_rows, out2d)
         else:
-            _pipeline.factorized(k, call.ids, table, proj, call.scale, call.bias, call.pos, call.pos_rows, out2d,
-                                 call.n_threads, plan)
+            _pipeline.factorized(
+                k, call.ids, table, proj, call.scale, call.bias, call.pos, call.pos_rows, out2d, call.n_threads, plan
+            )
 
     return _run(call, dtype, compute)
 
@@ -168,8 +181,20 @@ def lookup(
     name = backends.resolve(backend)
     table = v.as_float_matrix(table, "table")
     dtype = table.dtype
-    call = _prepare(ids, table, table.shape[1], dtype, scale, bias, pos_table, offset, position_ids, out,
-                    n_threads, {"table": table})
+    call = _prepare(
+        ids,
+        table,
+        table.shape[1],
+        dtype,
+        scale,
+        bias,
+        pos_table,
+        offset,
+        position_ids,
+        out,
+        n_threads,
+        {"table": table},
+    )
     k = backends.kernels(name)
 
     def compute(out2d):

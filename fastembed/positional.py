@@ -175,8 +175,19 @@ def fill_sincos(out, positions, w, n_sin, n_cos, sin_col, cos_col, step, backend
     return out
 
 
-def sinusoidal(positions, d, *, layout="interleaved", base=10000.0, endpoint=False, dtype=np.float32,
-               cache=True, out=None, backend="auto", n_threads=None):
+def sinusoidal(
+    positions,
+    d,
+    *,
+    layout="interleaved",
+    base=10000.0,
+    endpoint=False,
+    dtype=np.float32,
+    cache=True,
+    out=None,
+    backend="auto",
+    n_threads=None,
+):
     """Sinusoidal position table.
 
     ``interleaved``: PE[p, 2i] = sin(p w_i), PE[p, 2i+1] = cos(p w_i), w_i = base^(-2i/d).

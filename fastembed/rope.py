@@ -133,8 +133,9 @@ def _llama3(scaling, inv_freq, factor):
     return np.where(medium, smoothed, scaled)
 
 
-def rope_cos_sin(positions, dim, *, base=10000.0, scaling=None, seq_len=None, dtype=np.float64,
-                 backend="auto", n_threads=None):
+def rope_cos_sin(
+    positions, dim, *, base=10000.0, scaling=None, seq_len=None, dtype=np.float64, backend="auto", n_threads=None
+):
     """cos and sin of theta = p * inv_freq (angles in float64), times the attention factor.
 
     Parameters
@@ -162,14 +163,28 @@ def rope_cos_sin(positions, dim, *, base=10000.0, scaling=None, seq_len=None, dt
 
 def _tables(flat, inv_freq, attention, dtype, backend, n_threads):
     """(cos, sin) in ``dtype``, (n, half), from float64 angles, times the attention factor."""
-    sin, cos = sincos_table(flat, inv_freq, backends.kernels(backend), for_work(resolve(n_threads), flat.size * inv_freq.size))
+    sin, cos = sincos_table(
+        flat, inv_freq, backends.kernels(backend), for_work(resolve(n_threads), flat.size * inv_freq.size)
+    )
     if attention != 1.0:
         sin, cos = sin * attention, cos * attention
     return np.ascontiguousarray(cos, dtype=dtype), np.ascontiguousarray(sin, dtype=dtype)
 
 
-def apply_rope(x, *, positions=None, offset=0, style="neox", rotary_dim=None, base=10000.0, scaling=None,
-               out=None, backend="auto", n_threads=None, max_position=MAX_POSITION):
+def apply_rope(
+    x,
+    *,
+    positions=None,
+    offset=0,
+    style="neox",
+    rotary_dim=None,
+    base=10000.0,
+    scaling=None,
+    out=None,
+    backend="auto",
+    n_threads=None,
+    max_position=MAX_POSITION,
+):
     """Rotary position embedding of x, fused: one read and one write per element.
 
     ``out[..., l, pair] = rotate(x[..., l, pair], theta = position(l) * inv_freq)`` (module docstring).

@@ -101,7 +101,7 @@ class WordPiece:
     def batch(self, texts, length):
         """(len(texts), length) int64 ids: each text encoded, truncated, padded with [PAD]."""
         out = np.full((len(texts), length), self.pad, dtype=np.int64)
-        for row, text in zip(out, texts):
+        for row, text in zip(out, texts, strict=True):
             ids = self.encode(text)
             if len(ids) > length:
                 ids = ids[: length - 1] + [self.sep]

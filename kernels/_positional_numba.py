@@ -12,15 +12,15 @@ def sincos_rows(out, hi, lo, sin_hi, cos_hi, sin_lo, cos_lo, n_sin, n_cos, sin_c
     skipped = 0
     for n in nb.prange(out.shape[0]):
         h = hi[n]
-        l = lo[n]
-        if h < 0 or h >= sin_hi.shape[0] or l < 0 or l >= sin_lo.shape[0]:
+        j = lo[n]
+        if h < 0 or h >= sin_hi.shape[0] or j < 0 or j >= sin_lo.shape[0]:
             skipped += 1
             continue
         for i in range(n_cos):
-            out[n, sin_col + i * step] = sin_hi[h, i] * cos_lo[l, i] + cos_hi[h, i] * sin_lo[l, i]
-            out[n, cos_col + i * step] = cos_hi[h, i] * cos_lo[l, i] - sin_hi[h, i] * sin_lo[l, i]
+            out[n, sin_col + i * step] = sin_hi[h, i] * cos_lo[j, i] + cos_hi[h, i] * sin_lo[j, i]
+            out[n, cos_col + i * step] = cos_hi[h, i] * cos_lo[j, i] - sin_hi[h, i] * sin_lo[j, i]
         for i in range(n_cos, n_sin):
-            out[n, sin_col + i * step] = sin_hi[h, i] * cos_lo[l, i] + cos_hi[h, i] * sin_lo[l, i]
+            out[n, sin_col + i * step] = sin_hi[h, i] * cos_lo[j, i] + cos_hi[h, i] * sin_lo[j, i]
     return skipped
 
 

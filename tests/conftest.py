@@ -13,8 +13,10 @@ SOURCE_TREE = Path(__file__).resolve().parent.parent
 
 
 def pytest_report_header(config):
-    return [f"fastembed {fastembed.__version__} from {Path(fastembed.__file__).parent}",
-            f"backends: {fastembed.backends.available()}"]
+    return [
+        f"fastembed {fastembed.__version__} from {Path(fastembed.__file__).parent}",
+        f"backends: {fastembed.backends.available()}",
+    ]
 
 
 def pytest_sessionstart(session):

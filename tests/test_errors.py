@@ -30,6 +30,7 @@ def _set(key, value):
             args["tables"] = tuple(tables)
         else:
             args["kw"][key] = value(args["kw"]) if callable(value) else value
+
     return change
 
 

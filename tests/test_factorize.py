@@ -34,7 +34,9 @@ def test_svd_is_the_optimum_and_error_is_computed(dtype, scale_into, shape):
     direct = np.linalg.norm(W.astype(np.float64) - fac.table.astype(np.float64) @ fac.proj) / np.linalg.norm(W)
     assert fac.relative_error == pytest.approx(direct, rel=1e-6 if dtype == np.float64 else 1e-4)
     assert fac.relative_error == pytest.approx(_optimal_error(W, 10), rel=1e-6 if dtype == np.float64 else 1e-4)
-    np.testing.assert_allclose(fac.singular_values, np.linalg.svd(W.astype(np.float64), compute_uv=False)[:10], rtol=1e-5)
+    np.testing.assert_allclose(
+        fac.singular_values, np.linalg.svd(W.astype(np.float64), compute_uv=False)[:10], rtol=1e-5
+    )
 
 
 def test_scale_placement():

@@ -74,8 +74,19 @@ def _raw(path, header, data=b""):
         lambda p: _raw(p, {"w": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 16]}}, b"\0" * 16),
         lambda p: _raw(p, {"__metadata__": {"a": 1}}),
     ],
-    ids=["short", "huge-header", "not-json", "not-object", "truncated", "wrong-size", "negative-shape",
-         "bad-dtype", "no-offsets", "overflow-shape", "bad-metadata"],
+    ids=[
+        "short",
+        "huge-header",
+        "not-json",
+        "not-object",
+        "truncated",
+        "wrong-size",
+        "negative-shape",
+        "bad-dtype",
+        "no-offsets",
+        "overflow-shape",
+        "bad-metadata",
+    ],
 )
 def test_malformed_safetensors_get_a_clear_error(tmp_path, make):
     path = tmp_path / "bad.safetensors"

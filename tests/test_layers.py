@@ -21,13 +21,28 @@ def factors():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_factorized_layer_is_the_fused_lookup(factors, backend):
-    layer = fe.FactorizedEmbedding(factors["table"], factors["proj"], bias=factors["bias"], scale=4.0,
-                                   positional=factors["positional"])
+    layer = fe.FactorizedEmbedding(
+        factors["table"], factors["proj"], bias=factors["bias"], scale=4.0, positional=factors["positional"]
+    )
     ids = np.random.default_rng(1).integers(0, 50, (3, 20))
-    ref = fe.reference.factorized_lookup(ids, factors["table"], factors["proj"], scale=4.0, bias=factors["bias"],
-                                         pos_table=factors["positional"], offset=2)
-    mag = fe.reference.factorized_lookup(ids, np.abs(factors["table"]), np.abs(factors["proj"]), scale=4.0,
-                                         bias=np.abs(factors["bias"]), pos_table=np.abs(factors["positional"]), offset=2)
+    ref = fe.reference.factorized_lookup(
+        ids,
+        factors["table"],
+        factors["proj"],
+        scale=4.0,
+        bias=factors["bias"],
+        pos_table=factors["positional"],
+        offset=2,
+    )
+    mag = fe.reference.factorized_lookup(
+        ids,
+        np.abs(factors["table"]),
+        np.abs(factors["proj"]),
+        scale=4.0,
+        bias=np.abs(factors["bias"]),
+        pos_table=np.abs(factors["positional"]),
+        offset=2,
+    )
     assert_matches_reference(layer(ids, offset=2, backend=backend), ref, mag, np.float32)
     cached = layer.cache_dense()
     assert cached.dense_cached
@@ -38,8 +53,9 @@ def test_factorized_layer_is_the_fused_lookup(factors, backend):
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
 def test_save_load_round_trip(tmp_path, factors, suffix):
-    layer = fe.FactorizedEmbedding(factors["table"], factors["proj"], bias=factors["bias"], scale=0.125,
-                                   positional=factors["positional"])
+    layer = fe.FactorizedEmbedding(
+        factors["table"], factors["proj"], bias=factors["bias"], scale=0.125, positional=factors["positional"]
+    )
     path = tmp_path / f"layer{suffix}"
     layer.save(path)
     back = fe.FactorizedEmbedding.load(path)
@@ -80,8 +96,16 @@ def _albert(torch):
     from transformers import AlbertConfig, AlbertModel
 
     torch.manual_seed(0)
-    config = AlbertConfig(vocab_size=300, embedding_size=32, hidden_size=96, num_attention_heads=4,
-                          intermediate_size=128, num_hidden_layers=1, max_position_embeddings=64, type_vocab_size=3)
+    config = AlbertConfig(
+        vocab_size=300,
+        embedding_size=32,
+        hidden_size=96,
+        num_attention_heads=4,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        max_position_embeddings=64,
+        type_vocab_size=3,
+    )
     return config, AlbertModel(config).eval()
 
 
@@ -97,8 +121,11 @@ def test_albert_block_matches_transformers(backend, prefix):
     ids, types = rng.integers(0, 300, (4, 40)), rng.integers(0, 3, (4, 40))
     positions = rng.integers(0, 64, (4, 40))
     with torch.no_grad():
-        emb = model.embeddings(input_ids=torch.from_numpy(ids), token_type_ids=torch.from_numpy(types),
-                               position_ids=torch.from_numpy(positions))
+        emb = model.embeddings(
+            input_ids=torch.from_numpy(ids),
+            token_type_ids=torch.from_numpy(types),
+            position_ids=torch.from_numpy(positions),
+        )
         ref = model.encoder.embedding_hidden_mapping_in(emb).numpy()
     out = block(ids, types, positions, backend=backend)
     assert out.shape == (4, 40, 96)
@@ -143,8 +170,10 @@ def test_cli_factorize(tmp_path, minilm_dir, capsys):
     counts = np.random.default_rng(0).zipf(1.3, 30522).astype(np.float64)
     np.save(tmp_path / "counts.npy", counts)
     out = tmp_path / "f.safetensors"
-    assert main(["factorize", str(minilm_dir), "--rank", "64", "--weights", str(tmp_path / "counts.npy"),
-                 "-o", str(out)]) == 0
+    assert (
+        main(["factorize", str(minilm_dir), "--rank", "64", "--weights", str(tmp_path / "counts.npy"), "-o", str(out)])
+        == 0
+    )
     report = capsys.readouterr().out
     assert "compression" in report and "weighted relative error" in report
     layer = fe.FactorizedEmbedding.load(out)

@@ -155,7 +155,9 @@ def test_factorized_plans(backend, plan, dtype, repeat):
     lookup = LOOKUPS[0]
     tables = lookup.tables(rng, V, r, d, dtype)
     ids = rng.permutation(V)[:400].reshape(4, 100) if repeat == "all-distinct" else rng.integers(0, 9, (4, 100))
-    kw = dict(scale=2.0, bias=rng.standard_normal(d).astype(dtype), pos_table=rng.standard_normal((100, d)).astype(dtype))
+    kw = dict(
+        scale=2.0, bias=rng.standard_normal(d).astype(dtype), pos_table=rng.standard_normal((100, d)).astype(dtype)
+    )
     result = lookup.call(ids, tables, backend=backend, plan=plan, **kw)
     assert_matches_reference(result, *lookup.expected(ids, tables, **kw), dtype)
 

@@ -48,15 +48,21 @@ def test_positions_offset_and_in_place(backend):
     x = rng.standard_normal((3, 5, 8))
     positions = rng.integers(0, 5000, (3, 5))
     np.testing.assert_allclose(
-        fe.apply_rope(x, positions=positions, backend=backend), rope_truth(x, positions, "neox", 8, base_freqs(8)), atol=1e-12
+        fe.apply_rope(x, positions=positions, backend=backend),
+        rope_truth(x, positions, "neox", 8, base_freqs(8)),
+        atol=1e-12,
     )
     np.testing.assert_allclose(
-        fe.apply_rope(x, offset=100, backend=backend), rope_truth(x, np.arange(100, 105), "neox", 8, base_freqs(8)), atol=1e-12
+        fe.apply_rope(x, offset=100, backend=backend),
+        rope_truth(x, np.arange(100, 105), "neox", 8, base_freqs(8)),
+        atol=1e-12,
     )
     y = x.copy()
     result = fe.apply_rope(y, out=y, positions=positions[:1], backend=backend)  # broadcast over the batch
     assert result is y
-    np.testing.assert_allclose(y, rope_truth(x, np.broadcast_to(positions[:1], (3, 5)), "neox", 8, base_freqs(8)), atol=1e-12)
+    np.testing.assert_allclose(
+        y, rope_truth(x, np.broadcast_to(positions[:1], (3, 5)), "neox", 8, base_freqs(8)), atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -81,8 +87,21 @@ SCALINGS = [
     {"rope_type": "linear", "factor": 4.0},
     {"rope_type": "dynamic", "factor": 2.0, "max_position_embeddings": 64},
     {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64},
-    {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 128, "beta_fast": 16, "mscale": 1.0, "mscale_all_dim": 0.5},
-    {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+    {
+        "rope_type": "yarn",
+        "factor": 8.0,
+        "original_max_position_embeddings": 128,
+        "beta_fast": 16,
+        "mscale": 1.0,
+        "mscale_all_dim": 0.5,
+    },
+    {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64,
+    },
 ]
 
 
@@ -92,7 +111,12 @@ def _hf_frequencies(scaling, dim, base, seq_len):
     from transformers import LlamaConfig
 
     params = dict(scaling, rope_theta=base)
-    config = LlamaConfig(hidden_size=dim * 2, num_attention_heads=2, max_position_embeddings=scaling.get("max_position_embeddings", 256), rope_parameters=params)
+    config = LlamaConfig(
+        hidden_size=dim * 2,
+        num_attention_heads=2,
+        max_position_embeddings=scaling.get("max_position_embeddings", 256),
+        rope_parameters=params,
+    )
     fn = rope_utils.ROPE_INIT_FUNCTIONS[scaling["rope_type"]]
     inv_freq, attention = fn(config, torch.device("cpu"), seq_len=seq_len)
     return inv_freq.double().numpy(), float(attention)
@@ -149,7 +173,10 @@ def test_weight_conversion_preserves_attention_scores(rotary_dim):
     def scores(wq, wk, style):
         q = (h @ wq.T).reshape(L, n_heads, head_dim).transpose(1, 0, 2)
         k = (h @ wk.T).reshape(L, n_heads, head_dim).transpose(1, 0, 2)
-        q, k = fe.apply_rope(q, style=style, rotary_dim=rotary_dim), fe.apply_rope(k, style=style, rotary_dim=rotary_dim)
+        q, k = (
+            fe.apply_rope(q, style=style, rotary_dim=rotary_dim),
+            fe.apply_rope(k, style=style, rotary_dim=rotary_dim),
+        )
         return q @ k.transpose(0, 2, 1)
 
     original = scores(wq, wk, "gptj")
@@ -159,7 +186,9 @@ def test_weight_conversion_preserves_attention_scores(rotary_dim):
         "neox",
     )
     np.testing.assert_allclose(converted, original, atol=1e-9)
-    back = fe.convert_rope_weight(fe.convert_rope_weight(wq, n_heads, "gptj", "neox", rotary_dim), n_heads, "neox", "gptj", rotary_dim)
+    back = fe.convert_rope_weight(
+        fe.convert_rope_weight(wq, n_heads, "gptj", "neox", rotary_dim), n_heads, "neox", "gptj", rotary_dim
+    )
     np.testing.assert_array_equal(back, wq)
     assert not np.allclose(scores(wq, wk, "neox"), original)  # without conversion the scores differ
 

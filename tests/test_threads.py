@@ -16,7 +16,11 @@ def test_result_does_not_depend_on_thread_count(lookup, backend):
     V, r, d = 2000, 32, 96
     ids = rng.integers(0, V, (8, 300))
     tables = lookup.tables(rng, V, r, d, np.float32)
-    kw = dict(scale=2.0, bias=rng.standard_normal(d).astype(np.float32), pos_table=rng.standard_normal((300, d)).astype(np.float32))
+    kw = dict(
+        scale=2.0,
+        bias=rng.standard_normal(d).astype(np.float32),
+        pos_table=rng.standard_normal((300, d)).astype(np.float32),
+    )
     results = [lookup.call(ids, tables, backend=backend, n_threads=n, **kw) for n in (1, 2, 3, 4)]
     for other in results[1:]:
         if lookup.factorized:
