@@ -42,19 +42,19 @@ def _checked(n):
     return n
 
 
-def set_num_threads(n):
+def set_num_threads(n: int | None) -> None:
     """Set the process-wide default thread count for fastembed kernels (None resets it)."""
     global _default
     _default = None if n is None else _checked(n)
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """The thread count a call without ``n_threads`` uses in this thread."""
     return resolve(None)
 
 
 @contextlib.contextmanager
-def num_threads(n):
+def num_threads(n: int):
     """Within this block, calls from the current thread use ``n`` threads."""
     n = _checked(n)
     previous = getattr(_local, "n", None)

@@ -138,12 +138,12 @@ def _optional(module):
         return None
 
 
-def available():
+def available() -> list[str]:
     """Names of the backends importable here, fastest first, e.g. ["cython", "numba", "numpy"]."""
     return [name for name in BACKENDS if _load(name) is not None]
 
 
-def resolve(backend):
+def resolve(backend: str) -> str:
     """The name of the backend a call with ``backend=`` runs on (ValueError if unknown or missing)."""
     if backend == "auto":
         for name in BACKENDS:
@@ -162,7 +162,7 @@ def kernels(backend):
     return None if loaded == "numpy" else loaded
 
 
-def openmp_enabled():
+def openmp_enabled() -> bool | None:
     """Whether the Cython kernels were built with OpenMP (None if they are not importable)."""
     loaded = _load("cython")
     return None if loaded is None else bool(loaded.rows.openmp_enabled())

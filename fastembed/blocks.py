@@ -13,9 +13,11 @@ as in the transformers checkpoints, with or without the model prefix
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _validation as v
 from . import backends
@@ -40,7 +42,7 @@ def _array(sd, key, dtype=None):
     return arr if dtype is None else np.ascontiguousarray(arr, dtype=dtype)
 
 
-def load_state_dict(path):
+def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Tensors of a checkpoint file or model folder as numpy arrays.
 
     A folder is searched for model.safetensors, then pytorch_model.bin (read
@@ -112,7 +114,7 @@ class BertEmbedding:
         self.eps = float(eps)
 
     @classmethod
-    def from_state_dict(cls, sd, eps=1e-12, dtype=None):
+    def from_state_dict(cls, sd: Mapping[str, np.ndarray], eps: float = 1e-12, dtype: DTypeLike | None = None):
         """From numpy arrays keyed as in a transformers BERT checkpoint (any prefix)."""
         prefix = _find_prefix(sd)
         word = _array(sd, prefix + WORD, dtype)
@@ -128,7 +130,7 @@ class BertEmbedding:
         )
 
     @classmethod
-    def from_pretrained(cls, path, dtype=None):
+    def from_pretrained(cls, path: str | os.PathLike, dtype: DTypeLike | None = None):
         """From a local model folder (config.json + model.safetensors or pytorch_model.bin) or file."""
         return cls.from_state_dict(load_state_dict(path), eps=_config(path).get("layer_norm_eps", 1e-12), dtype=dtype)
 
@@ -185,7 +187,15 @@ class BertEmbedding:
         var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
         out[...] = ((x - mean) / np.sqrt(var + self.eps)).astype(out.dtype) * self.gamma + self.beta
 
-    def __call__(self, ids, token_type_ids=None, position_ids=None, *, backend="auto", n_threads=None):
+    def __call__(
+        self,
+        ids: ArrayLike,
+        token_type_ids: ArrayLike | None = None,
+        position_ids: ArrayLike | None = None,
+        *,
+        backend: str = "auto",
+        n_threads: int | None = None,
+    ) -> np.ndarray:
         """Embed ``ids`` (..., L) -> (..., L, d). Defaults: token type 0, positions 0..L-1."""
         return self.normalized(ids, token_type_ids, position_ids, backend=backend, n_threads=n_threads)
 
@@ -210,7 +220,7 @@ class AlbertEmbedding(BertEmbedding):
         self.mapping_bias = v.as_vector(mapping_bias, "mapping_bias", self.mapping.shape[0], self.word.dtype)
 
     @classmethod
-    def from_state_dict(cls, sd, eps=1e-12, dtype=None):
+    def from_state_dict(cls, sd: Mapping[str, np.ndarray], eps: float = 1e-12, dtype: DTypeLike | None = None):
         """From numpy arrays keyed as in a transformers ALBERT checkpoint, with or without ``albert.``."""
         bert = BertEmbedding.from_state_dict(sd, eps=eps, dtype=dtype)
         m = _find_prefix(sd) + "encoder.embedding_hidden_mapping_in."
@@ -236,7 +246,15 @@ class AlbertEmbedding(BertEmbedding):
             for x in (self.word, self.position, self.token_type, self.gamma, self.beta, self.mapping, self.mapping_bias)
         )
 
-    def __call__(self, ids, token_type_ids=None, position_ids=None, *, backend="auto", n_threads=None):
+    def __call__(
+        self,
+        ids: ArrayLike,
+        token_type_ids: ArrayLike | None = None,
+        position_ids: ArrayLike | None = None,
+        *,
+        backend: str = "auto",
+        n_threads: int | None = None,
+    ) -> np.ndarray:
         """Embed ``ids`` (..., L) -> (..., L, H)."""
         normalized = self.normalized(ids, token_type_ids, position_ids, backend=backend, n_threads=n_threads)
         flat = normalized.reshape(-1, self.dim)

@@ -16,8 +16,10 @@ finder with power iterations (Halko, Martinsson & Tropp 2011).
 """
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._threads import blas_limit, resolve
 
@@ -192,18 +194,18 @@ def _right_vectors_randomized(X, w, mu, k, seed, n_iter=3, oversample=10):
 
 
 def factorize(
-    W,
-    rank=None,
+    W: ArrayLike,
+    rank: int | None = None,
     *,
-    energy=None,
-    max_error=None,
-    method="svd",
-    row_weights=None,
-    center=False,
-    scale_into="table",
-    seed=None,
-    n_threads=None,
-):
+    energy: float | None = None,
+    max_error: float | None = None,
+    method: Literal["svd", "randomized"] = "svd",
+    row_weights: ArrayLike | None = None,
+    center: bool = False,
+    scale_into: Literal["table", "proj", "both"] = "table",
+    seed: int | None = None,
+    n_threads: int | None = None,
+) -> Factorization:
     """Factorize an embedding table: ``W ~ bias + table @ proj``.
 
     Minimises ``sum_i w_i ||W_i - bias - (table @ proj)_i||^2`` over rank-r

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import struct
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -93,7 +94,9 @@ def _check_entry(path, name, info, data_size):
         )
 
 
-def load_safetensors(path, names=None, *, bf16="float32"):
+def load_safetensors(
+    path: str | os.PathLike, names: Iterable[str] | None = None, *, bf16: str = "float32"
+) -> dict[str, np.ndarray]:
     """Tensors of a safetensors file as numpy arrays.
 
     Parameters
@@ -134,7 +137,9 @@ def load_safetensors(path, names=None, *, bf16="float32"):
     return tensors
 
 
-def save_safetensors(path, tensors, metadata=None):
+def save_safetensors(
+    path: str | os.PathLike, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, object] | None = None
+) -> None:
     """Write ``tensors`` (str -> ndarray) as a safetensors file, with string ``metadata``.
 
     A tensor under a name ending in ``@bf16`` is taken as uint16 bfloat16 bit
@@ -167,7 +172,7 @@ def save_safetensors(path, tensors, metadata=None):
             fh.write(data)
 
 
-def load_npz(path):
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Arrays of an .npz file (no pickle: object arrays are refused)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -176,7 +181,7 @@ def load_npz(path):
         raise CheckpointError(f"{path}: not a readable npz file ({exc})") from None
 
 
-def load_tensors(path):
+def load_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Tensors of a .safetensors or .npz file, by its extension."""
     path = os.fspath(path)
     if path.endswith(".npz"):

@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _validation as v
 from ._version import __version__
@@ -54,7 +55,14 @@ class Embedding:
 
     kind = "Embedding"
 
-    def __init__(self, table, *, bias=None, scale=1.0, positional=None):
+    def __init__(
+        self,
+        table: np.ndarray,
+        *,
+        bias: np.ndarray | None = None,
+        scale: float = 1.0,
+        positional: np.ndarray | None = None,
+    ) -> None:
         self.table = v.as_float_matrix(table, "table")
         self._set_terms(self.table.shape[1], self.table.dtype, bias, scale, positional)
 
@@ -73,7 +81,16 @@ class Embedding:
     def num_embeddings(self):
         return self.table.shape[0]
 
-    def __call__(self, ids, *, offset=0, position_ids=None, out=None, backend="auto", n_threads=None):
+    def __call__(
+        self,
+        ids: ArrayLike,
+        *,
+        offset: int = 0,
+        position_ids: ArrayLike | None = None,
+        out: np.ndarray | None = None,
+        backend: str = "auto",
+        n_threads: int | None = None,
+    ) -> np.ndarray:
         """Embed ``ids`` (..., L) -> (..., L, d); positions as in :func:`fastembed.lookup`."""
         return lookup(
             ids,
@@ -94,12 +111,12 @@ class Embedding:
     def _meta(self):
         return {FORMAT_KEY: self.kind, "scale": repr(self.scale)}
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike) -> None:
         """Write to ``path``: safetensors, or npz when it ends in .npz."""
         _save(path, {"table": self.table, "bias": self.bias, "positional": self.positional}, self._meta())
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | os.PathLike):
         tensors, meta = _load(path)
         _expect(meta, cls.kind, path)
         return cls(
@@ -124,7 +141,15 @@ class FactorizedEmbedding(Embedding):
 
     kind = "FactorizedEmbedding"
 
-    def __init__(self, table, proj, *, bias=None, scale=1.0, positional=None):
+    def __init__(
+        self,
+        table: np.ndarray,
+        proj: np.ndarray,
+        *,
+        bias: np.ndarray | None = None,
+        scale: float = 1.0,
+        positional: np.ndarray | None = None,
+    ) -> None:
         self.table = v.as_float_matrix(table, "table")
         self.proj = v.as_float_matrix(proj, "proj", self.table.dtype)
         if self.proj.shape[0] != self.table.shape[1]:
@@ -160,7 +185,7 @@ class FactorizedEmbedding(Embedding):
         layer.factorization = fac
         return layer
 
-    def to_dense(self):
+    def to_dense(self) -> np.ndarray:
         """``table @ proj``, (V, d): the dense table this layer's factors stand for (scale, bias and
         positions are not folded in; :meth:`to_embedding` keeps them)."""
         return self.table @ self.proj
@@ -169,7 +194,7 @@ class FactorizedEmbedding(Embedding):
         """An :class:`Embedding` giving the same outputs."""
         return Embedding(self.to_dense(), bias=self.bias, scale=self.scale, positional=self.positional)
 
-    def cache_dense(self, enabled=True):
+    def cache_dense(self, enabled: bool = True) -> "FactorizedEmbedding":
         """Keep (or drop) the materialized table; returns self."""
         self._dense = self.to_dense() if enabled else None
         return self
@@ -178,7 +203,16 @@ class FactorizedEmbedding(Embedding):
     def dense_cached(self):
         return self._dense is not None
 
-    def __call__(self, ids, *, offset=0, position_ids=None, out=None, backend="auto", n_threads=None):
+    def __call__(
+        self,
+        ids: ArrayLike,
+        *,
+        offset: int = 0,
+        position_ids: ArrayLike | None = None,
+        out: np.ndarray | None = None,
+        backend: str = "auto",
+        n_threads: int | None = None,
+    ) -> np.ndarray:
         """Embed ``ids`` (..., L) -> (..., L, d); positions as in :func:`fastembed.factorized_lookup`."""
         common = dict(
             scale=self.scale,
@@ -200,7 +234,7 @@ class FactorizedEmbedding(Embedding):
     def _meta(self):
         return dict(super()._meta(), rank=str(self.rank))
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike) -> None:
         """Write the factors (not the dense cache): safetensors, or npz when ``path`` ends in .npz."""
         _save(
             path,
@@ -209,7 +243,7 @@ class FactorizedEmbedding(Embedding):
         )
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | os.PathLike):
         tensors, meta = _load(path)
         _expect(meta, cls.kind, path)
         return cls(

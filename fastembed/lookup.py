@@ -1,8 +1,9 @@
 """Public lookups: validate once, pick a backend, run it into the output."""
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _numpy_backend, _pipeline, backends
 from . import _validation as v
@@ -47,21 +48,24 @@ def _run(call, dtype, compute):
     return result
 
 
+Backend = Literal["auto", "cython", "numba", "numpy"]
+
+
 def factorized_lookup(
-    ids,
-    table,
-    proj,
+    ids: ArrayLike,
+    table: NDArray[np.floating],
+    proj: NDArray[np.floating],
     *,
-    scale=1.0,
-    bias=None,
-    pos_table=None,
-    offset=0,
-    position_ids=None,
-    out=None,
-    backend="auto",
-    n_threads=None,
-    plan=None,
-):
+    scale: float = 1.0,
+    bias: NDArray[np.floating] | None = None,
+    pos_table: NDArray[np.floating] | None = None,
+    offset: int = 0,
+    position_ids: ArrayLike | None = None,
+    out: NDArray[np.floating] | None = None,
+    backend: Backend = "auto",
+    n_threads: int | None = None,
+    plan: Literal["dedupe", "direct"] | None = None,
+) -> NDArray[np.floating]:
     """Fused factorized embedding lookup.
 
     ``out[..., :] = (table[ids[...]] @ proj) * scale + bias + pos_table[position]``
@@ -144,18 +148,18 @@ def factorized_lookup(
 
 
 def lookup(
-    ids,
-    table,
+    ids: ArrayLike,
+    table: NDArray[np.floating],
     *,
-    scale=1.0,
-    bias=None,
-    pos_table=None,
-    offset=0,
-    position_ids=None,
-    out=None,
-    backend="auto",
-    n_threads=None,
-):
+    scale: float = 1.0,
+    bias: NDArray[np.floating] | None = None,
+    pos_table: NDArray[np.floating] | None = None,
+    offset: int = 0,
+    position_ids: ArrayLike | None = None,
+    out: NDArray[np.floating] | None = None,
+    backend: Backend = "auto",
+    n_threads: int | None = None,
+) -> NDArray[np.floating]:
     """Fused dense embedding lookup.
 
     ``out[..., :] = table[ids[...]] * scale + bias + pos_table[position]``

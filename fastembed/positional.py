@@ -27,6 +27,7 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import backends
 from ._threads import for_work, resolve
@@ -176,18 +177,18 @@ def fill_sincos(out, positions, w, n_sin, n_cos, sin_col, cos_col, step, backend
 
 
 def sinusoidal(
-    positions,
-    d,
+    positions: int | ArrayLike,
+    d: int,
     *,
-    layout="interleaved",
-    base=10000.0,
-    endpoint=False,
-    dtype=np.float32,
-    cache=True,
-    out=None,
-    backend="auto",
-    n_threads=None,
-):
+    layout: str = "interleaved",
+    base: float = 10000.0,
+    endpoint: bool = False,
+    dtype: DTypeLike = np.float32,
+    cache: bool = True,
+    out: NDArray[np.floating] | None = None,
+    backend: str = "auto",
+    n_threads: int | None = None,
+) -> NDArray[np.floating]:
     """Sinusoidal position table.
 
     ``interleaved``: PE[p, 2i] = sin(p w_i), PE[p, 2i+1] = cos(p w_i), w_i = base^(-2i/d).
@@ -253,7 +254,7 @@ def sinusoidal(
     return result
 
 
-def make_positions(ids, padding_idx):
+def make_positions(ids: ArrayLike, padding_idx: int) -> NDArray[np.int64]:
     """fairseq's positions for a learned table: non-padding tokens are numbered
     padding_idx + 1, padding_idx + 2, ... along the last axis; padding tokens get padding_idx.
 
@@ -267,7 +268,7 @@ def make_positions(ids, padding_idx):
     return np.cumsum(mask, axis=-1) * mask + padding_idx
 
 
-def positions_from_mask(attention_mask, fill=1):
+def positions_from_mask(attention_mask: ArrayLike, fill: int = 1) -> NDArray[np.int64]:
     """Positions of a (left-)padded batch from its attention mask, as Hugging Face models compute them:
     ``cumsum(mask) - 1`` along the last axis, with ``fill`` at masked-out tokens.
     """

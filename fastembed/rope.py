@@ -17,6 +17,7 @@ multiplied by the scheme's attention factor (YaRN). Features from
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import backends
 from ._threads import for_work, resolve
@@ -40,7 +41,9 @@ def _param(scaling, key, default=None, required=False):
     return default
 
 
-def rope_frequencies(dim, *, base=10000.0, scaling=None, seq_len=None):
+def rope_frequencies(
+    dim: int, *, base: float = 10000.0, scaling: dict | None = None, seq_len: int | None = None
+) -> tuple[NDArray[np.float64], float]:
     """(inv_freq, attention_factor) for ``dim`` rotary features, as transformers computes them.
 
     Parameters
@@ -134,8 +137,16 @@ def _llama3(scaling, inv_freq, factor):
 
 
 def rope_cos_sin(
-    positions, dim, *, base=10000.0, scaling=None, seq_len=None, dtype=np.float64, backend="auto", n_threads=None
-):
+    positions: int | ArrayLike,
+    dim: int,
+    *,
+    base: float = 10000.0,
+    scaling: dict | None = None,
+    seq_len: int | None = None,
+    dtype: DTypeLike = np.float64,
+    backend: str = "auto",
+    n_threads: int | None = None,
+) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
     """cos and sin of theta = p * inv_freq (angles in float64), times the attention factor.
 
     Parameters
@@ -172,19 +183,19 @@ def _tables(flat, inv_freq, attention, dtype, backend, n_threads):
 
 
 def apply_rope(
-    x,
+    x: NDArray[np.floating],
     *,
-    positions=None,
-    offset=0,
-    style="neox",
-    rotary_dim=None,
-    base=10000.0,
-    scaling=None,
-    out=None,
-    backend="auto",
-    n_threads=None,
-    max_position=MAX_POSITION,
-):
+    positions: ArrayLike | None = None,
+    offset: int = 0,
+    style: str = "neox",
+    rotary_dim: int | None = None,
+    base: float = 10000.0,
+    scaling: dict | None = None,
+    out: NDArray[np.floating] | None = None,
+    backend: str = "auto",
+    n_threads: int | None = None,
+    max_position: int = MAX_POSITION,
+) -> NDArray[np.floating]:
     """Rotary position embedding of x, fused: one read and one write per element.
 
     ``out[..., l, pair] = rotate(x[..., l, pair], theta = position(l) * inv_freq)`` (module docstring).
@@ -311,7 +322,9 @@ def _rope_numpy(x, out, rows, cos, sin, half, neox):
         out[:, 2 * half :] = x[:, 2 * half :]
 
 
-def rope_permutation(head_dim, from_style="gptj", to_style="neox", rotary_dim=None):
+def rope_permutation(
+    head_dim: int, from_style: str = "gptj", to_style: str = "neox", rotary_dim: int | None = None
+) -> NDArray[np.intp]:
     """Feature order that turns one rotary convention into the other within a head.
 
     ``perm[j]`` is the source feature placed at j: taking the rows of a q/k
@@ -335,7 +348,9 @@ def rope_permutation(head_dim, from_style="gptj", to_style="neox", rotary_dim=No
     return perm
 
 
-def convert_rope_weight(weight, n_heads, from_style="gptj", to_style="neox", rotary_dim=None):
+def convert_rope_weight(
+    weight: ArrayLike, n_heads: int, from_style: str = "gptj", to_style: str = "neox", rotary_dim: int | None = None
+) -> np.ndarray:
     """Permute the output rows of a q or k projection weight (n_heads * head_dim, in_features)
     from one rotary convention to the other (the Llama checkpoint conversion).
 

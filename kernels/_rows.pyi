@@ -1,0 +1,37 @@
+# Stubs for kernels/_rows.pyx (fastembed._kernels._rows). real = float32 | float64, index = int32 | int64.
+import numpy as np
+from numpy.typing import NDArray
+
+_Real = NDArray[np.float32] | NDArray[np.float64]
+_Index = NDArray[np.int32] | NDArray[np.int64]
+
+def openmp_enabled() -> bool: ...
+def gather_rows(
+    src: _Real,
+    rows: _Index,
+    scale: float,
+    bias: _Real | None,
+    pos: _Real | None,
+    pos_rows: NDArray[np.int64] | None,
+    out: _Real,
+    n_threads: int,
+) -> int: ...
+def finish_rows(
+    out: _Real, scale: float, bias: _Real | None, pos: _Real | None, pos_rows: NDArray[np.int64] | None, n_threads: int
+) -> int: ...
+def dedupe(ids: _Index, marker: _Index, uniq: _Index, remap: _Index) -> int: ...
+def index_bounds(ids: _Index) -> tuple[int, int]: ...
+def row_error_stats(orig: _Real, recon: _Real, stats: NDArray[np.float64], n_threads: int) -> None: ...
+def gather_sum_layernorm(
+    word: _Real,
+    ids: _Index,
+    token_type: _Real,
+    type_rows: NDArray[np.int64],
+    pos: _Real,
+    pos_rows: NDArray[np.int64],
+    gamma: _Real,
+    beta: _Real,
+    eps: float,
+    out: _Real,
+    n_threads: int,
+) -> int: ...
