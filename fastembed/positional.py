@@ -25,6 +25,7 @@ angles.
 
 import threading
 from collections import OrderedDict
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -79,12 +80,40 @@ class _TableCache:
 table_cache = _TableCache(CACHE_BYTES)
 
 
+FILL_CHUNK_ROWS = 1 << 20
+
+
+class PositionSource(NamedTuple):
+    """Positions given as a count n (0..n-1, never materialised whole) or as an array."""
+
+    count: int | None
+    array: np.ndarray | None  # flat int64 when given as an array
+    shape: tuple
+
+    @property
+    def size(self):
+        return self.count if self.count is not None else self.array.size
+
+    def chunk(self, start, stop):
+        if self.count is not None:
+            return np.arange(start, stop, dtype=np.int64)
+        return self.array[start:stop]
+
+    def chunks(self):
+        """(start, stop, positions) over blocks of at most FILL_CHUNK_ROWS rows."""
+        for start in range(0, self.size, FILL_CHUNK_ROWS):
+            stop = min(start + FILL_CHUNK_ROWS, self.size)
+            yield start, stop, self.chunk(start, stop)
+
+
 def _as_positions(positions, name="positions", limit=MAX_POSITION):
-    """(flat int64 positions, output shape prefix, is_count)."""
+    """A PositionSource for a count n or an integer array of positions in [0, limit)."""
     if isinstance(positions, (int, np.integer)) and not isinstance(positions, (bool, np.bool_)):
         if positions < 0:
             raise ValueError(f"{name} count must be >= 0, got {positions}")
-        return np.arange(int(positions), dtype=np.int64), (int(positions),), True
+        if positions > limit:
+            raise IndexError(f"{name} count {positions} reaches past [0, {limit})")
+        return PositionSource(int(positions), None, (int(positions),))
     from ._validation import _integer_array
 
     arr = _integer_array(positions, name)
@@ -92,7 +121,7 @@ def _as_positions(positions, name="positions", limit=MAX_POSITION):
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= limit:
             raise IndexError(f"{name} contains {int(lo if lo < 0 else hi)}, outside [0, {limit})")
-    return np.ascontiguousarray(arr, dtype=np.int64).reshape(-1), arr.shape, False
+    return PositionSource(None, np.ascontiguousarray(arr, dtype=np.int64).reshape(-1), arr.shape)
 
 
 def _frequencies(d, layout, base, endpoint):
@@ -229,22 +258,24 @@ def sinusoidal(
     if not np.isfinite(base) or base <= 0:
         raise ValueError(f"base must be a positive number, got {base!r}")
     w, n_sin, n_cos, sin_col, cos_col, step, zero_last = _frequencies(int(d), layout, float(base), endpoint)
-    flat, prefix, is_count = _as_positions(positions)
-    shape = prefix + (int(d),)
+    source = _as_positions(positions)
+    is_count = source.count is not None
+    shape = source.shape + (int(d),)
     if out is not None:
         if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != dtype:
             raise ValueError(f"out must be an array of shape {shape} and dtype {dtype}")
         if not out.flags.writeable:
             raise ValueError("out is read-only")
         cache = False
-    key = (flat.size, int(d), layout, float(base), bool(endpoint), dtype.str)
+    key = (source.size, int(d), layout, float(base), bool(endpoint), dtype.str)
     if is_count and cache:
         hit = table_cache.get(key)
         if hit is not None:
             return hit
-    result = out if out is not None else np.empty(shape, dtype=dtype)
-    work = result.reshape(flat.size, int(d)) if result.flags.c_contiguous else np.empty((flat.size, int(d)), dtype)
-    fill_sincos(work, flat, w, n_sin, n_cos, sin_col, cos_col, step, backend, n_threads)
+    result = out if out is not None else np.empty(shape, dtype=dtype)  # a MemoryError comes first
+    work = result.reshape(source.size, int(d)) if result.flags.c_contiguous else np.empty((source.size, int(d)), dtype)
+    for start, stop, chunk in source.chunks():
+        fill_sincos(work[start:stop], chunk, w, n_sin, n_cos, sin_col, cos_col, step, backend, n_threads)
     if zero_last:
         work[:, -1] = 0
     if work.base is not result and work is not result:

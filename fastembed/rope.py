@@ -166,10 +166,13 @@ def rope_cos_sin(
         ``np.concatenate([cos, cos], -1)``; for the gptj layout ``np.repeat(cos, 2, -1)``.
     """
     inv_freq, attention = rope_frequencies(dim, base=base, scaling=scaling, seq_len=seq_len)
-    flat, prefix, _ = _as_positions(positions)
-    cos, sin = _tables(flat, inv_freq, attention, np.dtype(dtype), backend, n_threads)
+    source = _as_positions(positions)
     half = inv_freq.size
-    return cos.reshape(prefix + (half,)), sin.reshape(prefix + (half,))
+    cos = np.empty((source.size, half), dtype=dtype)  # a MemoryError comes first
+    sin = np.empty((source.size, half), dtype=dtype)
+    for start, stop, chunk in source.chunks():
+        cos[start:stop], sin[start:stop] = _tables(chunk, inv_freq, attention, cos.dtype, backend, n_threads)
+    return cos.reshape(source.shape + (half,)), sin.reshape(source.shape + (half,))
 
 
 def _tables(flat, inv_freq, attention, dtype, backend, n_threads):
@@ -291,7 +294,8 @@ def _rope_positions(lead_shape, positions, offset, max_position):
         return np.ascontiguousarray(rows).reshape(n_rows), table_positions
     if offset != 0:
         raise ValueError("give either offset or positions, not both")
-    flat, shape, _ = _as_positions(positions, limit=max_position)
+    source = _as_positions(positions, limit=max_position)
+    flat, shape = (source.array, source.shape) if source.count is None else (source.chunk(0, source.count), (source.count,))
     try:
         pos = np.broadcast_to(flat.reshape(shape), lead_shape)
     except ValueError:

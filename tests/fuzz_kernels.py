@@ -1,0 +1,115 @@
+"""Coverage-guided fuzzing of fastembed's entry points and of the raw Cython/Numba kernels (atheris).
+
+    python tests/fuzz_kernels.py -max_total_time=30 [-runs=N] [corpus_dir]
+
+Public functions must return or raise IndexError/TypeError/ValueError/MemoryError;
+raw kernels, fed out-of-range indices on purpose, must skip and count those rows
+and never read out of bounds or crash. Anything else is a finding: atheris stops
+and writes the input that caused it (crash-*), which becomes a regression test in
+tests/test_fuzz_regressions.py.
+"""
+
+import sys
+
+import atheris
+
+with atheris.instrument_imports():
+    import numpy as np
+
+    import fastembed as fe
+    from fastembed import backends
+
+EXPECTED = (IndexError, TypeError, ValueError, MemoryError)
+EDGES = [0, 1, -1, 2**31 - 1, 2**31, -(2**31), 2**63 - 1, -(2**63)]
+
+
+def _ids(fdp, shape, V):
+    n = int(np.prod(shape))
+    values = []
+    for _ in range(n):
+        if fdp.ConsumeIntInRange(0, 9) == 0:
+            values.append(fdp.PickValueInList(EDGES + [V, V - 1]))
+        else:
+            values.append(fdp.ConsumeIntInRange(0, max(V - 1, 0)))
+    kind = fdp.ConsumeIntInRange(0, 3)
+    if kind == 0:
+        return np.array(values, dtype=object).reshape(shape).tolist() if shape else (values[0] if values else [])
+    if kind == 1 and all(-(2**31) <= x < 2**31 for x in values):
+        return np.array(values, dtype=np.int32).reshape(shape)
+    if kind == 2:
+        return np.array(values, dtype=np.float64).reshape(shape)  # must be a TypeError
+    return np.array(values, dtype=np.int64).reshape(shape)
+
+
+def _public(fdp):
+    backend = fdp.PickValueInList(backends.available())
+    dtype = fdp.PickValueInList([np.float32, np.float64])
+    V, r, d = fdp.ConsumeIntInRange(0, 6), fdp.ConsumeIntInRange(0, 4), fdp.ConsumeIntInRange(0, 6)
+    shape = tuple(fdp.ConsumeIntInRange(0, 4) for _ in range(fdp.ConsumeIntInRange(0, 3)))
+    rng = np.random.default_rng(fdp.ConsumeIntInRange(0, 1000))
+    table = rng.standard_normal((V, r)).astype(dtype)
+    if fdp.ConsumeBool():
+        table = np.asfortranarray(table)
+    proj = rng.standard_normal((r, d)).astype(dtype)
+    kw = {}
+    if fdp.ConsumeBool():
+        kw["pos_table"] = rng.standard_normal((fdp.ConsumeIntInRange(0, 6), d)).astype(dtype)
+        kw["offset"] = fdp.ConsumeIntInRange(-2, 4)
+    if fdp.ConsumeBool():
+        kw["bias"] = rng.standard_normal(fdp.PickValueInList([d, d + 1])).astype(dtype)
+    which = fdp.ConsumeIntInRange(0, 3)
+    ids = _ids(fdp, shape, V)
+    if which == 0:
+        fe.factorized_lookup(ids, table, proj, backend=backend, **kw)
+    elif which == 1:
+        fe.lookup(ids, table, backend=backend, **kw)
+    elif which == 2:
+        if np.ndim(ids) == 0 and not isinstance(ids, list) and abs(int(np.asarray(ids))) > 2**16:
+            return  # a count this large is a legitimate multi-GB table (MemoryError is tested in test_reliability)
+        fe.sinusoidal(ids, max(d, 0) or 1, layout=fdp.PickValueInList(["interleaved", "concat"]), backend=backend)
+    else:
+        x = rng.standard_normal((*shape, 2 * max(r, 1))).astype(dtype)
+        fe.apply_rope(x, positions=ids if fdp.ConsumeBool() else None, backend=backend,
+                      style=fdp.PickValueInList(["neox", "gptj"]))
+
+
+def _raw_kernels(fdp):
+    compiled = [b for b in backends.available() if b != "numpy"]
+    if not compiled:
+        return
+    k = backends.kernels(fdp.PickValueInList(compiled))
+    dtype = fdp.PickValueInList([np.float32, np.float64])
+    n_src, d, n = fdp.ConsumeIntInRange(1, 6), fdp.ConsumeIntInRange(1, 5), fdp.ConsumeIntInRange(1, 12)
+    src = np.arange(n_src * d, dtype=dtype).reshape(n_src, d)
+    rows = np.array([fdp.PickValueInList(EDGES + list(range(-2, n_src + 2))) for _ in range(n)], dtype=np.int64)
+    out = np.full((n, d), -7, dtype)
+    skipped = k.gather_rows(src, rows, 1.0, None, None, None, out, fdp.ConsumeIntInRange(1, 3))
+    bad = (rows < 0) | (rows >= n_src)
+    if skipped != int(bad.sum()):
+        raise AssertionError(f"gather_rows skipped {skipped}, {int(bad.sum())} rows were out of range")
+    if not np.array_equal(out[~bad], src[rows[~bad]]) or not (out[bad] == -7).all():
+        raise AssertionError("gather_rows wrote the wrong rows")
+    marker = np.full(n_src, -1, np.int64)
+    u = k.dedupe(rows, marker, np.empty(n, np.int64), np.empty(n, np.int64))
+    if (u < 0) != bool(bad.any()) or not (marker == -1).all():
+        raise AssertionError("dedupe mishandled an out-of-range id")
+
+
+def one_input(data):
+    fdp = atheris.FuzzedDataProvider(data)
+    try:
+        if fdp.ConsumeBool():
+            _public(fdp)
+        else:
+            _raw_kernels(fdp)
+    except EXPECTED:
+        pass
+
+
+def main():
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
