@@ -334,18 +334,13 @@ def _row_stats_numpy(orig, recon, stats, n_threads):
     stats[:, 3] = np.einsum("ij,ij->i", orig, recon, dtype=np.float64)
 
 
-def error_report(W, table, proj, bias=None, row_weights=None, tail_energy=None, backend="auto", n_threads=None):
-    """Reconstruction errors of ``bias + table @ proj`` against W.
-
-    By row blocks: the reconstruction in the factors' dtype (what a lookup
-    returns), then one pass per block for the squared error, both squared
-    norms and the dot product of each row, accumulated in float64.
-    ``tail_energy`` (sum of the dropped s^2) gives ``optimal_relative_error``.
-    """
+def row_stats(W, table, proj, bias=None, backend="auto", n_threads=None):
+    """(V, 4) float64: per row ||W_i - R_i||^2, ||W_i||^2, ||R_i||^2, W_i . R_i, with R = bias + table @ proj
+    reconstructed by row blocks in the factors' dtype (what a lookup returns)."""
     from . import backends
 
     k = backends.kernels(backend)
-    row_stats = _row_stats_numpy if k is None else k.row_error_stats
+    stats_of = _row_stats_numpy if k is None else k.row_error_stats
     n_threads = resolve(n_threads)
     W = np.asarray(W)
     table = np.asarray(table, dtype=W.dtype)
@@ -359,9 +354,14 @@ def error_report(W, table, proj, bias=None, row_weights=None, tail_energy=None, 
         np.matmul(table[rows], proj, out=block)
         if bias is not None:
             block += bias
-        row_stats(np.ascontiguousarray(W[rows]), block, stats[rows], n_threads)
-    row_err2, row_norm2, recon_norm2, dots = stats.T
-    weights = np.ones(n) if row_weights is None else row_weights
+        stats_of(np.ascontiguousarray(W[rows]), block, stats[rows], n_threads)
+    return stats
+
+
+def report_from_stats(stats, row_weights=None, tail_energy=None):
+    """An ErrorReport from :func:`row_stats` (``tail_energy``: the dropped s^2, for the optimum)."""
+    row_err2, row_norm2, recon_norm2, dots = np.asarray(stats).T
+    weights = np.ones(row_err2.shape[0]) if row_weights is None else np.asarray(row_weights)
     norm2 = float(row_norm2.sum())
     weighted_norm2 = float((row_norm2 * weights).sum())
     nonzero = row_norm2 > 0
@@ -375,6 +375,26 @@ def error_report(W, table, proj, bias=None, row_weights=None, tail_energy=None, 
         else float("nan"),
         optimal_relative_error=None if tail_energy is None else _ratio(tail_energy, weighted_norm2),
     )
+
+
+def error_report(
+    W: ArrayLike,
+    table: np.ndarray,
+    proj: np.ndarray,
+    bias: np.ndarray | None = None,
+    row_weights: np.ndarray | None = None,
+    tail_energy: float | None = None,
+    backend: str = "auto",
+    n_threads: int | None = None,
+) -> ErrorReport:
+    """Reconstruction errors of ``bias + table @ proj`` against W.
+
+    By row blocks: the reconstruction in the factors' dtype (what a lookup
+    returns), then one pass per block for the squared error, both squared
+    norms and the dot product of each row, accumulated in float64.
+    ``tail_energy`` (sum of the dropped s^2) gives ``optimal_relative_error``.
+    """
+    return report_from_stats(row_stats(W, table, proj, bias, backend, n_threads), row_weights, tail_energy)
 
 
 def _ratio(err2, norm2):

@@ -295,7 +295,10 @@ def _rope_positions(lead_shape, positions, offset, max_position):
     if offset != 0:
         raise ValueError("give either offset or positions, not both")
     source = _as_positions(positions, limit=max_position)
-    flat, shape = (source.array, source.shape) if source.count is None else (source.chunk(0, source.count), (source.count,))
+    if source.count is None:
+        flat, shape = source.array, source.shape
+    else:
+        flat, shape = source.chunk(0, source.count), (source.count,)
     try:
         pos = np.broadcast_to(flat.reshape(shape), lead_shape)
     except ValueError:

@@ -69,8 +69,12 @@ def _public(fdp):
         fe.sinusoidal(ids, max(d, 0) or 1, layout=fdp.PickValueInList(["interleaved", "concat"]), backend=backend)
     else:
         x = rng.standard_normal((*shape, 2 * max(r, 1))).astype(dtype)
-        fe.apply_rope(x, positions=ids if fdp.ConsumeBool() else None, backend=backend,
-                      style=fdp.PickValueInList(["neox", "gptj"]))
+        fe.apply_rope(
+            x,
+            positions=ids if fdp.ConsumeBool() else None,
+            backend=backend,
+            style=fdp.PickValueInList(["neox", "gptj"]),
+        )
 
 
 def _raw_kernels(fdp):

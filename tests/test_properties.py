@@ -102,13 +102,20 @@ def test_lookup_is_reference_or_documented_error(lookup, backend, case):
     layout=st.sampled_from([("interleaved", False), ("concat", False), ("concat", True)]),
 )
 def test_sinusoidal_property(backend, positions, d, layout):
-    got = fe.sinusoidal(np.array(positions, dtype=np.int64), d, layout=layout[0], endpoint=layout[1],
-                        dtype=np.float64, backend=backend)
+    got = fe.sinusoidal(
+        np.array(positions, dtype=np.int64), d, layout=layout[0], endpoint=layout[1], dtype=np.float64, backend=backend
+    )
     assert got.shape == (len(positions), d)
     assert np.all(np.abs(got) <= 1.0)
     if positions:
-        ref = fe.sinusoidal(np.array(positions, dtype=np.int64), d, layout=layout[0], endpoint=layout[1],
-                            dtype=np.float64, backend="numpy")
+        ref = fe.sinusoidal(
+            np.array(positions, dtype=np.int64),
+            d,
+            layout=layout[0],
+            endpoint=layout[1],
+            dtype=np.float64,
+            backend="numpy",
+        )
         tol = 8 * np.finfo(np.float64).eps * np.maximum(np.array(positions), 8)[:, None]
         assert np.all(np.abs(got - ref) <= tol)
 

@@ -11,6 +11,9 @@ import pytest
 import fastembed as fe
 from util import BACKENDS, COMPILED
 
+# Subprocesses run in tmp_path: started in the repository root, ``python -c`` would import the
+# source tree's fastembed/ (no compiled kernels) instead of the installed package.
+
 # ---------------------------------------------------------------- concurrency
 
 
@@ -83,13 +86,14 @@ assert not errors, errors
 
 @pytest.mark.skipif("numba" not in BACKENDS, reason="numba backend not available")
 @pytest.mark.parametrize("layer", ["default", "workqueue", "omp"])
-def test_numba_threading_layers_survive_concurrent_entry(layer):
+def test_numba_threading_layers_survive_concurrent_entry(layer, tmp_path):
     """workqueue aborts the process on concurrent parallel entry unless entry is serialised."""
     env = dict(os.environ)
     if layer != "default":
         env["NUMBA_THREADING_LAYER"] = layer
-    proc = subprocess.run([sys.executable, "-c", NUMBA_LAYER_SCRIPT], env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", NUMBA_LAYER_SCRIPT], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
     if layer == "omp" and "No threading layer could be loaded" in proc.stderr:
         pytest.skip("the omp layer is not available here")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -177,9 +181,10 @@ def test_unallocatable_output_is_a_memory_error(backend):
 # ---------------------------------------------------------------- install-level
 
 
-def test_import_is_light():
-    code = "import sys, fastembed; print(sorted(m for m in ('torch', 'numba', 'dask', 'transformers') if m in sys.modules))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+def test_import_is_light(tmp_path):
+    heavy = "('torch', 'numba', 'dask', 'transformers')"
+    code = f"import sys, fastembed; print(sorted(m for m in {heavy} if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
@@ -211,7 +216,9 @@ def test_numba_honours_numba_cache_dir(tmp_path):
     pytest.importorskip("numba")
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     code = "import numpy as np, fastembed as fe; fe.lookup([0, 1], np.ones((2, 3)), backend='numba')"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert any(name.endswith(".nbi") for _, _, files in os.walk(tmp_path) for name in files)
 
