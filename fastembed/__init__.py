@@ -13,6 +13,7 @@ from .factorize import ErrorReport, Factorization, factorize
 from .layers import Embedding, FactorizedEmbedding
 from .lookup import factorized_lookup, lookup
 from .positional import make_positions, positions_from_mask, sinusoidal
+from .quantize import QuantizedRows, quantize_rows
 from .rope import apply_rope, convert_rope_weight, rope_cos_sin, rope_frequencies, rope_permutation
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "FactorizedEmbedding",
     "AlbertEmbedding",
     "BertEmbedding",
+    "QuantizedRows",
+    "quantize_rows",
     "sinusoidal",
     "make_positions",
     "positions_from_mask",

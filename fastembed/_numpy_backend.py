@@ -3,15 +3,22 @@ in the table's dtype. Readable, and the baseline every kernel must beat."""
 
 import numpy as np
 
+from .quantize import CompactTable
+
+
+def _take(table, ids):
+    """table[ids], dequantized to float32 for a compact table."""
+    return table.take(ids) if isinstance(table, CompactTable) else table[ids]
+
 
 def factorized(ids, table, proj, scale, bias, pos, pos_rows, out):
     """out = table[ids] @ proj * scale + bias + pos[pos_rows] (N x d)."""
-    return _finish(table[ids] @ proj, scale, bias, pos, pos_rows, out)
+    return _finish(_take(table, ids) @ proj, scale, bias, pos, pos_rows, out)
 
 
 def dense(ids, table, scale, bias, pos, pos_rows, out):
     """out = table[ids] * scale + bias + pos[pos_rows] (N x d)."""
-    return _finish(table[ids], scale, bias, pos, pos_rows, out)
+    return _finish(_take(table, ids), scale, bias, pos, pos_rows, out)
 
 
 def _finish(rows, scale, bias, pos, pos_rows, out):

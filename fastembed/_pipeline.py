@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _workspace
 from ._threads import blas_limit, for_work
+from .quantize import CompactTable
 
 DEDUPE_MIN_TOKENS = 512
 DEDUPE_MAX_UNIQUE_FRACTION = 0.8
@@ -49,11 +50,20 @@ def _checked(skipped, kernel):
 
 
 def gather(k, src, rows, n_threads, scale=1.0, bias=None, pos=None, pos_rows=None, out=None):
-    """out[n] = src[rows[n]] * scale + bias + pos[pos_rows[n]] with the backend's kernel."""
+    """out[n] = src[rows[n]] * scale + bias + pos[pos_rows[n]] with the backend's kernel.
+
+    A CompactTable ``src`` is dequantized to float32 in the gather; its other terms follow in place.
+    """
+    compact = isinstance(src, CompactTable)
     if out is None:
-        out = np.empty((rows.shape[0], src.shape[1]), dtype=src.dtype)
+        out = np.empty((rows.shape[0], src.shape[1]), dtype=np.float32 if compact else src.dtype)
     threads = for_work(n_threads, out.size)
-    _checked(k.gather_rows(src, rows, scale, bias, pos, pos_rows, out, threads), "gather_rows")
+    if not compact:
+        _checked(k.gather_rows(src, rows, scale, bias, pos, pos_rows, out, threads), "gather_rows")
+        return out
+    _checked(k.gather_dequant(src.data, rows, src.scale, src.offset, src.kind, out, threads), "gather_dequant")
+    if scale != 1.0 or bias is not None or pos is not None:
+        _checked(k.finish_rows(out, scale, bias, pos, pos_rows, threads), "finish_rows")
     return out
 
 
@@ -70,7 +80,7 @@ def factorized(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads, 
         uniq, remap = distinct(k, ids, table.shape[0])
         if uniq.shape[0] <= DEDUPE_MAX_UNIQUE_FRACTION * ids.shape[0]:
             rows = gather(
-                k, table, uniq, n_threads, out=_workspace.scratch("rows", (uniq.shape[0], table.shape[1]), table.dtype)
+                k, table, uniq, n_threads, out=_workspace.scratch("rows", (uniq.shape[0], table.shape[1]), proj.dtype)
             )
             projected = project(
                 rows, proj, _workspace.scratch("projected", (uniq.shape[0], proj.shape[1]), proj.dtype), n_threads
@@ -85,11 +95,11 @@ def _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
     n, d = out.shape
     block = max(256, DIRECT_CHUNK_BYTES // (d * out.itemsize))
     if n <= block:
-        rows = gather(k, table, ids, n_threads, out=_workspace.scratch("rows", (n, table.shape[1]), table.dtype))
+        rows = gather(k, table, ids, n_threads, out=_workspace.scratch("rows", (n, table.shape[1]), proj.dtype))
         project(rows, proj, out, n_threads)
         _checked(k.finish_rows(out, scale, bias, pos, pos_rows, for_work(n_threads, out.size)), "finish_rows")
         return
-    g = _workspace.scratch("rows", (block, table.shape[1]), table.dtype)
+    g = _workspace.scratch("rows", (block, table.shape[1]), proj.dtype)
     for start in range(0, n, block):
         rows = slice(start, min(start + block, n))
         m = rows.stop - rows.start

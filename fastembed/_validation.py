@@ -15,6 +15,18 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def as_lookup_table(table, name="table"):
+    """(table, output dtype): a float32/float64 matrix, or a CompactTable (float16, bfloat16,
+    int8 rows) whose lookups produce float32."""
+    from .quantize import as_compact
+
+    compact = as_compact(table) if isinstance(table, np.ndarray) or not hasattr(table, "__array__") else None
+    if compact is not None:
+        return compact, np.dtype(np.float32)
+    table = as_float_matrix(table, name)
+    return table, table.dtype
+
+
 def as_float_matrix(x, name, dtype=None):
     """A 2-D float32/float64 array (any strides) whose dtype is ``dtype`` when given."""
     x = np.asarray(x)

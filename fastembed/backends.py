@@ -36,6 +36,9 @@ class KernelSet:
     def dedupe(self, ids, marker, uniq, remap):
         return self.rows.dedupe(ids, marker, uniq, remap)
 
+    def gather_dequant(self, src, rows, row_scale, row_offset, kind, out, n_threads):
+        return self.rows.gather_dequant(src, rows, row_scale, row_offset, kind, out, n_threads)
+
     def row_error_stats(self, orig, recon, stats, n_threads):
         return self.rows.row_error_stats(orig, recon, stats, n_threads)
 
@@ -90,6 +93,10 @@ class NumbaKernelSet(KernelSet):
     def finish_rows(self, out, scale, bias, pos, pos_rows, n_threads):
         with self.threads(n_threads):
             return self.rows.finish_rows(out, out.dtype.type(scale), bias, pos, pos_rows)
+
+    def gather_dequant(self, src, rows, row_scale, row_offset, kind, out, n_threads):
+        with self.threads(n_threads):
+            return self.rows.gather_dequant(src, rows, row_scale, row_offset, kind, out)
 
     def row_error_stats(self, orig, recon, stats, n_threads):
         with self.threads(n_threads):

@@ -28,6 +28,11 @@ def add_arguments(parser):
     parser.add_argument("--center", action="store_true", help="fit the mean row into a bias")
     parser.add_argument("--key", help="name of the embedding tensor (default: found by its name)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--quantize",
+        choices=["int8", "float16", "bfloat16"],
+        help="store the token table compactly; the report adds the error this costs",
+    )
     parser.add_argument("-o", "--output", required=True, help="output file: .safetensors or .npz")
     parser.add_argument("--plot", help="PNG of the singular-value spectrum and error against rank (needs matplotlib)")
 
@@ -99,8 +104,16 @@ def run(args, out=sys.stdout):
     if optimum is None:
         progress("computing the optimum for the report (exact method)")
         optimum = factorize(W, fac.rank, row_weights=weights, center=args.center).report.optimal_relative_error
-    progress(f"writing {args.output}")
     layer = FactorizedEmbedding(fac.table, fac.proj, bias=fac.bias)
+    quantized_report = None
+    if args.quantize:
+        progress(f"quantizing the table to {args.quantize}")
+        layer = layer.astype_float32() if W.dtype != np.float32 else layer
+        layer = layer.quantize(args.quantize)
+        from .factorize import error_report
+
+        quantized_report = error_report(W, layer.table.dequantize(), layer.proj, layer.bias, row_weights=weights)
+    progress(f"writing {args.output}")
     layer.save(args.output)
     before, after = W.size, fac.n_parameters()
     rows = [
@@ -117,6 +130,14 @@ def run(args, out=sys.stdout):
     ]
     if weights is not None:
         rows.append(("weighted relative error", f"{fac.report.weighted_relative_error:.6f}"))
+    if quantized_report is not None:
+        added = quantized_report.relative_error - fac.relative_error
+        rows += [
+            ("quantization", args.quantize),
+            ("relative error, quantized", f"{quantized_report.relative_error:.6f} (+{added:.6f} from quantization)"),
+            ("bytes before", f"{W.nbytes:,}"),
+            ("bytes after", f"{layer.nbytes():,} ({W.nbytes / layer.nbytes():.2f}x smaller)"),
+        ]
     rows.append(("written", str(Path(args.output))))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

@@ -9,8 +9,9 @@ from numpy.typing import ArrayLike
 
 from . import _validation as v
 from ._version import __version__
-from .io import CheckpointError, load_tensors, read_safetensors_header, save_safetensors
+from .io import CheckpointError, load_npz, load_safetensors, read_safetensors_header, save_safetensors
 from .lookup import factorized_lookup, lookup
+from .quantize import FLOAT16, INT8, CompactTable, QuantizedRows, proj_float32, quantize_rows
 
 FORMAT_KEY = "fastembed.format"
 
@@ -19,7 +20,8 @@ def _save(path, tensors, meta):
     path = os.fspath(path)
     tensors = {k: t for k, t in tensors.items() if t is not None}
     meta = dict(meta, **{"fastembed.version": __version__})
-    if path.endswith(".npz"):
+    if path.endswith(".npz"):  # bfloat16 bits are plain uint16 there; metadata says what they are
+        tensors = {name.removesuffix("@bf16"): t for name, t in tensors.items()}
         np.savez(path, **tensors, __metadata__=np.array(json.dumps(meta)))
     else:
         save_safetensors(path, tensors, {k: str(val) for k, val in meta.items()})
@@ -27,13 +29,37 @@ def _save(path, tensors, meta):
 
 def _load(path):
     path = os.fspath(path)
-    tensors = load_tensors(path)
+    tensors = load_npz(path) if path.endswith(".npz") else load_safetensors(path, bf16="bits")
     if path.endswith(".npz"):
         raw = tensors.pop("__metadata__", None)
         meta = json.loads(str(raw)) if raw is not None else {}
     else:
         meta = read_safetensors_header(path)[1]
     return tensors, meta
+
+
+def _table_tensors(table):
+    """Tensors and metadata that store a (possibly compact) table under ``table*`` names."""
+    if isinstance(table, CompactTable):
+        if table.kind == INT8:
+            return {"table.codes": table.data, "table.scale": table.scale, "table.offset": table.offset}, "int8"
+        if table.kind == FLOAT16:
+            return {"table": table.data.view(np.float16)}, "float16"
+        return {"table@bf16": table.data}, "bfloat16"
+    return {"table": table}, "none"
+
+
+def _table_from(tensors, meta, path):
+    kind = meta.get("quantization", "none")
+    if kind == "int8":
+        return QuantizedRows(tensors["table.codes"], tensors["table.scale"], tensors["table.offset"])
+    if kind == "float16":
+        return np.asarray(tensors["table"], dtype=np.float16)
+    if kind == "bfloat16":
+        return np.asarray(tensors["table"]).astype(np.uint16)  # bit patterns (uint16 tables are bfloat16)
+    if kind != "none":
+        raise CheckpointError(f"{path}: unknown quantization {kind!r}")
+    return tensors["table"]
 
 
 def _expect(meta, kind, path):
@@ -63,8 +89,8 @@ class Embedding:
         scale: float = 1.0,
         positional: np.ndarray | None = None,
     ) -> None:
-        self.table = v.as_float_matrix(table, "table")
-        self._set_terms(self.table.shape[1], self.table.dtype, bias, scale, positional)
+        self.table, dtype = v.as_lookup_table(table)
+        self._set_terms(self.table.shape[1], dtype, bias, scale, positional)
 
     def _set_terms(self, d, dtype, bias, scale, positional):
         self.bias = v.as_vector(bias, "bias", d, dtype)
@@ -105,22 +131,41 @@ class Embedding:
             n_threads=n_threads,
         )
 
+    @property
+    def quantization(self):
+        """ "none", or the compact format of the table: "int8", "float16" or "bfloat16"."""
+        return self.table.kind_name if isinstance(self.table, CompactTable) else "none"
+
     def n_parameters(self):
         return sum(x.size for x in (self.table, self.bias, self.positional) if x is not None)
 
+    def nbytes(self):
+        """Bytes of every stored array (codes and per-row parameters included)."""
+        arrays = [self.bias, self.positional, getattr(self, "proj", None)]
+        if isinstance(self.table, CompactTable):
+            arrays += [self.table.data, self.table.scale, self.table.offset]
+        else:
+            arrays.append(self.table)
+        return sum(a.nbytes for a in arrays if a is not None)
+
     def _meta(self):
-        return {FORMAT_KEY: self.kind, "scale": repr(self.scale)}
+        return {FORMAT_KEY: self.kind, "scale": repr(self.scale), "quantization": self.quantization}
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write to ``path``: safetensors, or npz when it ends in .npz."""
-        _save(path, {"table": self.table, "bias": self.bias, "positional": self.positional}, self._meta())
+        """Write to ``path``: safetensors, or npz when it ends in .npz. Compact tables keep their
+        codes, per-row parameters and format (metadata ``quantization``)."""
+        tensors, _ = _table_tensors(self.table)
+        _save(path, dict(tensors, bias=self.bias, positional=self.positional), self._meta())
 
     @classmethod
     def load(cls, path: str | os.PathLike):
         tensors, meta = _load(path)
         _expect(meta, cls.kind, path)
         return cls(
-            tensors["table"], bias=tensors.get("bias"), scale=float(meta["scale"]), positional=tensors.get("positional")
+            _table_from(tensors, meta, path),
+            bias=tensors.get("bias"),
+            scale=float(meta["scale"]),
+            positional=tensors.get("positional"),
         )
 
 
@@ -150,14 +195,16 @@ class FactorizedEmbedding(Embedding):
         scale: float = 1.0,
         positional: np.ndarray | None = None,
     ) -> None:
-        self.table = v.as_float_matrix(table, "table")
-        self.proj = v.as_float_matrix(proj, "proj", self.table.dtype)
+        self.table, dtype = v.as_lookup_table(table)
+        self.proj = v.as_float_matrix(
+            proj_float32(proj) if isinstance(self.table, CompactTable) else proj, "proj", dtype
+        )
         if self.proj.shape[0] != self.table.shape[1]:
             raise ValueError(
                 f"proj must have {self.table.shape[1]} rows to match table {self.table.shape}, got {self.proj.shape}"
             )
         self._dense = None
-        self._set_terms(self.proj.shape[1], self.table.dtype, bias, scale, positional)
+        self._set_terms(self.proj.shape[1], dtype, bias, scale, positional)
 
     @property
     def dim(self):
@@ -187,8 +234,45 @@ class FactorizedEmbedding(Embedding):
 
     def to_dense(self) -> np.ndarray:
         """``table @ proj``, (V, d): the dense table this layer's factors stand for (scale, bias and
-        positions are not folded in; :meth:`to_embedding` keeps them)."""
-        return self.table @ self.proj
+        positions are not folded in; :meth:`to_embedding` keeps them). Compact tables are dequantized."""
+        table = self.table.dequantize() if isinstance(self.table, CompactTable) else self.table
+        return table @ self.proj
+
+    def astype_float32(self) -> "FactorizedEmbedding":
+        """A float32 copy (compact formats dequantize to float32, so quantizing starts here)."""
+        return type(self)(
+            np.asarray(self.table, np.float32),
+            self.proj.astype(np.float32),
+            bias=_f32(self.bias),
+            scale=self.scale,
+            positional=_f32(self.positional),
+        )
+
+    def quantize(self, kind: str = "int8") -> "FactorizedEmbedding":
+        """A copy with the token table stored as ``kind``: "int8" (row-wise, :func:`fastembed.quantize_rows`),
+        "float16" or "bfloat16" (uint16 bit patterns, rounded to nearest even). The projection, bias
+        and positions stay float32; lookups dequantize inside the gather kernel."""
+        from .io import float32_to_bfloat16
+
+        if isinstance(self.table, CompactTable):
+            raise ValueError(f"the table is already {self.quantization}")
+        table = self.table
+        if kind == "int8":
+            compact = quantize_rows(table)
+        elif kind == "float16":
+            compact = table.astype(np.float16)
+        elif kind == "bfloat16":
+            compact = float32_to_bfloat16(table)
+        else:
+            raise ValueError(f"unknown quantization {kind!r}; choose int8, float16 or bfloat16")
+        layer = type(self)(
+            compact,
+            self.proj.astype(np.float32),
+            bias=_f32(self.bias),
+            scale=self.scale,
+            positional=_f32(self.positional),
+        )
+        return layer
 
     def to_embedding(self):
         """An :class:`Embedding` giving the same outputs."""
@@ -235,21 +319,23 @@ class FactorizedEmbedding(Embedding):
         return dict(super()._meta(), rank=str(self.rank))
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the factors (not the dense cache): safetensors, or npz when ``path`` ends in .npz."""
-        _save(
-            path,
-            {"table": self.table, "proj": self.proj, "bias": self.bias, "positional": self.positional},
-            self._meta(),
-        )
+        """Write the factors (not the dense cache): safetensors, or npz when ``path`` ends in .npz.
+        Metadata records the rank and the table's quantization, so the file is self-describing."""
+        tensors, _ = _table_tensors(self.table)
+        _save(path, dict(tensors, proj=self.proj, bias=self.bias, positional=self.positional), self._meta())
 
     @classmethod
     def load(cls, path: str | os.PathLike):
         tensors, meta = _load(path)
         _expect(meta, cls.kind, path)
         return cls(
-            tensors["table"],
+            _table_from(tensors, meta, path),
             tensors["proj"],
             bias=tensors.get("bias"),
             scale=float(meta["scale"]),
             positional=tensors.get("positional"),
         )
+
+
+def _f32(x):
+    return None if x is None else np.asarray(x, dtype=np.float32)

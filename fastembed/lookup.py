@@ -8,6 +8,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import _numpy_backend, _pipeline, backends
 from . import _validation as v
 from ._threads import blas_limit, resolve
+from .quantize import CompactTable, proj_float32
 
 
 class _Call(NamedTuple):
@@ -31,6 +32,11 @@ def _prepare(ids, table, d, dtype, scale, bias, pos_table, offset, position_ids,
     shape = ids.shape + (d,)
     out = v.output(out, shape, dtype, dict(inputs, ids=ids, bias=bias, pos_table=positions.table))
     return _Call(ids.reshape(-1), shape, scale, bias, positions.table, positions.rows, out, resolve(n_threads))
+
+
+def _memory_of(table):
+    """The array whose memory ``out`` must not overlap."""
+    return table.data if isinstance(table, CompactTable) else table
 
 
 def _run(call, dtype, compute):
@@ -75,8 +81,10 @@ def factorized_lookup(
     ids : array_like of int, shape (..., L)
         Token ids in ``[0, V)``, any integer dtype, any shape and strides. The
         last axis is the sequence axis.
-    table : ndarray, shape (V, r), float32 or float64
-        Token factor ``E``; any memory layout.
+    table : ndarray, shape (V, r), float32 or float64; or a compact table
+        Token factor ``E``; any memory layout. float16, bfloat16 (ml_dtypes, or
+        uint16 bit patterns) and :class:`fastembed.QuantizedRows` (int8) are
+        dequantized in the gather kernel; the output is then float32.
     proj : ndarray, shape (r, d)
         Projection ``P``, same dtype as ``table``; any memory layout.
     scale : float, default 1.0
@@ -112,8 +120,9 @@ def factorized_lookup(
         Shape, rank or dtype mismatches, a bad ``out``, an unknown backend.
     """
     name = backends.resolve(backend)
-    table = v.as_float_matrix(table, "table")
-    dtype = table.dtype
+    table, dtype = v.as_lookup_table(table)
+    if isinstance(table, CompactTable):
+        proj = proj_float32(proj)
     proj = v.as_float_matrix(proj, "proj", dtype)
     if proj.shape[0] != table.shape[1]:
         raise ValueError(f"proj must have {table.shape[1]} rows to match table {table.shape}, got {proj.shape}")
@@ -131,7 +140,7 @@ def factorized_lookup(
         position_ids,
         out,
         n_threads,
-        {"table": table, "proj": proj},
+        {"table": _memory_of(table), "proj": proj},
     )
     k = backends.kernels(name)
 
@@ -168,8 +177,8 @@ def lookup(
     ----------
     ids : array_like of int, shape (..., L)
         Token ids in ``[0, V)``; the last axis is the sequence axis.
-    table : ndarray, shape (V, d), float32 or float64
-        Embedding table; any memory layout.
+    table : ndarray, shape (V, d), float32 or float64; or a compact table
+        Embedding table; any memory layout; compact tables as in :func:`factorized_lookup`.
     scale, bias, pos_table, offset, position_ids, out, backend, n_threads
         As in :func:`factorized_lookup`.
 
@@ -183,8 +192,7 @@ def lookup(
         As in :func:`factorized_lookup`.
     """
     name = backends.resolve(backend)
-    table = v.as_float_matrix(table, "table")
-    dtype = table.dtype
+    table, dtype = v.as_lookup_table(table)
     call = _prepare(
         ids,
         table,
@@ -197,7 +205,7 @@ def lookup(
         position_ids,
         out,
         n_threads,
-        {"table": table},
+        {"table": _memory_of(table)},
     )
     k = backends.kernels(name)
 

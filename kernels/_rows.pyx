@@ -8,7 +8,7 @@ The GIL is released around every loop; OpenMP threads when built with it.
 
 from cython.parallel cimport prange
 from libc.math cimport sqrt
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint16_t
 
 ctypedef fused real:
     float
@@ -270,4 +270,89 @@ def gather_sum_layernorm(const real[:, :] word, const index_t[::1] ids,
         inv = 1.0 / sqrt(var / d + eps)
         for j in range(d):
             out[n, j] = <real>((out[n, j] - mean) * inv) * gamma[j] + beta[j]
+    return skipped
+
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* IEEE half (binary16) bits -> float, exact (every half is a float). */
+    static inline float fastembed_half_to_float(uint16_t h) {
+        uint32_t sign = ((uint32_t)(h & 0x8000u)) << 16;
+        uint32_t exp = (h >> 10) & 0x1fu;
+        uint32_t mant = h & 0x3ffu;
+        uint32_t bits;
+        float f;
+        if (exp == 0) {
+            f = (float)mant * 5.9604644775390625e-08f;  /* subnormal or zero: mant * 2^-24 */
+            memcpy(&bits, &f, 4);
+            bits |= sign;
+        } else if (exp == 31) {
+            bits = sign | 0x7f800000u | (mant << 13);
+        } else {
+            bits = sign | ((exp + 112u) << 23) | (mant << 13);
+        }
+        memcpy(&f, &bits, 4);
+        return f;
+    }
+    /* bfloat16 bits -> float: the top half of a float32. */
+    static inline float fastembed_bf16_to_float(uint16_t h) {
+        uint32_t bits = ((uint32_t)h) << 16;
+        float f;
+        memcpy(&f, &bits, 4);
+        return f;
+    }
+    """
+    float fastembed_half_to_float(uint16_t h) noexcept nogil
+    float fastembed_bf16_to_float(uint16_t h) noexcept nogil
+
+
+ctypedef fused compact_t:
+    int8_t
+    uint16_t
+
+
+DEQUANT_INT8 = 0
+DEQUANT_FLOAT16 = 1
+DEQUANT_BFLOAT16 = 2
+
+
+def gather_dequant(const compact_t[:, :] src, const index_t[::1] rows, const float[::1] row_scale,
+                   const float[::1] row_offset, int kind, float[:, ::1] out, int n_threads):
+    """out[n, :] = dequant(src[rows[n], :]) in float32.
+
+    kind 0 (int8 codes): code * row_scale[r] + row_offset[r]; kind 1: float16 bits;
+    kind 2: bfloat16 bits. Returns the number of rows skipped for an index out of range (0).
+    """
+    cdef Py_ssize_t n_out = out.shape[0], d = out.shape[1], n_src = src.shape[0], n, j, r
+    cdef Py_ssize_t skipped = 0
+    cdef float a, b
+    if n_out == 0 or d == 0:
+        return 0
+    if rows.shape[0] != n_out or src.shape[1] != d:
+        raise ValueError("gather_dequant: shape mismatch")
+    if compact_t is int8_t:
+        if kind != 0 or row_scale is None or row_offset is None or row_scale.shape[0] != n_src \
+                or row_offset.shape[0] != n_src:
+            raise ValueError("gather_dequant: int8 codes need a scale and offset per row")
+    elif kind != 1 and kind != 2:
+        raise ValueError("gather_dequant: uint16 tables are float16 (1) or bfloat16 (2)")
+    for n in prange(n_out, nogil=True, schedule="static", num_threads=n_threads):
+        r = rows[n]
+        if r < 0 or r >= n_src:
+            skipped += 1
+            continue
+        if compact_t is int8_t:
+            a = row_scale[r]
+            b = row_offset[r]
+            for j in range(d):
+                out[n, j] = <float>src[r, j] * a + b
+        else:
+            if kind == 1:
+                for j in range(d):
+                    out[n, j] = fastembed_half_to_float(src[r, j])
+            else:
+                for j in range(d):
+                    out[n, j] = fastembed_bf16_to_float(src[r, j])
     return skipped

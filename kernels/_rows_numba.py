@@ -160,3 +160,47 @@ def gather_sum_layernorm(word, ids, token_type, type_rows, pos, pos_rows, gamma,
         for j in range(d):
             out[n, j] = out.dtype.type((out[n, j] - mean) * inv) * gamma[j] + beta[j]
     return skipped
+
+
+@jit(inline="always")
+def _half_bits_to_float_bits(h):
+    """float32 bit pattern of an IEEE half given as bits (subnormals normalised by hand)."""
+    sign = np.uint32(h & 0x8000) << np.uint32(16)
+    exp = np.uint32((h >> 10) & 0x1F)
+    mant = np.uint32(h & 0x3FF)
+    if exp == 0:
+        if mant == 0:
+            return sign
+        e = np.uint32(113)
+        while (mant & np.uint32(0x400)) == 0:
+            mant = mant << np.uint32(1)
+            e -= np.uint32(1)
+        return sign | (e << np.uint32(23)) | ((mant & np.uint32(0x3FF)) << np.uint32(13))
+    if exp == 31:
+        return sign | np.uint32(0x7F800000) | (mant << np.uint32(13))
+    return sign | ((exp + np.uint32(112)) << np.uint32(23)) | (mant << np.uint32(13))
+
+
+@jit(parallel=True)
+def gather_dequant(src, rows, row_scale, row_offset, kind, out):
+    """out[n] = dequant(src[rows[n]]) in float32; mirrors _rows.gather_dequant."""
+    n_src = src.shape[0]
+    skipped = 0
+    bits = out.view(np.uint32)
+    for n in nb.prange(out.shape[0]):
+        r = rows[n]
+        if r < 0 or r >= n_src:
+            skipped += 1
+            continue
+        if row_scale is not None:
+            a = row_scale[r]
+            b = row_offset[r]
+            for j in range(out.shape[1]):
+                out[n, j] = np.float32(src[r, j]) * a + b
+        elif kind == 1:
+            for j in range(out.shape[1]):
+                bits[n, j] = _half_bits_to_float_bits(src[r, j])
+        else:
+            for j in range(out.shape[1]):
+                bits[n, j] = np.uint32(src[r, j]) << np.uint32(16)
+    return skipped

@@ -52,7 +52,8 @@ BAD = {
     "table 1-D": (ValueError, _set("table", lambda t: t[0])),
     "table 3-D": (ValueError, _set("table", lambda t: t[None])),
     "table int": (ValueError, _set("table", lambda t: t.astype(np.int32))),
-    "table float16": (ValueError, _set("table", lambda t: t.astype(np.float16))),
+    "table complex": (ValueError, _set("table", lambda t: t.astype(np.complex64))),
+    "table int16": (ValueError, _set("table", lambda t: t.astype(np.int16))),
     # terms
     "bias shape": (ValueError, _set("bias", np.zeros(D + 1, np.float32))),
     "bias dtype": (ValueError, _set("bias", np.zeros(D, np.float64))),
