@@ -42,6 +42,12 @@ class KernelSet:
     def row_error_stats(self, orig, recon, stats, n_threads):
         return self.rows.row_error_stats(orig, recon, stats, n_threads)
 
+    def row_sq_norms(self, x, out, n_threads):
+        return self.rows.row_sq_norms(x, out, n_threads)
+
+    def sq_norms(self, x, weights, row_out, col_partial, n_threads):
+        return self.rows.sq_norms(x, weights, row_out, col_partial, n_threads)
+
     def gather_sum_layernorm(self, word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads):
         return self.rows.gather_sum_layernorm(
             word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads
@@ -101,6 +107,14 @@ class NumbaKernelSet(KernelSet):
     def row_error_stats(self, orig, recon, stats, n_threads):
         with self.threads(n_threads):
             return self.rows.row_error_stats(orig, recon, stats)
+
+    def row_sq_norms(self, x, out, n_threads):
+        with self.threads(n_threads):
+            return self.rows.row_sq_norms(x, out)
+
+    def sq_norms(self, x, weights, row_out, col_partial, n_threads):
+        with self.threads(n_threads):
+            return self.rows.sq_norms(x, weights, row_out, col_partial)
 
     def gather_sum_layernorm(self, word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads):
         with self.threads(n_threads):

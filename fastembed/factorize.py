@@ -82,6 +82,10 @@ class Factorization:
         return self.table.size + self.proj.size + (0 if self.bias is None else self.bias.size)
 
 
+def _non_finite():
+    return ValueError("W contains NaN or inf")
+
+
 def _validated(W, rank, energy, max_error, method, row_weights, scale_into):
     W = np.asarray(W)
     if W.ndim != 2:
@@ -92,8 +96,8 @@ def _validated(W, rank, energy, max_error, method, row_weights, scale_into):
         W = W.astype(np.float64)
     if W.size == 0:
         raise ValueError(f"W is empty (shape {W.shape})")
-    if not np.isfinite(W).all():
-        raise ValueError("W contains NaN or inf")
+    if method != "svd" and not np.isfinite(W).all():  # the exact method checks its Gram matrix instead
+        raise _non_finite()
     given = sum(x is not None for x in (rank, energy, max_error))
     if given != 1:
         raise ValueError("give exactly one of rank, energy, max_error")
@@ -131,32 +135,48 @@ def _rank_for_energy(s2, energy):
     return int(min(np.searchsorted(cumulative, energy * (1 - 1e-12)) + 1, s2.size))
 
 
-def _row_chunks(X, w, mu):
+def _row_chunks(X, w, mu, rows=CHUNK_ROWS):
     """Row blocks of diag(sqrt(w)) (X - mu), in X's dtype, without a full-size temporary."""
-    for start in range(0, X.shape[0], CHUNK_ROWS):
-        block = X[start : start + CHUNK_ROWS]
+    for start in range(0, X.shape[0], rows):
+        block = X[start : start + rows]
         if mu is not None:
             block = block - mu
         if w is not None:
-            block = block * np.sqrt(w[start : start + CHUNK_ROWS]).astype(X.dtype)[:, None]
+            block = block * np.sqrt(w[start : start + rows]).astype(X.dtype)[:, None]
         yield block
 
 
-def gram(X, w=None, mu=None):
-    """(X - mu)^T diag(w) (X - mu) as float64: one product per row block, summed in float64."""
+GRAM_BLOCK_ROWS = 8192
+
+
+def gram(X, w=None, mu=None, row_norms=None):
+    """(X - mu)^T diag(w) (X - mu) as float64: one product per row block, summed in float64.
+
+    NaN or inf anywhere in X reaches the result, so checking the (d x d) result checks X.
+    ``row_norms`` (V,), when given, receives ||X_i||^2 in float64 from the same pass (X itself,
+    without mu and w), while each block is in cache.
+    """
     total = np.zeros((X.shape[1], X.shape[1]))
-    for block in _row_chunks(X, w, mu):
+    for i, block in enumerate(_row_chunks(X, w, mu, GRAM_BLOCK_ROWS)):
         total += block.T @ block
+        if row_norms is not None:
+            rows = slice(i * GRAM_BLOCK_ROWS, i * GRAM_BLOCK_ROWS + block.shape[0])
+            row_norms[rows] = _row_sq_norms(X[rows])
     return total
 
 
-def _right_vectors_exact(X, w, mu):
+def _right_vectors_exact(X, w, mu, row_norms=None):
     """All right singular vectors (columns) and s^2 of diag(sqrt(w)) (X - mu), descending."""
     if X.shape[0] >= X.shape[1]:
-        s2, vecs = np.linalg.eigh(gram(X, w, mu))
+        g = gram(X, w, mu, row_norms)
+        if not np.isfinite(g).all():
+            raise _non_finite()
+        s2, vecs = np.linalg.eigh(g)
         order = np.argsort(s2)[::-1]
         return vecs[:, order], np.clip(s2[order], 0, None)
     Xw = np.vstack(list(_row_chunks(X.astype(np.float64), w, mu)))
+    if not np.isfinite(Xw).all():
+        raise _non_finite()
     _, s, vt = np.linalg.svd(Xw, full_matrices=False)
     return vt.T, s**2
 
@@ -254,19 +274,24 @@ def factorize(
     with blas_limit(resolve(n_threads)):
         mu = np.average(W, axis=0, weights=w).astype(W.dtype) if center else None
         all_s2 = None
+        w_norm2 = np.full(W.shape[0], np.nan)  # filled by the Gram pass where there is one
         if method == "svd":
-            vecs, all_s2 = _right_vectors_exact(W, w, mu)
+            vecs, all_s2 = _right_vectors_exact(W, w, mu, w_norm2)
             r = rank if rank is not None else _rank_for_energy(all_s2, energy)
             vr, s2 = vecs[:, :r], all_s2[:r]
         elif rank is not None:
             vr, s2 = _right_vectors_randomized(W, w, mu, rank, seed)
         else:
             vr, s2 = _randomized_for_energy(W, w, mu, energy, seed)
-        code = _codes(W, mu, vr)
-        s2 = _rayleigh_s2(code, w)
+        code = _codes(W, mu, vr, resolve(n_threads))
+        c_norm2, s2 = _code_norms(code, w, n_threads)
         table, proj = _split_scale(code, vr, np.sqrt(s2), scale_into)
         tail = None if all_s2 is None else max(float(all_s2.sum() - s2.sum()), 0.0)
-        report = error_report(W, table, proj, mu, w, tail_energy=tail, n_threads=n_threads)
+        if mu is None:
+            stats = orthonormal_row_stats(W, code, table, proj, n_threads=n_threads, w_norm2=w_norm2, c_norm2=c_norm2)
+            report = report_from_stats(stats, w, tail)
+        else:
+            report = error_report(W, table, proj, mu, w, tail_energy=tail, n_threads=n_threads)
     return Factorization(
         table=table,
         proj=proj,
@@ -294,13 +319,35 @@ def _randomized_for_energy(X, w, mu, energy, seed):
         k = min(2 * k, limit)
 
 
-def _codes(W, mu, vr):
+def _codes(W, mu, vr, n_threads=1):
     """(W - mu) @ V_r in W's dtype, centred by a rank-1 correction (no V x d temporary)."""
+    from ._workspace import fresh
+
     v = vr.astype(W.dtype)
-    code = W @ v
+    code = np.matmul(W, v, out=fresh((W.shape[0], v.shape[1]), W.dtype, n_threads))
     if mu is not None:
         code -= mu @ v
     return code
+
+
+def _code_norms(code, w, n_threads=None, backend="auto"):
+    """(||code_i||^2 per row, s_k^2 = sum_i w_i code_ik^2 per column), float64, in one pass."""
+    from . import backends
+
+    k = backends.kernels(backend)
+    if k is None:
+        return np.einsum("ij,ij->i", code, code, dtype=np.float64), _rayleigh_s2(code, w)
+    n_threads = resolve(n_threads)
+    rows = np.empty(code.shape[0])
+    partial = np.zeros((n_threads, code.shape[1]))
+    k.sq_norms(
+        np.ascontiguousarray(code),
+        None if w is None else np.ascontiguousarray(w, dtype=np.float64),
+        rows,
+        partial,
+        n_threads,
+    )
+    return rows, partial.sum(axis=0)
 
 
 def _rayleigh_s2(code, w):
@@ -356,6 +403,46 @@ def row_stats(W, table, proj, bias=None, backend="auto", n_threads=None):
             block += bias
         stats_of(np.ascontiguousarray(W[rows]), block, stats[rows], n_threads)
     return stats
+
+
+CANCELLATION_RATIO = 1e-3  # rows with ||W_i - R_i||^2 below this share of ||W_i||^2 are reconstructed
+
+
+def orthonormal_row_stats(W, code, table, proj, backend="auto", n_threads=None, w_norm2=None, c_norm2=None):
+    """:func:`row_stats` for factors whose projection has orthonormal rows up to a per-row scale
+    (``table @ proj == code @ V^T`` with ``code = W @ V``, V orthonormal columns), without
+    reconstructing W:
+
+    ``||W_i - R_i||^2 = ||W_i||^2 - ||code_i||^2``, ``||R_i|| = ||code_i||``, ``W_i . R_i = ||code_i||^2``
+
+    exact in exact arithmetic; in float64 from float32 data it is good to ~1e-7 of ||W_i||^2, so
+    rows whose error is below 1e-3 of their norm (where that matters) are reconstructed and
+    measured directly, and so is everything when more than a quarter of the rows are such.
+    """
+    if w_norm2 is None or np.isnan(w_norm2).any():
+        w_norm2 = _row_sq_norms(W, backend, n_threads)
+    if c_norm2 is None:
+        c_norm2 = _row_sq_norms(code, backend, n_threads)
+    stats = np.stack([np.maximum(w_norm2 - c_norm2, 0.0), w_norm2, c_norm2, c_norm2], axis=1)
+    close = np.flatnonzero(stats[:, 0] < CANCELLATION_RATIO * w_norm2)
+    if close.size > W.shape[0] // 4:
+        return row_stats(W, table, proj, None, backend, n_threads)
+    if close.size:
+        stats[close] = row_stats(W[close], table[close], proj, None, backend, n_threads)
+    return stats
+
+
+def _row_sq_norms(x, backend="auto", n_threads=None):
+    """Squared row norms accumulated in float64 (without a float64 copy of x)."""
+    from . import backends
+
+    k = backends.kernels(backend)
+    x = np.ascontiguousarray(x)
+    if k is None:
+        return np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    out = np.empty(x.shape[0])
+    k.row_sq_norms(x, out, resolve(n_threads))
+    return out
 
 
 def report_from_stats(stats, row_weights=None, tail_energy=None):

@@ -356,3 +356,47 @@ def gather_dequant(const compact_t[:, :] src, const index_t[::1] rows, const flo
                 for j in range(d):
                     out[n, j] = fastembed_bf16_to_float(src[r, j])
     return skipped
+
+
+def row_sq_norms(const real[:, ::1] x, double[::1] out, int n_threads):
+    """out[n] = sum_j x[n, j]^2, accumulated in float64."""
+    cdef Py_ssize_t n_rows = x.shape[0], d = x.shape[1], n, j
+    cdef double acc, v
+    if out.shape[0] != n_rows:
+        raise ValueError("row_sq_norms: shape mismatch")
+    for n in prange(n_rows, nogil=True, schedule="static", num_threads=n_threads):
+        acc = 0
+        for j in range(d):
+            v = x[n, j]
+            acc = acc + v * v
+        out[n] = acc
+
+
+def sq_norms(const real[:, ::1] x, const double[::1] weights, double[::1] row_out, double[:, ::1] col_partial,
+             int n_threads):
+    """One pass over x: row_out[n] = sum_j x[n, j]^2 and, per thread t, col_partial[t, j] =
+    sum over its rows of w[n] * x[n, j]^2 (w = 1 when ``weights`` is None), in float64.
+
+    ``col_partial`` has one zeroed row per thread; the caller sums it over axis 0.
+    """
+    cdef Py_ssize_t n_rows = x.shape[0], d = x.shape[1], n, j, t, lo, hi, chunk
+    cdef Py_ssize_t n_parts = col_partial.shape[0]
+    cdef double acc, v, w
+    if row_out.shape[0] != n_rows or col_partial.shape[1] != d or n_parts < 1:
+        raise ValueError("sq_norms: shape mismatch")
+    if weights is not None and weights.shape[0] != n_rows:
+        raise ValueError("sq_norms: weights shape mismatch")
+    chunk = (n_rows + n_parts - 1) // n_parts
+    for t in prange(n_parts, nogil=True, schedule="static", num_threads=n_threads):
+        lo = t * chunk
+        hi = lo + chunk
+        if hi > n_rows:
+            hi = n_rows
+        for n in range(lo, hi):
+            w = 1.0 if weights is None else weights[n]
+            acc = 0
+            for j in range(d):
+                v = x[n, j]
+                acc = acc + v * v
+                col_partial[t, j] = col_partial[t, j] + w * (v * v)
+            row_out[n] = acc

@@ -204,3 +204,33 @@ def gather_dequant(src, rows, row_scale, row_offset, kind, out):
             for j in range(out.shape[1]):
                 bits[n, j] = np.uint32(src[r, j]) << np.uint32(16)
     return skipped
+
+
+@jit(parallel=True)
+def row_sq_norms(x, out):
+    """out[n] = sum_j x[n, j]^2 in float64; mirrors _rows.row_sq_norms."""
+    for n in nb.prange(x.shape[0]):
+        acc = 0.0
+        for j in range(x.shape[1]):
+            v = np.float64(x[n, j])
+            acc += v * v
+        out[n] = acc
+
+
+@jit(parallel=True)
+def sq_norms(x, weights, row_out, col_partial):
+    """Row and (weighted) column sums of squares in one pass; mirrors _rows.sq_norms."""
+    n_rows = x.shape[0]
+    n_parts = col_partial.shape[0]
+    chunk = (n_rows + n_parts - 1) // n_parts
+    for t in nb.prange(n_parts):
+        lo = t * chunk
+        hi = min(lo + chunk, n_rows)
+        for n in range(lo, hi):
+            w = 1.0 if weights is None else weights[n]
+            acc = 0.0
+            for j in range(x.shape[1]):
+                v = np.float64(x[n, j])
+                acc += v * v
+                col_partial[t, j] += w * (v * v)
+            row_out[n] = acc

@@ -5,11 +5,15 @@ missing compiled backend into a failure instead of a silently smaller sweep.
 """
 
 import os
+import sys
 from pathlib import Path
 
-import fastembed
-
 SOURCE_TREE = Path(__file__).resolve().parent.parent
+# `python -m pytest` from the repository root puts the root on sys.path, which would import the
+# source tree's fastembed/ (no compiled kernels) instead of the installed package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != SOURCE_TREE]
+
+import fastembed  # noqa: E402
 
 
 def pytest_report_header(config):

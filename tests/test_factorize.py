@@ -175,3 +175,28 @@ def test_real_pretrained_table_holds_to_the_optimum(minilm_word_embeddings):
     weighted = fe.factorize(W, 128, row_weights=counts)
     plain_weighted_error = error_report(W, exact.table, exact.proj, row_weights=counts).weighted_relative_error
     assert weighted.report.weighted_relative_error < plain_weighted_error
+
+
+@pytest.mark.parametrize("rank", [1, 5, 19, 20])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_orthonormal_report_equals_the_explicit_reconstruction(rank, dtype):
+    """The report from row norms (||W_i||^2 - ||code_i||^2) agrees with reconstructing W, including
+    near-exact fits (rank = d), where rows are measured by reconstruction instead."""
+    rng = np.random.default_rng(10)
+    W = rng.standard_normal((5000, 6)) @ rng.standard_normal((6, 20)) + 0.01 * rng.standard_normal((5000, 20))
+    W = W.astype(dtype)
+    fac = fe.factorize(W, rank)
+    explicit = error_report(W, fac.table, fac.proj)
+    tol = 1e-9 if dtype == np.float64 else 2e-5
+    for field in ("relative_error", "worst_row_error", "mean_cosine"):
+        assert getattr(fac.report, field) == pytest.approx(getattr(explicit, field), rel=tol, abs=1e-7), field
+
+
+def test_exact_method_detects_non_finite_through_its_gram_matrix():
+    W = np.ones((50, 8), np.float32)
+    W[7, 3] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        fe.factorize(W, 2)
+    W[7, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        fe.factorize(W.T.copy(), 2)  # the wide path

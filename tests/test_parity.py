@@ -64,3 +64,24 @@ def test_kernels_skip_and_count_bad_rows_instead_of_reading_out_of_bounds(pair):
         marker = np.full(4, -1, np.int64)
         assert k.dedupe(rows, marker, np.empty(5, np.int64), np.empty(5, np.int64)) == -1
         assert (marker == -1).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_norm_and_layernorm_kernels(pair, dtype):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((777, 13)).astype(dtype)
+    w = rng.random(777)
+    word, tt, pos = (rng.standard_normal(shape).astype(dtype) for shape in ((50, 13), (2, 13), (30, 13)))
+    ids, types, prow = rng.integers(0, 50, 99), rng.integers(0, 2, 99), rng.integers(0, 30, 99)
+    gamma, beta = rng.standard_normal(13).astype(dtype), rng.standard_normal(13).astype(dtype)
+    results = []
+    for k in pair:
+        rows, partial, norms, stats = np.empty(777), np.zeros((2, 13)), np.empty(777), np.empty((777, 4))
+        k.sq_norms(x, w, rows, partial, 2)
+        k.row_sq_norms(x, norms, 2)
+        k.row_error_stats(x, x[::-1].copy(), stats, 2)
+        out = np.empty((99, 13), dtype)
+        assert k.gather_sum_layernorm(word, ids, tt, types, pos, prow, gamma, beta, 1e-12, out, 2) == 0
+        results.append((rows, partial.sum(0), norms, stats, out))
+    for a, b in zip(results[0], results[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12 if dtype == np.float64 else 1e-6, atol=1e-12)
