@@ -196,8 +196,13 @@ class BertEmbedding:
         backend: str = "auto",
         n_threads: int | None = None,
     ) -> np.ndarray:
-        """Embed ``ids`` (..., L) -> (..., L, d). Defaults: token type 0, positions 0..L-1."""
-        return self.normalized(ids, token_type_ids, position_ids, backend=backend, n_threads=n_threads)
+        """Embed ``ids`` (..., L) -> (..., L, d) (ALBERT: (..., L, H)). Defaults: token type 0,
+        positions 0..L-1."""
+        normalized = self.normalized(ids, token_type_ids, position_ids, backend=backend, n_threads=n_threads)
+        return self._after_layernorm(normalized, backend, resolve(n_threads))
+
+    def _after_layernorm(self, normalized, backend, n_threads):
+        return normalized
 
 
 class AlbertEmbedding(BertEmbedding):
@@ -246,20 +251,10 @@ class AlbertEmbedding(BertEmbedding):
             for x in (self.word, self.position, self.token_type, self.gamma, self.beta, self.mapping, self.mapping_bias)
         )
 
-    def __call__(
-        self,
-        ids: ArrayLike,
-        token_type_ids: ArrayLike | None = None,
-        position_ids: ArrayLike | None = None,
-        *,
-        backend: str = "auto",
-        n_threads: int | None = None,
-    ) -> np.ndarray:
-        """Embed ``ids`` (..., L) -> (..., L, H)."""
-        normalized = self.normalized(ids, token_type_ids, position_ids, backend=backend, n_threads=n_threads)
+    def _after_layernorm(self, normalized, backend, n_threads):
+        """``normalized @ mapping.T + mapping_bias``: one BLAS product, then the bias in place."""
         flat = normalized.reshape(-1, self.dim)
         out = np.empty((flat.shape[0], self.hidden_size), self.word.dtype)
-        n_threads = resolve(n_threads)
         if flat.shape[0]:
             project(flat, self.mapping.T, out, n_threads)
             k = backends.kernels(backends.resolve(backend))

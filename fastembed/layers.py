@@ -117,10 +117,10 @@ class Embedding:
         backend: str = "auto",
         n_threads: int | None = None,
     ) -> np.ndarray:
-        """Embed ``ids`` (..., L) -> (..., L, d); positions as in :func:`fastembed.lookup`."""
-        return lookup(
-            ids,
-            self.table,
+        """Embed ``ids`` (..., L) -> (..., L, d): ``table[ids] * scale + bias + positional[...]``
+        (the factorized layer: ``(table[ids] @ proj) * scale + ...``); positions as in
+        :func:`fastembed.lookup`."""
+        common = dict(
             scale=self.scale,
             bias=self.bias,
             pos_table=self.positional,
@@ -130,6 +130,10 @@ class Embedding:
             backend=backend,
             n_threads=n_threads,
         )
+        return self._embed(ids, common)
+
+    def _embed(self, ids, common):
+        return lookup(ids, self.table, **common)
 
     @property
     def quantization(self):
@@ -287,27 +291,7 @@ class FactorizedEmbedding(Embedding):
     def dense_cached(self):
         return self._dense is not None
 
-    def __call__(
-        self,
-        ids: ArrayLike,
-        *,
-        offset: int = 0,
-        position_ids: ArrayLike | None = None,
-        out: np.ndarray | None = None,
-        backend: str = "auto",
-        n_threads: int | None = None,
-    ) -> np.ndarray:
-        """Embed ``ids`` (..., L) -> (..., L, d); positions as in :func:`fastembed.factorized_lookup`."""
-        common = dict(
-            scale=self.scale,
-            bias=self.bias,
-            pos_table=self.positional,
-            offset=offset,
-            position_ids=position_ids,
-            out=out,
-            backend=backend,
-            n_threads=n_threads,
-        )
+    def _embed(self, ids, common):
         if self._dense is not None:
             return lookup(ids, self._dense, **common)
         return factorized_lookup(ids, self.table, self.proj, **common)
