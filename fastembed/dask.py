@@ -9,6 +9,8 @@ runs the local kernels.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from . import _validation as v
@@ -106,19 +108,19 @@ def _lookup(local, ids, tables, d, dtype, *, scale, bias, pos_table, offset, pos
 
 
 def factorized_lookup(
-    ids,
-    table,
-    proj,
+    ids: Any,
+    table: np.ndarray,
+    proj: np.ndarray,
     *,
-    scale=1.0,
-    bias=None,
-    pos_table=None,
-    offset=0,
-    position_ids=None,
-    backend="auto",
-    n_threads=None,
-    client=None,
-):
+    scale: float = 1.0,
+    bias: np.ndarray | None = None,
+    pos_table: np.ndarray | None = None,
+    offset: int = 0,
+    position_ids: Any = None,
+    backend: str = "auto",
+    n_threads: int | None = None,
+    client: Any = None,
+) -> Any:
     """:func:`fastembed.factorized_lookup` over a dask array of ids, one kernel call per block.
 
     ``out[..., :] = (table[ids] @ proj) * scale + bias + pos_table[position]``
@@ -162,18 +164,18 @@ def factorized_lookup(
 
 
 def lookup(
-    ids,
-    table,
+    ids: Any,
+    table: np.ndarray,
     *,
-    scale=1.0,
-    bias=None,
-    pos_table=None,
-    offset=0,
-    position_ids=None,
-    backend="auto",
-    n_threads=None,
-    client=None,
-):
+    scale: float = 1.0,
+    bias: np.ndarray | None = None,
+    pos_table: np.ndarray | None = None,
+    offset: int = 0,
+    position_ids: Any = None,
+    backend: str = "auto",
+    n_threads: int | None = None,
+    client: Any = None,
+) -> Any:
     """:func:`fastembed.lookup` over a dask array of ids (see :func:`factorized_lookup`)."""
     backends.resolve(backend)
     table = v.as_float_matrix(table, "table")
@@ -198,7 +200,17 @@ def _weighted_rows(W, sqrt_w):
     return W if sqrt_w is None else W * sqrt_w[:, None]
 
 
-def factorize(W, rank=None, *, energy=None, seed=None, row_weights=None, method="randomized", n_iter=3, oversample=10):
+def factorize(
+    W: Any,
+    rank: int | None = None,
+    *,
+    energy: float | None = None,
+    seed: int | None = None,
+    row_weights: Any = None,
+    method: str = "randomized",
+    n_iter: int = 3,
+    oversample: int = 10,
+) -> Factorization:
     """Factorize a table chunked by rows: ``W ~ table @ proj`` (see :func:`fastembed.factorize`).
 
     ``method="randomized"``: randomized range finder with ``n_iter`` power

@@ -35,3 +35,24 @@ def gather_sum_layernorm(
     out: _Real,
     n_threads: int,
 ) -> int: ...
+def gather_dequant(
+    src: NDArray[np.int8] | NDArray[np.uint16],
+    rows: _Index,
+    row_scale: NDArray[np.float32] | None,
+    row_offset: NDArray[np.float32] | None,
+    kind: int,
+    out: NDArray[np.float32],
+    n_threads: int,
+) -> int: ...
+def row_sq_norms(x: _Real, out: NDArray[np.float64], n_threads: int) -> None: ...
+def sq_norms(
+    x: _Real,
+    weights: NDArray[np.float64] | None,
+    row_out: NDArray[np.float64],
+    col_partial: NDArray[np.float64],
+    n_threads: int,
+) -> None: ...
+
+DEQUANT_INT8: int
+DEQUANT_FLOAT16: int
+DEQUANT_BFLOAT16: int
