@@ -183,6 +183,14 @@ def kernels(backend):
     return None if loaded == "numpy" else loaded
 
 
+def warm_up(backend: str = "numba") -> None:
+    """Compile (or load from Numba's disk cache) the common kernel signatures now, so that the
+    first call in a pipeline does not pay for it. A no-op for the cython and numpy backends."""
+    loaded = _load(resolve(backend))
+    if isinstance(loaded, NumbaKernelSet):
+        loaded.rows.warm_up()
+
+
 def openmp_enabled() -> bool | None:
     """Whether the Cython kernels were built with OpenMP (None if they are not importable)."""
     loaded = _load("cython")

@@ -264,8 +264,3 @@ class AlbertEmbedding(BertEmbedding):
             else:
                 k.finish_rows(out, 1.0, self.mapping_bias, None, None, n_threads)
         return out.reshape(normalized.shape[:-1] + (self.hidden_size,))
-
-
-def checkpoint_kind(path):
-    """'albert', 'bert' or another model_type from a folder's config.json (None if unknown)."""
-    return _config(path).get("model_type") if os.path.exists(path) else None

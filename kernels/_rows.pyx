@@ -187,24 +187,6 @@ def dedupe(const index_t[::1] ids, index_t[::1] marker, index_t[::1] uniq, index
     return u
 
 
-def index_bounds(const index_t[::1] ids):
-    """(min, max) of a non-empty index array in one pass, without the GIL."""
-    cdef Py_ssize_t n, n_ids = ids.shape[0]
-    cdef index_t lo, hi, v
-    if n_ids == 0:
-        raise ValueError("index_bounds: empty")
-    lo = ids[0]
-    hi = ids[0]
-    with nogil:
-        for n in range(1, n_ids):
-            v = ids[n]
-            if v < lo:
-                lo = v
-            elif v > hi:
-                hi = v
-    return lo, hi
-
-
 def row_error_stats(const real[:, ::1] orig, const real[:, ::1] recon, double[:, ::1] stats, int n_threads):
     """Per row, in float64: stats[n] = (||o - r||^2, ||o||^2, ||r||^2, o . r), o = orig[n], r = recon[n]."""
     cdef Py_ssize_t n_rows = orig.shape[0], d = orig.shape[1], n, j
@@ -311,11 +293,6 @@ cdef extern from *:
 ctypedef fused compact_t:
     int8_t
     uint16_t
-
-
-DEQUANT_INT8 = 0
-DEQUANT_FLOAT16 = 1
-DEQUANT_BFLOAT16 = 2
 
 
 def gather_dequant(const compact_t[:, :] src, const index_t[::1] rows, const float[::1] row_scale,

@@ -83,20 +83,6 @@ def dedupe(ids, marker, uniq, remap):
     return u
 
 
-@jit()
-def index_bounds(ids):
-    """(min, max) of a non-empty index array; mirrors _rows.index_bounds."""
-    lo = ids[0]
-    hi = ids[0]
-    for n in range(1, ids.shape[0]):
-        v = ids[n]
-        if v < lo:
-            lo = v
-        elif v > hi:
-            hi = v
-    return lo, hi
-
-
 def warm_up():
     """Compile the common signatures now (float32/float64, int32/int64 ids)."""
     for dtype in (np.float32, np.float64):
@@ -109,7 +95,6 @@ def warm_up():
             gather_rows(src, rows, dtype(1), None, None, None, out)
             gather_rows(src, rows, dtype(1), bias, src, pos_rows, out)
             dedupe(rows, np.full(2, -1, itype), np.empty(2, itype), np.empty(2, itype))
-            index_bounds(rows)
         finish_rows(out, dtype(1), bias, src, pos_rows)
         finish_rows(out, dtype(1), None, None, None)
 

@@ -237,3 +237,12 @@ def test_torch_tensors_are_accepted_and_numpy_is_returned():
     out = fe.factorized_lookup(ids, E, P)
     assert isinstance(out, np.ndarray)
     np.testing.assert_allclose(out, (E[ids] @ P).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_warm_up_then_call(backend):
+    fe.backends.warm_up(backend)
+    out = fe.factorized_lookup([[1, 2]], np.ones((3, 2), np.float32), np.ones((2, 4), np.float32), backend=backend)
+    np.testing.assert_array_equal(out, 2.0)
+    with pytest.raises(ValueError):
+        fe.backends.warm_up("gpu")
