@@ -2,12 +2,13 @@
 
 Precedence: the call's ``n_threads`` > a ``num_threads(n)`` block active in
 the calling thread > ``set_num_threads(n)`` > FASTEMBED_NUM_THREADS > the
-cores this process may use. BLAS is limited to the same count (threadpoolctl)
-for the duration of the call, so BLAS and the kernel pools do not
-oversubscribe the cores.
+cores this process may use (the environment and the cores are read once).
+BLAS is limited to the same count (threadpoolctl) for the duration of the
+call, so BLAS and the kernel pools do not oversubscribe the cores.
 """
 
 import contextlib
+import functools
 import os
 import threading
 
@@ -25,12 +26,19 @@ _blas_controller = None
 _blas_threads = None
 
 
+@functools.lru_cache(maxsize=1)
 def available_cores():
-    """Cores this process may run on."""
+    """Cores this process may run on (read once)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+@functools.lru_cache(maxsize=1)
+def _environment_default():
+    env = os.environ.get("FASTEMBED_NUM_THREADS")
+    return _checked(int(env)) if env else available_cores()
 
 
 def _checked(n):
@@ -74,10 +82,7 @@ def resolve(n_threads):
         return local
     if _default is not None:
         return _default
-    env = os.environ.get("FASTEMBED_NUM_THREADS")
-    if env:
-        return _checked(int(env))
-    return available_cores()
+    return _environment_default()
 
 
 # Waking an idle OpenMP/Numba worker costs ~50 us on a VM, more than a small

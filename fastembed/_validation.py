@@ -18,6 +18,8 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def as_lookup_table(table, name="table"):
     """(table, output dtype): a float32/float64 matrix, or a CompactTable (float16, bfloat16,
     int8 rows) whose lookups produce float32."""
+    if type(table) is np.ndarray and table.ndim == 2 and table.dtype in FLOAT_DTYPES:
+        return usable_strides(table), table.dtype  # the common case, without the general checks
     from .quantize import as_compact
 
     compact = as_compact(table) if isinstance(table, np.ndarray) or not hasattr(table, "__array__") else None
@@ -46,7 +48,8 @@ def check_float_dtype(x, name, dtype=None):
 
 def usable_strides(x):
     """``x`` itself, or a copy when its strides are not whole elements (kernels step by elements)."""
-    if any(s % x.itemsize for s in x.strides) or not x.flags.aligned:
+    size = x.itemsize
+    if not x.flags.aligned or any(s % size for s in x.strides):
         return np.ascontiguousarray(x)
     return x
 
