@@ -191,15 +191,31 @@ def gather_dequant(src, rows, row_scale, row_offset, kind, out):
     return skipped
 
 
+@jit(inline="always")
+def _sq_sum(row):
+    a0 = a1 = a2 = a3 = 0.0
+    d = row.shape[0]
+    d4 = d - d % 4
+    for j in range(0, d4, 4):
+        v = np.float64(row[j])
+        a0 += v * v
+        v = np.float64(row[j + 1])
+        a1 += v * v
+        v = np.float64(row[j + 2])
+        a2 += v * v
+        v = np.float64(row[j + 3])
+        a3 += v * v
+    for j in range(d4, d):
+        v = np.float64(row[j])
+        a0 += v * v
+    return (a0 + a1) + (a2 + a3)
+
+
 @jit(parallel=True)
 def row_sq_norms(x, out):
-    """out[n] = sum_j x[n, j]^2 in float64; mirrors _rows.row_sq_norms."""
+    """out[n] = sum_j x[n, j]^2 in float64, four interleaved partial sums; mirrors _rows.row_sq_norms."""
     for n in nb.prange(x.shape[0]):
-        acc = 0.0
-        for j in range(x.shape[1]):
-            v = np.float64(x[n, j])
-            acc += v * v
-        out[n] = acc
+        out[n] = _sq_sum(x[n])
 
 
 @jit(parallel=True)
