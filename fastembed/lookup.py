@@ -54,6 +54,39 @@ def _run(call, dtype, compute):
     return result
 
 
+def _lookup(ids, table, proj, scale, bias, pos_table, offset, position_ids, out, backend, n_threads, plan):
+    """The lookups' one implementation: factorized when ``proj`` is given, dense otherwise."""
+    name = backends.resolve(backend)
+    table, dtype = v.as_lookup_table(table)
+    inputs = {"table": _memory_of(table)}
+    if proj is not None:
+        if isinstance(table, CompactTable):
+            proj = proj_float32(proj)
+        proj = v.as_float_matrix(proj, "proj", dtype)
+        if proj.shape[0] != table.shape[1]:
+            raise ValueError(f"proj must have {table.shape[1]} rows to match table {table.shape}, got {proj.shape}")
+        inputs["proj"] = proj
+    if plan not in (None, "dedupe", "direct"):
+        raise ValueError(f"unknown plan {plan!r}")
+    d = table.shape[1] if proj is None else proj.shape[1]
+    call = _prepare(ids, table, d, dtype, scale, bias, pos_table, offset, position_ids, out, n_threads, inputs)
+    k = backends.kernels(name)
+    terms = (call.scale, call.bias, call.pos, call.pos_rows)
+
+    def compute(out2d):
+        if k is None and proj is None:
+            _numpy_backend.dense(call.ids, table, *terms, out2d)
+        elif k is None:
+            with blas_limit(call.n_threads):
+                _numpy_backend.factorized(call.ids, table, proj, *terms, out2d)
+        elif proj is None:
+            _pipeline.dense(k, call.ids, table, *terms, out2d, call.n_threads)
+        else:
+            _pipeline.factorized(k, call.ids, table, proj, *terms, out2d, call.n_threads, plan)
+
+    return _run(call, dtype, compute)
+
+
 Backend = Literal["auto", "cython", "numba", "numpy"]
 
 
@@ -119,41 +152,7 @@ def factorized_lookup(
     ValueError
         Shape, rank or dtype mismatches, a bad ``out``, an unknown backend.
     """
-    name = backends.resolve(backend)
-    table, dtype = v.as_lookup_table(table)
-    if isinstance(table, CompactTable):
-        proj = proj_float32(proj)
-    proj = v.as_float_matrix(proj, "proj", dtype)
-    if proj.shape[0] != table.shape[1]:
-        raise ValueError(f"proj must have {table.shape[1]} rows to match table {table.shape}, got {proj.shape}")
-    if plan not in (None, "dedupe", "direct"):
-        raise ValueError(f"unknown plan {plan!r}")
-    call = _prepare(
-        ids,
-        table,
-        proj.shape[1],
-        dtype,
-        scale,
-        bias,
-        pos_table,
-        offset,
-        position_ids,
-        out,
-        n_threads,
-        {"table": _memory_of(table), "proj": proj},
-    )
-    k = backends.kernels(name)
-
-    def compute(out2d):
-        if k is None:
-            with blas_limit(call.n_threads):
-                _numpy_backend.factorized(call.ids, table, proj, call.scale, call.bias, call.pos, call.pos_rows, out2d)
-        else:
-            _pipeline.factorized(
-                k, call.ids, table, proj, call.scale, call.bias, call.pos, call.pos_rows, out2d, call.n_threads, plan
-            )
-
-    return _run(call, dtype, compute)
+    return _lookup(ids, table, proj, scale, bias, pos_table, offset, position_ids, out, backend, n_threads, plan)
 
 
 def lookup(
@@ -191,28 +190,4 @@ def lookup(
     IndexError, TypeError, ValueError
         As in :func:`factorized_lookup`.
     """
-    name = backends.resolve(backend)
-    table, dtype = v.as_lookup_table(table)
-    call = _prepare(
-        ids,
-        table,
-        table.shape[1],
-        dtype,
-        scale,
-        bias,
-        pos_table,
-        offset,
-        position_ids,
-        out,
-        n_threads,
-        {"table": _memory_of(table)},
-    )
-    k = backends.kernels(name)
-
-    def compute(out2d):
-        if k is None:
-            _numpy_backend.dense(call.ids, table, call.scale, call.bias, call.pos, call.pos_rows, out2d)
-        else:
-            _pipeline.dense(k, call.ids, table, call.scale, call.bias, call.pos, call.pos_rows, out2d, call.n_threads)
-
-    return _run(call, dtype, compute)
+    return _lookup(ids, table, None, scale, bias, pos_table, offset, position_ids, out, backend, n_threads, None)
