@@ -109,6 +109,14 @@ def _integer_array(x, name):
     raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
 
 
+def check_offset(offset, length, limit, where=""):
+    """Positions offset .. offset + length - 1 along a sequence must be integers in [0, limit)."""
+    if isinstance(offset, (bool, np.bool_)) or not isinstance(offset, (int, np.integer)):
+        raise TypeError(f"offset must be an integer, got {offset!r}")
+    if offset < 0 or offset + length > limit:
+        raise IndexError(f"positions {offset}..{offset + length - 1} are outside [0, {limit}){where}")
+
+
 class Positions(NamedTuple):
     table: np.ndarray | None
     rows: np.ndarray | None  # int64, one per output row (flattened ids order)
@@ -139,11 +147,7 @@ def positions(ids_shape, pos_table, offset, position_ids, d, dtype):
                 f"position_ids of shape {rows.shape} do not broadcast to ids of shape {ids_shape}"
             ) from None
     else:
-        if isinstance(offset, (bool, np.bool_)) or not isinstance(offset, (int, np.integer)):
-            raise TypeError(f"offset must be an integer, got {offset!r}")
-        length = ids_shape[-1] if ids_shape else 1
-        if offset < 0 or offset + length > n_pos:
-            raise IndexError(f"positions {offset}..{offset + length - 1} are outside [0, {n_pos}) of the pos_table")
+        check_offset(offset, ids_shape[-1] if ids_shape else 1, n_pos, " of the pos_table")
         return Positions(table, _sequence_rows(ids_shape, int(offset)))
     return Positions(table, np.ascontiguousarray(rows, dtype=np.int64).reshape(-1))
 

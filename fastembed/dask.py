@@ -81,10 +81,8 @@ def _lookup(local, ids, tables, d, dtype, *, scale, bias, pos_table, offset, pos
         pos_table = v.as_float_matrix(pos_table, "pos_table", dtype)
         if pos_table.shape[1] != d:
             raise ValueError(f"pos_table must have shape (n_positions, {d}), got {pos_table.shape}")
-        L = ids.shape[-1] if ids.ndim else 1
-        if position_ids is None and (offset < 0 or offset + L > pos_table.shape[0]):
-            last, n_pos = offset + L - 1, pos_table.shape[0]
-            raise IndexError(f"positions {offset}..{last} are outside [0, {n_pos}) of the pos_table")
+        if position_ids is None:
+            v.check_offset(offset, ids.shape[-1] if ids.ndim else 1, pos_table.shape[0], " of the pos_table")
     elif position_ids is not None or offset:
         raise ValueError("position_ids or offset given without a pos_table")
     shared = _share([*tables, bias, pos_table], client)
@@ -284,7 +282,7 @@ def factorize(
     table = W @ v_cast
     proj = np.ascontiguousarray(v_cast.T)
     stats = da.map_blocks(
-        _stats_block, W, table, proj, chunks=(W.chunks[0], (4,)), dtype=np.float64, meta=np.empty((0, 0))
+        row_stats, W, table, proj, chunks=(W.chunks[0], (4,)), dtype=np.float64, meta=np.empty((0, 0))
     )
     stats, s2 = dask.compute(stats, _weighted_column_norms(table, weights))
     tail = None if all_s2 is None else max(float(all_s2.sum() - s2.sum()), 0.0)
@@ -333,10 +331,6 @@ def _weighted_column_norms(table, weights):
     if weights is not None:
         sq = sq * weights[:, None]
     return sq.sum(axis=0)
-
-
-def _stats_block(W_block, table_block, proj):
-    return row_stats(W_block, table_block, proj)
 
 
 __all__ = ["factorized_lookup", "lookup", "factorize", "Factorization", "ErrorReport"]

@@ -156,11 +156,16 @@ def sincos_table(positions, w, k=None, n_threads=1):
         return np.sin(angles), np.cos(angles)
     h = w.size
     both = np.empty((positions.size, 2 * h))
+    _kernel_fill(k, both, positions, w, h, h, 0, h, 1, n_threads)
+    return both[:, :h], both[:, h:]
+
+
+def _kernel_fill(k, out, positions, w, n_sin, n_cos, sin_col, cos_col, step, n_threads):
+    """sin/cos columns of ``out`` by the angle-addition kernel of kernel set ``k``."""
     hi, lo, tables = angle_tables(positions, w, k, n_threads)
-    skipped = k.sincos_rows(both, hi, lo, tables, h, h, 0, h, 1, n_threads)
+    skipped = k.sincos_rows(out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads)
     if skipped:
         raise RuntimeError(f"sincos_rows skipped {skipped} rows")
-    return both[:, :h], both[:, h:]
 
 
 def angle_tables(positions, w, k=None, n_threads=1):
@@ -193,15 +198,11 @@ def fill_sincos(out, positions, w, n_sin, n_cos, sin_col, cos_col, step, backend
         return out
     k = backends.kernels(backend)
     if k is None or k.positional is None:
-        angles = positions.astype(np.float64)[:, None] * w[None, :]
-        out[:, sin_col : sin_col + step * n_sin : step] = np.sin(angles[:, :n_sin])
-        out[:, cos_col : cos_col + step * n_cos : step] = np.cos(angles[:, :n_cos])
+        sin, cos = sincos_table(positions, w)
+        out[:, sin_col : sin_col + step * n_sin : step] = sin[:, :n_sin]
+        out[:, cos_col : cos_col + step * n_cos : step] = cos[:, :n_cos]
         return out
-    n_threads = for_work(resolve(n_threads), out.size)
-    hi, lo, tables = angle_tables(positions, w, k, n_threads)
-    skipped = k.sincos_rows(out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads)
-    if skipped:
-        raise RuntimeError(f"sincos_rows skipped {skipped} rows")
+    _kernel_fill(k, out, positions, w, n_sin, n_cos, sin_col, cos_col, step, for_work(resolve(n_threads), out.size))
     return out
 
 
@@ -273,12 +274,13 @@ def sinusoidal(
         if hit is not None:
             return hit
     result = out if out is not None else np.empty(shape, dtype=dtype)  # a MemoryError comes first
-    work = result.reshape(source.size, int(d)) if result.flags.c_contiguous else np.empty((source.size, int(d)), dtype)
+    in_place = result.flags.c_contiguous
+    work = result.reshape(source.size, int(d)) if in_place else np.empty((source.size, int(d)), dtype)
     for start, stop, chunk in source.chunks():
         fill_sincos(work[start:stop], chunk, w, n_sin, n_cos, sin_col, cos_col, step, backend, n_threads)
     if zero_last:
         work[:, -1] = 0
-    if work.base is not result and work is not result:
+    if not in_place:
         result[...] = work.reshape(shape)
     if is_count and cache:
         table_cache.put(key, result)

@@ -21,6 +21,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import backends
 from ._threads import for_work, resolve
+from ._validation import check_offset
 from .positional import MAX_POSITION, _as_positions, sincos_table
 
 STYLES = ("neox", "gptj")
@@ -285,10 +286,7 @@ def _rope_positions(lead_shape, positions, offset, max_position):
     L = lead_shape[-1]
     n_rows = int(np.prod(lead_shape))
     if positions is None:
-        if isinstance(offset, (bool, np.bool_)) or not isinstance(offset, (int, np.integer)):
-            raise TypeError(f"offset must be an integer, got {offset!r}")
-        if offset < 0 or offset + L > max_position:
-            raise IndexError(f"positions {offset}..{offset + L - 1} are outside [0, {max_position})")
+        check_offset(offset, L, max_position)
         table_positions = np.arange(offset, offset + L, dtype=np.int64)
         rows = np.broadcast_to(np.arange(L, dtype=np.int64), lead_shape)
         return np.ascontiguousarray(rows).reshape(n_rows), table_positions

@@ -166,3 +166,21 @@ def test_positions_from_mask_left_padding_feeds_the_lookup():
     out = fe.lookup(ids, table, pos_table=pos, position_ids=positions)
     np.testing.assert_allclose(out[0, 2:], table[[3, 4, 5]] + pos[[0, 1, 2]])
     np.testing.assert_allclose(out[1], out[1] * 0 + table[ids[1]] + pos[:5])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_out_buffers(backend):
+    expected = fe.sinusoidal(50, 12, cache=False, backend=backend)
+    buf = np.full((80, 12), np.nan, np.float32)
+    view = buf[10:60]  # C-contiguous, but a view of a larger buffer
+    assert fe.sinusoidal(50, 12, out=view, backend=backend) is view
+    np.testing.assert_array_equal(view, expected)
+    assert np.isnan(buf[:10]).all() and np.isnan(buf[60:]).all()
+    strided = np.zeros((50, 24), np.float32)[:, ::2]
+    np.testing.assert_array_equal(fe.sinusoidal(50, 12, out=strided, backend=backend), expected)
+    with pytest.raises(ValueError):
+        fe.sinusoidal(50, 12, out=np.zeros((50, 12), np.float64))
+    readonly = np.zeros((50, 12), np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError):
+        fe.sinusoidal(50, 12, out=readonly)
