@@ -1,7 +1,7 @@
 """How a compiled backend computes a lookup: kernel calls around one BLAS product.
 
 Factorized lookup, ``out = table[ids] @ proj * scale + bias + pos``, by one of
-two plans (chosen in ``choose_plan``):
+three plans (chosen in ``choose_plan``):
 
 - "dedupe": project only the distinct ids. An O(N) remap (no sort) finds the
   U distinct rows, ``Y = table[uniq] @ proj`` is one (U x r) @ (r x d) BLAS
@@ -9,6 +9,11 @@ two plans (chosen in ``choose_plan``):
   bias + pos[...]``. Real text repeats tokens, so U is often a fraction of N.
 - "direct": gather ``G = table[ids]`` (N x r), write ``G @ proj`` straight
   into ``out`` with BLAS, then finish the rows in place. No (U x d) buffer.
+- "fused": one kernel (kernels/_project.pyx) gathers, projects and finishes
+  each tile of rows in registers. Chosen where the backend runs it with SIMD
+  micro-tiles (AVX-512); its portable loop is there for every backend and CPU
+  but slower than BLAS, so the plan is then only taken when forced. With SIMD,
+  "dedupe" projects its distinct rows with the same kernel.
 
 Arguments arrive validated (fastembed/_validation.py); this module only plans
 and calls kernels.
@@ -17,20 +22,31 @@ and calls kernels.
 import numpy as np
 
 from . import _workspace
-from ._threads import blas_limit, for_work
+from ._threads import blas_limit, for_flops, for_work
 from .quantize import CompactTable
 
 DEDUPE_MIN_TOKENS = 512
-DEDUPE_MAX_UNIQUE_FRACTION = 0.8
+DEDUPE_MAX_UNIQUE_FRACTION = 0.8  # with BLAS projections
+# With fused projections, dedupe's second pass (gather + finish) costs about what projecting every token
+# with r = 36 costs (measured for r = 64..256, d = 256..4096): dedupe pays while U/N < 1 - 36/r.
+FUSED_GATHER_PASS_RANK = 36
 MARKER_ROWS_PER_TOKEN = 64
 DIRECT_CHUNK_BYTES = 64 << 20  # bounds the gather buffer; smaller blocks made BLAS (K=r) slower than the cache gain
 
 
-def choose_plan(n_tokens, n_rows):
-    """'dedupe' when a remap over a table-sized marker is cheap next to the tokens, else 'direct'."""
+def choose_plan(n_tokens, n_rows, fused=False):
+    """'dedupe' when a remap over a table-sized marker is cheap next to the tokens, else 'fused'
+    where the fused kernel is fast, else 'direct'."""
     if n_tokens >= DEDUPE_MIN_TOKENS and n_rows <= MARKER_ROWS_PER_TOKEN * n_tokens:
         return "dedupe"
-    return "direct"
+    return "fused" if fused else "direct"
+
+
+def dedupe_limit(rank, fused):
+    """The largest fraction of distinct ids at which projecting only those pays."""
+    if not fused:
+        return DEDUPE_MAX_UNIQUE_FRACTION
+    return min(DEDUPE_MAX_UNIQUE_FRACTION, 1 - FUSED_GATHER_PASS_RANK / max(rank, 1))
 
 
 def distinct(k, ids, n_rows):
@@ -75,19 +91,39 @@ def project(g, proj, out, n_threads):
 
 def factorized(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads, plan=None):
     """out (N x d, C-contiguous) = table[ids] @ proj * scale + bias + pos[pos_rows]."""
-    plan = plan or choose_plan(ids.shape[0], table.shape[0])
+    unit_pos = pos is None or pos.shape[1] <= 1 or pos.strides[1] == pos.itemsize
+    fused_fast = k.fused_simd and unit_pos
+    plan = plan or choose_plan(ids.shape[0], table.shape[0], fused_fast)
     if plan == "dedupe":
         uniq, remap = distinct(k, ids, table.shape[0])
-        if uniq.shape[0] <= DEDUPE_MAX_UNIQUE_FRACTION * ids.shape[0]:
-            rows = gather(
-                k, table, uniq, n_threads, out=_workspace.scratch("rows", (uniq.shape[0], table.shape[1]), proj.dtype)
-            )
-            projected = project(
-                rows, proj, _workspace.scratch("projected", (uniq.shape[0], proj.shape[1]), proj.dtype), n_threads
-            )
+        if uniq.shape[0] <= dedupe_limit(table.shape[1], fused_fast) * ids.shape[0]:
+            projected = _workspace.scratch("projected", (uniq.shape[0], proj.shape[1]), proj.dtype)
+            if fused_fast:
+                _fused(k, uniq, table, proj, 1.0, None, None, None, projected, n_threads)
+            else:
+                rows = _workspace.scratch("rows", (uniq.shape[0], table.shape[1]), proj.dtype)
+                project(gather(k, table, uniq, n_threads, out=rows), proj, projected, n_threads)
             return gather(k, projected, remap, n_threads, scale, bias, pos, pos_rows, out)
-    _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads)
+        plan = "fused" if fused_fast else "direct"
+    if plan == "fused":
+        if not unit_pos:
+            pos = np.ascontiguousarray(pos)
+        _fused(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads)
+    else:
+        _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads)
     return out
+
+
+def _fused(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
+    """The fused kernel; a compact table is first dequantized row by row into scratch."""
+    proj = np.ascontiguousarray(proj)
+    if isinstance(table, CompactTable):
+        rows = _workspace.scratch("rows", (ids.shape[0], table.shape[1]), proj.dtype)
+        table = gather(k, table, ids, n_threads, out=rows)
+        ids = None
+    threads = for_flops(n_threads, 2.0 * out.size * table.shape[1])
+    bad = k.project_rows(table, ids, proj, scale, bias, pos, pos_rows, out, threads)
+    _checked(bad, "project_rows")
 
 
 def _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):

@@ -88,12 +88,18 @@ def resolve(n_threads):
 # Waking an idle OpenMP/Numba worker costs ~50 us on a VM, more than a small
 # row pass takes on one thread: below this many elements per thread a kernel
 # runs on fewer threads.
+MIN_FLOPS_PER_THREAD = 2_000_000  # a few microseconds of FMAs: more than waking a thread costs
 MIN_ELEMENTS_PER_THREAD = 1 << 18
 
 
 def for_work(n_threads, n_elements):
     """Threads worth waking for a memory-bound pass over ``n_elements`` (at most ``n_threads``)."""
     return max(1, min(n_threads, n_elements // MIN_ELEMENTS_PER_THREAD))
+
+
+def for_flops(n_threads, flops):
+    """Threads worth waking for a compute-bound kernel of ``flops`` (at most ``n_threads``)."""
+    return max(1, min(n_threads, int(flops // MIN_FLOPS_PER_THREAD)))
 
 
 def _controller():

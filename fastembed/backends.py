@@ -18,10 +18,16 @@ BACKENDS = ("cython", "numba", "numpy")
 class KernelSet:
     """One backend's kernels behind the interface of kernels/_rows.pyx."""
 
-    def __init__(self, name, rows_module, positional_module=None):
+    def __init__(self, name, rows_module, positional_module=None, project_module=None):
         self.name = name
         self.rows = rows_module
         self.positional = positional_module
+        self.project = project_module
+
+    @functools.cached_property
+    def fused_simd(self):
+        """True when ``project_rows`` runs a SIMD micro-tile here (faster than gather + BLAS + finish)."""
+        return self.project is not None and self.project.simd_available()
 
     def threads(self, n_threads):
         """Context in which the kernels may use ``n_threads`` threads."""
@@ -59,6 +65,9 @@ class KernelSet:
     def rope_rows(self, x, out, table_rows, cos, sin, half, neox, n_threads):
         return self.positional.rope_rows(x, out, table_rows, cos, sin, half, neox, n_threads)
 
+    def project_rows(self, table, rows, proj, scale, bias, pos, pos_rows, out, n_threads, simd=True):
+        return self.project.project_rows(table, rows, proj, scale, bias, pos, pos_rows, out, simd, n_threads)
+
 
 class NumbaKernelSet(KernelSet):
     """Numba kernels: the thread count is Numba's per-thread setting, and entry
@@ -66,9 +75,10 @@ class NumbaKernelSet(KernelSet):
     supports concurrent entry (tbb, omp)."""
 
     _entry_lock = threading.RLock()
+    fused_simd = False  # the mirror is the portable loop: correct, but BLAS plans are faster
 
-    def __init__(self, name, rows_module, positional_module=None):
-        super().__init__(name, rows_module, positional_module)
+    def __init__(self, name, rows_module, positional_module=None, project_module=None):
+        super().__init__(name, rows_module, positional_module, project_module)
         import numba
 
         self._numba = numba
@@ -130,6 +140,10 @@ class NumbaKernelSet(KernelSet):
         with self.threads(n_threads):
             return self.positional.rope_rows(x, out, table_rows, cos, sin, half, neox)
 
+    def project_rows(self, table, rows, proj, scale, bias, pos, pos_rows, out, n_threads, simd=True):
+        with self.threads(n_threads):
+            return self.project.project_rows(table, rows, proj, out.dtype.type(scale), bias, pos, pos_rows, out)
+
 
 @functools.cache
 def _load(name):
@@ -143,10 +157,17 @@ def _load(name):
                     RuntimeWarning,
                     stacklevel=3,
                 )
-            return KernelSet(name, rows, _optional("fastembed._kernels._positional"))
+            return KernelSet(
+                name, rows, _optional("fastembed._kernels._positional"), _optional("fastembed._kernels._project")
+            )
         if name == "numba":
             rows = importlib.import_module("fastembed._kernels._rows_numba")
-            return NumbaKernelSet(name, rows, _optional("fastembed._kernels._positional_numba"))
+            return NumbaKernelSet(
+                name,
+                rows,
+                _optional("fastembed._kernels._positional_numba"),
+                _optional("fastembed._kernels._project_numba"),
+            )
     except ImportError:
         return None
     return "numpy"
@@ -189,6 +210,8 @@ def warm_up(backend: str = "numba") -> None:
     loaded = _load(resolve(backend))
     if isinstance(loaded, NumbaKernelSet):
         loaded.rows.warm_up()
+        if loaded.project is not None:
+            loaded.project.warm_up()
 
 
 def openmp_enabled() -> bool | None:

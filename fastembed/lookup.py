@@ -66,7 +66,7 @@ def _lookup(ids, table, proj, scale, bias, pos_table, offset, position_ids, out,
         if proj.shape[0] != table.shape[1]:
             raise ValueError(f"proj must have {table.shape[1]} rows to match table {table.shape}, got {proj.shape}")
         inputs["proj"] = proj
-    if plan not in (None, "dedupe", "direct"):
+    if plan not in (None, "dedupe", "direct", "fused"):
         raise ValueError(f"unknown plan {plan!r}")
     d = table.shape[1] if proj is None else proj.shape[1]
     call = _prepare(ids, table, d, dtype, scale, bias, pos_table, offset, position_ids, out, n_threads, inputs)
@@ -103,7 +103,7 @@ def factorized_lookup(
     out: NDArray[np.floating] | None = None,
     backend: Backend = "auto",
     n_threads: int | None = None,
-    plan: Literal["dedupe", "direct"] | None = None,
+    plan: Literal["dedupe", "direct", "fused"] | None = None,
 ) -> NDArray[np.floating]:
     """Fused factorized embedding lookup.
 
@@ -136,8 +136,9 @@ def factorized_lookup(
         See :func:`fastembed.backends.available`.
     n_threads : int, optional
         Threads for this call (kernels and BLAS); see :func:`fastembed.set_num_threads`.
-    plan : {None, "dedupe", "direct"}
-        Compiled backends only: force a plan (default: chosen from the shapes).
+    plan : {None, "dedupe", "direct", "fused"}
+        Compiled backends only: force a plan (default: chosen from the shapes,
+        the repetition of the ids and the CPU; see ``fastembed._pipeline``).
 
     Returns
     -------

@@ -1,0 +1,289 @@
+"""Fused gather-project-finish kernel behind fastembed's factorized lookups
+(mirrored in _project_numba.py).
+
+    out[n, :] = (table[rows[n], :] @ proj) * scale + bias + pos[pos_rows[n], :]
+
+in one pass: the projected rows never leave registers before the epilogue
+writes them. The work is a grid of (row block, column block) tasks run by
+OpenMP threads; each task walks micro-tiles of FE_MR rows x FE_NR columns.
+On x86 CPUs with AVX-512F the micro-tile is an intrinsics kernel (selected
+at run time, so the same wheel runs everywhere); elsewhere, or with
+``simd=False``, a portable loop computes the same sums in the same order
+(k ascending, one rounding per multiply-add where the compiler contracts).
+
+The caller (fastembed/_pipeline.py) validates; the only check kept here is a
+pass over the indices before anything is written, so that a wrong index from
+any caller is counted and nothing is read out of bounds.
+"""
+
+from cython.parallel cimport prange
+from libc.stdint cimport int32_t, int64_t
+
+ctypedef fused real:
+    float
+    double
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+cdef extern from *:
+    """
+    #include <stddef.h>
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    #define FE_X86 1
+    #include <immintrin.h>
+    #else
+    #define FE_X86 0
+    #endif
+
+    #define FE_MR 8
+    #define FE_NV 3
+
+    static int fe_avx512_available(void) {
+    #if FE_X86
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") ? 1 : 0;
+    #else
+        return 0;
+    #endif
+    }
+
+    /* One FE_MR x (FE_NV * LANES) tile: o[i][:w] = (sum_k a[i][k*a_cs] * p[k*p_rs][:w]) * scale
+       + bias[:w] + pos[i][:w] for i < m. a[i] for i >= m must point at readable rows (results dropped);
+       bias and pos may be NULL; w <= FE_NV * LANES columns, the rest masked off. */
+    #if FE_X86
+    #define FE_DEFINE_TILE(NAME, T, VEC, MASK, LANES, SFX)                                               \\
+    __attribute__((target("avx512f"))) static void NAME(                                                \\
+        const T* const* a, ptrdiff_t a_cs, int m, const T* p, ptrdiff_t p_rs, ptrdiff_t r, int w,       \\
+        T scale, const T* bias, const T* const* pos, T* const* o)                                       \\
+    {                                                                                                   \\
+        VEC c[FE_MR][FE_NV];                                                                            \\
+        MASK mask[FE_NV];                                                                               \\
+        _Pragma("GCC unroll 8") for (int v = 0; v < FE_NV; v++) {                                                               \\
+            int left = w - v * LANES;                                                                   \\
+            mask[v] = left >= LANES ? (MASK)~0 : (left > 0 ? (MASK)((1u << left) - 1u) : (MASK)0);      \\
+            _Pragma("GCC unroll 8") for (int i = 0; i < FE_MR; i++) c[i][v] = _mm512_setzero_##SFX();                           \\
+        }                                                                                               \\
+        for (ptrdiff_t k = 0; k < r; k++) {                                                             \\
+            VEC b[FE_NV];                                                                               \\
+            _Pragma("GCC unroll 8") for (int v = 0; v < FE_NV; v++) b[v] = _mm512_maskz_loadu_##SFX(mask[v], p + k * p_rs + v * LANES); \\
+            _Pragma("GCC unroll 8") for (int i = 0; i < FE_MR; i++) {                                                           \\
+                VEC x = _mm512_set1_##SFX(a[i][k * a_cs]);                                              \\
+                _Pragma("GCC unroll 8") for (int v = 0; v < FE_NV; v++) c[i][v] = _mm512_fmadd_##SFX(x, b[v], c[i][v]);         \\
+            }                                                                                           \\
+        }                                                                                               \\
+        VEC s = _mm512_set1_##SFX(scale);                                                               \\
+        _Pragma("GCC unroll 8") for (int i = 0; i < FE_MR; i++) {                                                               \\
+            if (i >= m) break;                                                                          \\
+            _Pragma("GCC unroll 8") for (int v = 0; v < FE_NV; v++) {                                                           \\
+                VEC y = _mm512_mul_##SFX(c[i][v], s);                                                   \\
+                if (bias) y = _mm512_add_##SFX(y, _mm512_maskz_loadu_##SFX(mask[v], bias + v * LANES)); \\
+                if (pos) y = _mm512_add_##SFX(y, _mm512_maskz_loadu_##SFX(mask[v], pos[i] + v * LANES)); \\
+                _mm512_mask_storeu_##SFX(o[i] + v * LANES, mask[v], y);                                 \\
+            }                                                                                           \\
+        }                                                                                               \\
+    }
+    FE_DEFINE_TILE(fe_tile_f32, float, __m512, __mmask16, 16, ps)
+    FE_DEFINE_TILE(fe_tile_f64, double, __m512d, __mmask8, 8, pd)
+    #else
+    /* Never called: fe_avx512_available() is 0 off x86, so the tiles only need to link. */
+    static void fe_tile_f32(const float* const* a, ptrdiff_t a_cs, int m, const float* p, ptrdiff_t p_rs,
+                            ptrdiff_t r, int w, float scale, const float* bias, const float* const* pos,
+                            float* const* o) {}
+    static void fe_tile_f64(const double* const* a, ptrdiff_t a_cs, int m, const double* p, ptrdiff_t p_rs,
+                            ptrdiff_t r, int w, double scale, const double* bias, const double* const* pos,
+                            double* const* o) {}
+    #endif
+    """
+    int FE_MR
+    int FE_NV
+    int fe_avx512_available() noexcept nogil
+    void fe_tile_f32(const float* const* a, Py_ssize_t a_cs, int m, const float* p, Py_ssize_t p_rs,
+                     Py_ssize_t r, int w, float scale, const float* bias, const float* const* pos,
+                     float* const* o) noexcept nogil
+    void fe_tile_f64(const double* const* a, Py_ssize_t a_cs, int m, const double* p, Py_ssize_t p_rs,
+                     Py_ssize_t r, int w, double scale, const double* bias, const double* const* pos,
+                     double* const* o) noexcept nogil
+
+DEF MAX_MR = 8
+ROWS_PER_TASK = 64
+
+
+def simd_available():
+    """True when the AVX-512 micro-tile runs on this CPU (else ``simd=True`` falls back to the loop)."""
+    return bool(fe_avx512_available())
+
+
+def tile_shape(dtype_size):
+    """(rows, columns) of the AVX-512 micro-tile for an element of ``dtype_size`` bytes."""
+    return FE_MR, FE_NV * (64 // dtype_size)
+
+
+cdef inline Py_ssize_t _row(const index_t* rows, Py_ssize_t n) noexcept nogil:
+    return n if rows == NULL else <Py_ssize_t>rows[n]
+
+
+cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const index_t* rows,
+                     const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t d, real scale,
+                     const real* b0, const real* q0, Py_ssize_t q_rs, const int64_t* q_rows,
+                     real* out, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1,
+                     Py_ssize_t nr) noexcept nogil:
+    cdef const real* a[MAX_MR]
+    cdef const real* q[MAX_MR]
+    cdef const real* qj[MAX_MR]
+    cdef real* o[MAX_MR]
+    cdef real* oj[MAX_MR]
+    cdef const real* const* pos_tile = qj if q0 != NULL else NULL
+    cdef Py_ssize_t ii, i, j, t
+    cdef int m, w
+    ii = i0
+    while ii < i1:
+        m = <int>min(<Py_ssize_t>FE_MR, i1 - ii)
+        for i in range(FE_MR):
+            t = ii + (i if i < m else 0)
+            a[i] = t0 + _row(rows, t) * t_rs
+            o[i] = out + t * d
+            q[i] = q0 + q_rows[t] * q_rs if q0 != NULL else NULL
+        j = j0
+        while j < j1:
+            w = <int>min(nr, j1 - j)
+            for i in range(FE_MR):
+                oj[i] = o[i] + j
+                if q0 != NULL:
+                    qj[i] = q[i] + j
+            if real is float:
+                fe_tile_f32(a, t_cs, m, p0 + j, p_rs, r, w, scale, b0 + j if b0 != NULL else NULL, pos_tile, oj)
+            else:
+                fe_tile_f64(a, t_cs, m, p0 + j, p_rs, r, w, scale, b0 + j if b0 != NULL else NULL, pos_tile, oj)
+            j += nr
+        ii += FE_MR
+
+
+cdef void _task_loop(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const index_t* rows,
+                     const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t d, real scale,
+                     const real* b0, const real* q0, Py_ssize_t q_rs, const int64_t* q_rows,
+                     real* out, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    # Accumulates in the output row itself: o[j] += e[k] * p[k, j] over k ascending, then the epilogue.
+    cdef Py_ssize_t i, j, k
+    cdef const real* e
+    cdef const real* p
+    cdef const real* qi
+    cdef real* o
+    cdef real x
+    for i in range(i0, i1):
+        e = t0 + _row(rows, i) * t_rs
+        o = out + i * d
+        for j in range(j0, j1):
+            o[j] = 0
+        for k in range(r):
+            x = e[k * t_cs]
+            p = p0 + k * p_rs
+            for j in range(j0, j1):
+                o[j] = o[j] + x * p[j]
+        qi = q0 + q_rows[i] * q_rs if q0 != NULL else NULL
+        for j in range(j0, j1):
+            o[j] = o[j] * scale
+        if b0 != NULL:
+            for j in range(j0, j1):
+                o[j] = o[j] + b0[j]
+        if qi != NULL:
+            for j in range(j0, j1):
+                o[j] = o[j] + qi[j]
+
+
+def project_rows(const real[:, :] table, const index_t[::1] rows, const real[:, ::1] proj, double scale,
+                 const real[::1] bias, const real[:, :] pos, const int64_t[::1] pos_rows,
+                 real[:, ::1] out, bint simd, int n_threads):
+    """out[n, :] = (table[rows[n], :] @ proj) * scale + bias + pos[pos_rows[n], :], fused.
+
+    ``rows`` None means rows[n] == n. ``bias`` and ``pos``/``pos_rows`` are
+    optional (None). ``table`` may have any strides; ``proj`` is C-contiguous
+    and ``pos`` needs unit column stride. ``simd`` allows the AVX-512 tile
+    where the CPU has it. Returns the number of out-of-range indices (rows or
+    pos_rows); when it is not 0 nothing was written.
+    """
+    cdef Py_ssize_t n = out.shape[0], d = out.shape[1], r = table.shape[1]
+    cdef Py_ssize_t n_src = table.shape[0], n_pos = 0, bad = 0
+    cdef Py_ssize_t t_rs, t_cs, q_rs = 0, p_rs
+    cdef const real* t0
+    cdef const real* p0
+    cdef const real* b0 = NULL
+    cdef const real* q0 = NULL
+    cdef const int64_t* q_rows = NULL
+    cdef const index_t* rows0 = NULL
+    cdef real sc = <real>scale
+    cdef Py_ssize_t nr, want, rows_per_task, n_rb, n_cb, cb_width, n_tasks, task, rb, cb, x
+    cdef bint use_simd = simd and fe_avx512_available()
+    if proj.shape[0] != r or proj.shape[1] != d:
+        raise ValueError("project_rows: proj shape mismatch")
+    if rows is not None and rows.shape[0] != n:
+        raise ValueError("project_rows: rows shape mismatch")
+    if rows is None and n > n_src:
+        raise ValueError("project_rows: without rows, table needs one row per output row")
+    if bias is not None:
+        if bias.shape[0] != d:
+            raise ValueError("project_rows: bias shape mismatch")
+        b0 = &bias[0]
+    if pos is not None:
+        if pos_rows is None or pos_rows.shape[0] != n or pos.shape[1] != d:
+            raise ValueError("project_rows: position shape mismatch")
+        if d > 1 and pos.strides[1] != <Py_ssize_t>sizeof(real):
+            raise ValueError("project_rows: pos needs unit column stride")
+        n_pos = pos.shape[0]
+    if n == 0 or d == 0:
+        return 0
+    if rows is not None:
+        rows0 = &rows[0]
+        with nogil:
+            for x in range(n):
+                if rows0[x] < 0 or rows0[x] >= n_src:
+                    bad += 1
+    if pos is not None:
+        q_rows = &pos_rows[0]
+        with nogil:
+            for x in range(n):
+                if q_rows[x] < 0 or q_rows[x] >= n_pos:
+                    bad += 1
+    if bad:
+        return bad
+    if pos is not None and n_pos:
+        q0 = &pos[0, 0]
+        q_rs = pos.strides[0] // <Py_ssize_t>sizeof(real)
+    if r == 0:
+        t0 = p0 = NULL
+    else:
+        t0 = &table[0, 0]
+        p0 = &proj[0, 0]
+    t_rs = table.strides[0] // <Py_ssize_t>sizeof(real)
+    t_cs = table.strides[1] // <Py_ssize_t>sizeof(real)
+    p_rs = proj.strides[0] // <Py_ssize_t>sizeof(real)
+
+    # Tasks: row blocks of ROWS_PER_TASK; few rows are split into smaller blocks, then by columns,
+    # so that every thread gets about four tasks.
+    nr = FE_NV * (64 // <Py_ssize_t>sizeof(real))
+    want = 4 * max(1, n_threads)
+    rows_per_task = ROWS_PER_TASK
+    n_rb = (n + rows_per_task - 1) // rows_per_task
+    if n_rb < want:
+        rows_per_task = max(FE_MR, ((n + want - 1) // want + FE_MR - 1) // FE_MR * FE_MR)
+        n_rb = (n + rows_per_task - 1) // rows_per_task
+    n_cb = 1
+    cb_width = (d + nr - 1) // nr * nr
+    if n_rb < want and d > nr:
+        n_cb = min((d + nr - 1) // nr, (want + n_rb - 1) // n_rb)
+        cb_width = ((d + nr - 1) // nr + n_cb - 1) // n_cb * nr
+        n_cb = (d + cb_width - 1) // cb_width
+    n_tasks = n_rb * n_cb
+    for task in prange(n_tasks, nogil=True, schedule="static", num_threads=n_threads):
+        rb = task // n_cb
+        cb = task - rb * n_cb
+        if use_simd:
+            _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, &out[0, 0],
+                       rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
+                       cb * cb_width, min(d, (cb + 1) * cb_width), nr)
+        else:
+            _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, &out[0, 0],
+                       rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
+                       cb * cb_width, min(d, (cb + 1) * cb_width))
+    return 0
