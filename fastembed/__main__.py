@@ -19,6 +19,7 @@ def info():
         f"numpy {np.__version__}",
         f"backends available: {', '.join(backends.available())}",
         f"cython kernels built with OpenMP: {backends.openmp_enabled()}",
+        f"fused lookup with AVX-512 micro-tiles on this CPU: {backends.simd_enabled()}",
         f"threads: fastembed {get_num_threads()}, cores {available_cores()}, BLAS {blas_num_threads()}",
     ]
     try:

@@ -9,6 +9,7 @@ cython > numba > numpy. Nothing heavy is imported until a backend is used.
 import contextlib
 import functools
 import importlib
+import os
 import threading
 import warnings
 
@@ -26,8 +27,13 @@ class KernelSet:
 
     @functools.cached_property
     def fused_simd(self):
-        """True when ``project_rows`` runs a SIMD micro-tile here (faster than gather + BLAS + finish)."""
-        return self.project is not None and self.project.simd_available()
+        """True when ``project_rows`` runs a SIMD micro-tile here (faster than gather + BLAS + finish).
+
+        FASTEMBED_DISABLE_SIMD=1 turns the micro-tiles off (the portable loop then runs when the
+        fused plan is forced, and the automatic choice falls back to the BLAS plans)."""
+        if os.environ.get("FASTEMBED_DISABLE_SIMD") == "1":
+            return False
+        return self.project is not None and bool(self.project.simd_available())
 
     def threads(self, n_threads):
         """Context in which the kernels may use ``n_threads`` threads."""
@@ -66,7 +72,9 @@ class KernelSet:
         return self.positional.rope_rows(x, out, table_rows, cos, sin, half, neox, n_threads)
 
     def project_rows(self, table, rows, proj, scale, bias, pos, pos_rows, out, n_threads, simd=True):
-        return self.project.project_rows(table, rows, proj, scale, bias, pos, pos_rows, out, simd, n_threads)
+        return self.project.project_rows(
+            table, rows, proj, scale, bias, pos, pos_rows, out, simd and self.fused_simd, n_threads
+        )
 
 
 class NumbaKernelSet(KernelSet):
@@ -212,6 +220,12 @@ def warm_up(backend: str = "numba") -> None:
         loaded.rows.warm_up()
         if loaded.project is not None:
             loaded.project.warm_up()
+
+
+def simd_enabled() -> bool | None:
+    """Whether the Cython fused lookup runs AVX-512 micro-tiles on this CPU (None if not importable)."""
+    loaded = _load("cython")
+    return None if loaded is None else loaded.fused_simd
 
 
 def openmp_enabled() -> bool | None:

@@ -97,6 +97,16 @@ def _raw_kernels(fdp):
     u = k.dedupe(rows, marker, np.empty(n, np.int64), np.empty(n, np.int64))
     if (u < 0) != bool(bad.any()) or not (marker == -1).all():
         raise AssertionError("dedupe mishandled an out-of-range id")
+    proj = np.ones((d, fdp.ConsumeIntInRange(1, 60)), dtype)
+    out = np.full((n, proj.shape[1]), -7, dtype)
+    simd = fdp.ConsumeBool()
+    counted = k.project_rows(src, rows, proj, 1.0, None, None, None, out, fdp.ConsumeIntInRange(1, 3), simd=simd)
+    if counted != int(bad.sum()):
+        raise AssertionError(f"project_rows counted {counted}, {int(bad.sum())} rows were out of range")
+    if bad.any() and not (out == -7).all():
+        raise AssertionError("project_rows wrote with an out-of-range index")
+    if not bad.any() and not np.allclose(out, src[rows] @ proj):
+        raise AssertionError("project_rows computed the wrong rows")
 
 
 def one_input(data):

@@ -145,11 +145,11 @@ def test_nan_propagates_only_to_rows_that_use_it(lookup, backend):
 
 
 @pytest.mark.parametrize("backend", COMPILED)
-@pytest.mark.parametrize("plan", ["dedupe", "direct"])
+@pytest.mark.parametrize("plan", ["dedupe", "direct", "fused"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("repeat", ["all-distinct", "few-distinct"])
 def test_factorized_plans(backend, plan, dtype, repeat):
-    """Both plans of the compiled pipeline, on ids with and without repeats."""
+    """Every plan of the compiled pipeline, on ids with and without repeats."""
     rng = np.random.default_rng(7)
     V, r, d = 500, 16, 48
     lookup = LOOKUPS[0]
@@ -172,3 +172,25 @@ def test_backends_agree_with_each_other(lookup):
     results = [lookup.call(ids, tables, backend=b, **kw) for b in BACKENDS]
     for other in results[1:]:
         np.testing.assert_allclose(other, results[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("plan", ["dedupe", "direct", "fused"])
+@pytest.mark.parametrize("simd", ["on", "off"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_factorized_plans_on_awkward_shapes(backend, plan, simd, shape, monkeypatch):
+    """Every plan, with the fused kernel's micro-tiles on and off, over the awkward shapes."""
+    from fastembed import backends
+
+    monkeypatch.setattr(backends.kernels(backend), "fused_simd", simd == "on" and backends.kernels(backend).fused_simd)
+    ids_shape, V, r, d = shape
+    rng = np.random.default_rng(11)
+    lookup = LOOKUPS[0]
+    ids = _ids(rng, ids_shape, V)
+    for dtype in DTYPES:
+        tables = lookup.tables(rng, V, r, d, dtype)
+        L = ids_shape[-1] if ids_shape else 1
+        kw = dict(scale=0.5, bias=rng.standard_normal(d).astype(dtype), pos_table=rng.standard_normal((L, d))[::-1])
+        kw["pos_table"] = np.asfortranarray(kw["pos_table"].astype(dtype))  # column stride > 1
+        result = lookup.call(ids, tables, backend=backend, plan=plan, **kw)
+        assert_matches_reference(result, *lookup.expected(ids, tables, **kw), dtype)

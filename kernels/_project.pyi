@@ -1,0 +1,23 @@
+# Stubs for kernels/_project.pyx (fastembed._kernels._project). real = float32 | float64, index = int32 | int64.
+import numpy as np
+from numpy.typing import NDArray
+
+_Real = NDArray[np.float32] | NDArray[np.float64]
+_Index = NDArray[np.int32] | NDArray[np.int64]
+
+ROWS_PER_TASK: int
+
+def simd_available() -> bool: ...
+def tile_shape(dtype_size: int) -> tuple[int, int]: ...
+def project_rows(
+    table: _Real,
+    rows: _Index | None,
+    proj: _Real,
+    scale: float,
+    bias: _Real | None,
+    pos: _Real | None,
+    pos_rows: NDArray[np.int64] | None,
+    out: _Real,
+    simd: bool,
+    n_threads: int,
+) -> int: ...
