@@ -22,7 +22,7 @@ and calls kernels.
 import numpy as np
 
 from . import _workspace
-from ._threads import blas_limit, for_flops, for_work
+from ._threads import blas_limit, for_flops, for_work, note_openmp_kernel_end
 from .quantize import CompactTable
 
 DEDUPE_MIN_TOKENS = 512
@@ -73,9 +73,11 @@ def gather(k, src, rows, n_threads, scale=1.0, bias=None, pos=None, pos_rows=Non
     compact = isinstance(src, CompactTable)
     if out is None:
         out = np.empty((rows.shape[0], src.shape[1]), dtype=np.float32 if compact else src.dtype)
-    threads = for_work(n_threads, out.size)
+    threads = for_work(n_threads, out.size, openmp=k.openmp)
     if not compact:
         _checked(k.gather_rows(src, rows, scale, bias, pos, pos_rows, out, threads), "gather_rows")
+        if k.openmp:
+            note_openmp_kernel_end()
         return out
     _checked(k.gather_dequant(src.data, rows, src.scale, src.offset, src.kind, out, threads), "gather_dequant")
     if scale != 1.0 or bias is not None or pos is not None:
@@ -124,6 +126,8 @@ def _fused(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
     threads = for_flops(n_threads, 2.0 * out.size * table.shape[1])
     bad = k.project_rows(table, ids, proj, scale, bias, pos, pos_rows, out, threads)
     _checked(bad, "project_rows")
+    if k.openmp:
+        note_openmp_kernel_end()
 
 
 def _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):

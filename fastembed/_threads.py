@@ -11,6 +11,7 @@ import contextlib
 import functools
 import os
 import threading
+import time
 
 # libgomp's default spin-wait (300000 spins) keeps idle OpenMP workers busy
 # while OpenBLAS runs the projection on the same cores, which made a
@@ -85,16 +86,33 @@ def resolve(n_threads):
     return _environment_default()
 
 
-# Waking an idle OpenMP/Numba worker costs ~50 us on a VM, more than a small
-# row pass takes on one thread: below this many elements per thread a kernel
-# runs on fewer threads.
-MIN_FLOPS_PER_THREAD = 2_000_000  # a few microseconds of FMAs: more than waking a thread costs
+# Waking an idle OpenMP/Numba worker costs 25-250 us on a VM (the most after
+# the CPUs idled), more than a small row pass takes on one thread: below this
+# many elements per thread a kernel runs on fewer threads ...
 MIN_ELEMENTS_PER_THREAD = 1 << 18
+# ... unless calls come back to back: when an OpenMP kernel ended within
+# WARM_POOL_SECONDS, its workers are still spin-waiting (about 50 us with the
+# spin count above), so passes down to this size use them.
+MIN_ELEMENTS_PER_THREAD_WARM = 1 << 14
+_passive = os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive" or os.environ.get("GOMP_SPINCOUNT") == "0"
+WARM_POOL_SECONDS = 0.0 if _passive else 30e-6
+MIN_FLOPS_PER_THREAD = 2_000_000  # a few microseconds of FMAs: more than waking a thread costs
+_last_openmp_kernel_end = float("-inf")
 
 
-def for_work(n_threads, n_elements):
-    """Threads worth waking for a memory-bound pass over ``n_elements`` (at most ``n_threads``)."""
-    return max(1, min(n_threads, n_elements // MIN_ELEMENTS_PER_THREAD))
+def note_openmp_kernel_end():
+    """Record that an OpenMP kernel just returned (see ``for_work``)."""
+    global _last_openmp_kernel_end
+    _last_openmp_kernel_end = time.perf_counter()
+
+
+def for_work(n_threads, n_elements, openmp=False):
+    """Threads worth waking for a memory-bound pass over ``n_elements`` (at most ``n_threads``);
+    ``openmp``: the pass runs on the OpenMP pool, which back-to-back calls keep warm."""
+    per_thread = MIN_ELEMENTS_PER_THREAD
+    if openmp and time.perf_counter() - _last_openmp_kernel_end < WARM_POOL_SECONDS:
+        per_thread = MIN_ELEMENTS_PER_THREAD_WARM
+    return max(1, min(n_threads, n_elements // per_thread))
 
 
 def for_flops(n_threads, flops):

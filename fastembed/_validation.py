@@ -48,8 +48,11 @@ def check_float_dtype(x, name, dtype=None):
 
 def usable_strides(x):
     """``x`` itself, or a copy when its strides are not whole elements (kernels step by elements)."""
+    flags = x.flags
+    if flags.aligned and (flags.c_contiguous or flags.f_contiguous):
+        return x
     size = x.itemsize
-    if not x.flags.aligned or any(s % size for s in x.strides):
+    if not flags.aligned or any(s % size for s in x.strides):
         return np.ascontiguousarray(x)
     return x
 
@@ -65,6 +68,8 @@ def as_vector(x, name, length, dtype):
 
 
 def as_scale(scale):
+    if type(scale) is float:
+        return scale
     if isinstance(scale, np.ndarray) and scale.ndim == 0:
         scale = scale.item()
     if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
@@ -79,7 +84,8 @@ def as_index_array(x, name, bound, what="table"):
     types int64 (after the range check, so 2**64 - 1 is an IndexError, not -1).
     """
     arr = _integer_array(x, name)
-    if arr.size:
+    # One reduction over the ids seen as unsigned, where that maps every negative id above the bound.
+    if arr.size and (bound > 1 << (8 * arr.itemsize - 1) or arr.view(arr.dtype.str.replace("i", "u")).max() >= bound):
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= bound:
             bad = lo if lo < 0 else hi

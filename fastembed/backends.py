@@ -26,6 +26,11 @@ class KernelSet:
         self.project = project_module
 
     @functools.cached_property
+    def openmp(self):
+        """True when the kernels run on an OpenMP pool (the Cython kernels built with OpenMP)."""
+        return bool(self.rows.openmp_enabled())
+
+    @functools.cached_property
     def fused_simd(self):
         """True when ``project_rows`` runs a SIMD micro-tile here (faster than gather + BLAS + finish).
 
@@ -84,6 +89,7 @@ class NumbaKernelSet(KernelSet):
 
     _entry_lock = threading.RLock()
     fused_simd = False  # the mirror is the portable loop: correct, but BLAS plans are faster
+    openmp = False  # Numba's own pool, whichever threading layer it picked
 
     def __init__(self, name, rows_module, positional_module=None, project_module=None):
         super().__init__(name, rows_module, positional_module, project_module)

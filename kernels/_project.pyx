@@ -86,7 +86,33 @@ cdef extern from *:
     }
     FE_DEFINE_TILE(fe_tile_f32, float, __m512, __mmask16, 16, ps)
     FE_DEFINE_TILE(fe_tile_f64, double, __m512d, __mmask8, 8, pd)
+    /* Peak multiply-add throughput of one core: 16 independent chains of n steps; returns their sum
+       (so the work cannot be optimised away). */
+    #define FE_DEFINE_PROBE(NAME, TARGET, VEC, SET1, FMA, STORE, LANES)                                  \
+    __attribute__((target(TARGET))) static double NAME(long n) {                         \
+        VEC c[16], b = SET1(0.999999f), a = SET1(1e-6f);                                                \
+        float lanes[LANES];                                                                             \
+        double total = 0;                                                                               \
+        _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) c[i] = SET1((float)i);                    \
+        for (long k = 0; k < n; k++) {                                                                  \
+            _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) c[i] = FMA(c[i], b, a);               \
+        }                                                                                               \
+        for (int i = 0; i < 16; i++) {                                                                  \
+            STORE(lanes, c[i]);                                                                         \
+            for (int j = 0; j < LANES; j++) total += lanes[j];                                          \
+        }                                                                                               \
+        return total;                                                                                   \
+    }
+    FE_DEFINE_PROBE(fe_probe_avx512, "avx512f", __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps, 16)
+    FE_DEFINE_PROBE(fe_probe_avx2, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps, 8)
+    static int fe_avx2_available(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
     #else
+    static double fe_probe_avx512(long n) { return 0; }
+    static double fe_probe_avx2(long n) { return 0; }
+    static int fe_avx2_available(void) { return 0; }
     /* Never called: fe_avx512_available() is 0 off x86, so the tiles only need to link. */
     static void fe_tile_f32(const float* const* a, ptrdiff_t a_cs, int m, const float* p, ptrdiff_t p_rs,
                             ptrdiff_t r, int w, float scale, const float* bias, const float* const* pos,
@@ -99,6 +125,9 @@ cdef extern from *:
     int FE_MR
     int FE_NV
     int fe_avx512_available() noexcept nogil
+    int fe_avx2_available() noexcept nogil
+    double fe_probe_avx512(long n) noexcept nogil
+    double fe_probe_avx2(long n) noexcept nogil
     void fe_tile_f32(const float* const* a, Py_ssize_t a_cs, int m, const float* p, Py_ssize_t p_rs,
                      Py_ssize_t r, int w, float scale, const float* bias, const float* const* pos,
                      float* const* o) noexcept nogil
@@ -118,6 +147,25 @@ def simd_available():
 def tile_shape(dtype_size):
     """(rows, columns) of the AVX-512 micro-tile for an element of ``dtype_size`` bytes."""
     return FE_MR, FE_NV * (64 // dtype_size)
+
+
+def fma_probe(long n_steps, int n_threads):
+    """Run ``n_steps`` of 16 independent vector multiply-add chains on each of ``n_threads`` threads
+    (AVX-512 where available, else AVX2+FMA): returns (flops done, instruction set), or (0.0, None)
+    where neither exists. Timed by the caller, it measures the cores' peak float32 FMA throughput,
+    the compute bound that every projection here is compared with."""
+    cdef int t
+    cdef double sink = 0, per_thread = 0
+    cdef bint wide = fe_avx512_available()
+    if not wide and not fe_avx2_available():
+        return 0.0, None
+    for t in prange(n_threads, nogil=True, schedule="static", chunksize=1, num_threads=n_threads):
+        if wide:
+            sink += fe_probe_avx512(n_steps)
+        else:
+            sink += fe_probe_avx2(n_steps)
+    per_thread = 2.0 * 16 * (16 if wide else 8) * n_steps
+    return (per_thread * n_threads if sink == sink else 0.0), ("avx512f" if wide else "avx2")
 
 
 cdef inline Py_ssize_t _row(const index_t* rows, Py_ssize_t n) noexcept nogil:

@@ -34,24 +34,44 @@ def openmp_enabled():
     return bool(FASTEMBED_HAVE_OPENMP)
 
 
+cdef extern from *:
+    """
+    #include <stddef.h>
+    /* The unit-stride row epilogue, compiled for AVX-512, AVX2 and the baseline and picked at load
+       time where GCC can (ifunc on Linux x86-64); elsewhere one baseline version. The module is
+       built with -ffp-contract=off, so every version rounds s * scale, + b, + p separately. */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define FE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+    #else
+    #define FE_CLONES
+    #endif
+    #define FE_DEFINE_ROW(NAME, T)                                                                   \
+    FE_CLONES static void NAME(T* o, const T* s, T scale, const T* b, const T* p, ptrdiff_t d) {    \
+        ptrdiff_t j;                                                                                \
+        if (b && p) { for (j = 0; j < d; j++) o[j] = s[j] * scale + b[j] + p[j]; }                  \
+        else if (b) { for (j = 0; j < d; j++) o[j] = s[j] * scale + b[j]; }                         \
+        else if (p) { for (j = 0; j < d; j++) o[j] = s[j] * scale + p[j]; }                         \
+        else { for (j = 0; j < d; j++) o[j] = s[j] * scale; }                                       \
+    }
+    FE_DEFINE_ROW(fe_row_f32, float)
+    FE_DEFINE_ROW(fe_row_f64, double)
+    """
+    void fe_row_f32(float* o, const float* s, float scale, const float* b, const float* p,
+                    Py_ssize_t d) noexcept nogil
+    void fe_row_f64(double* o, const double* s, double scale, const double* b, const double* p,
+                    Py_ssize_t d) noexcept nogil
+
+
 cdef inline void _emit_row(real* o, const real* s, Py_ssize_t s_step, real scale,
                            const real* b, const real* p, Py_ssize_t p_step,
                            Py_ssize_t d) noexcept nogil:
     # o[j] = s[j] * scale + b[j] + p[j]; b and p may be NULL (absent).
     cdef Py_ssize_t j
     if s_step == 1 and p_step == 1:
-        if b != NULL and p != NULL:
-            for j in range(d):
-                o[j] = s[j] * scale + b[j] + p[j]
-        elif b != NULL:
-            for j in range(d):
-                o[j] = s[j] * scale + b[j]
-        elif p != NULL:
-            for j in range(d):
-                o[j] = s[j] * scale + p[j]
+        if real is float:
+            fe_row_f32(o, s, scale, b, p, d)
         else:
-            for j in range(d):
-                o[j] = s[j] * scale
+            fe_row_f64(o, s, scale, b, p, d)
     else:
         for j in range(d):
             o[j] = s[j * s_step] * scale

@@ -92,3 +92,26 @@ def test_bad_thread_counts(bad, exc):
         fe.factorized_lookup([0], np.ones((1, 1)), np.ones((1, 1)), n_threads=bad)
     with pytest.raises(exc):
         fe.set_num_threads(bad)
+
+
+def test_small_passes_use_the_pool_only_while_calls_come_back_to_back(monkeypatch):
+    """A pass too small to pay for waking an idle worker runs on one thread, unless an OpenMP kernel
+    ended moments ago (its workers are still spinning); large passes always get the threads."""
+    from fastembed import _threads
+
+    clock = [100.0]
+    monkeypatch.setattr(_threads.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(_threads, "WARM_POOL_SECONDS", 30e-6)
+    small = 4 * _threads.MIN_ELEMENTS_PER_THREAD_WARM
+    big = 4 * _threads.MIN_ELEMENTS_PER_THREAD
+    monkeypatch.setattr(_threads, "_last_openmp_kernel_end", float("-inf"))
+    assert _threads.for_work(4, small, openmp=True) == 1
+    assert _threads.for_work(4, big, openmp=True) == 4
+    _threads.note_openmp_kernel_end()
+    clock[0] += 10e-6
+    assert _threads.for_work(4, small, openmp=True) == 4
+    assert _threads.for_work(4, small) == 1  # not an OpenMP pool (Numba's keeps its own policy)
+    clock[0] += 1e-3
+    assert _threads.for_work(4, small, openmp=True) == 1
+    assert _threads.for_flops(4, 100 * _threads.MIN_FLOPS_PER_THREAD) == 4
+    assert _threads.for_flops(4, _threads.MIN_FLOPS_PER_THREAD // 2) == 1
