@@ -9,7 +9,15 @@ import fastembed as fe
 
 from .common import backend_or_skip, dense, factors, positions, token_ids, torch_or_skip
 
-METHODS = ["fastembed-cython", "fastembed-numba", "fastembed-materialized", "numpy", "torch-user", "torch-best"]
+METHODS = [
+    "fastembed-cython",
+    "fastembed-numba",
+    "fastembed-direct-blas",  # the gather + BLAS + finish plan, to show what the fused kernel adds
+    "fastembed-materialized",
+    "numpy",
+    "torch-user",
+    "torch-best",
+]
 
 
 class FactorizedLookup:
@@ -30,6 +38,9 @@ class FactorizedLookup:
 
     def _method(self, method, B, L):
         table, proj, ids, pos, scale, out = self.table, self.proj, self.ids, self.pos, self.scale, self.out
+        if method == "fastembed-direct-blas":
+            backend_or_skip("cython")
+            return lambda: fe.factorized_lookup(ids, table, proj, scale=scale, pos_table=pos, out=out, plan="direct")
         if method.startswith("fastembed-") and method != "fastembed-materialized":
             backend = method.split("-", 1)[1]
             backend_or_skip(backend)

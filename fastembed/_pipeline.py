@@ -117,15 +117,25 @@ def factorized(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads, 
 
 
 def _fused(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
-    """The fused kernel; a compact table is first dequantized row by row into scratch."""
+    """The fused kernel; a compact table is first dequantized, by row blocks, into scratch."""
     proj = np.ascontiguousarray(proj)
-    if isinstance(table, CompactTable):
-        rows = _workspace.scratch("rows", (ids.shape[0], table.shape[1]), proj.dtype)
-        table = gather(k, table, ids, n_threads, out=rows)
-        ids = None
+    n, r = out.shape[0], table.shape[1]
+    if not isinstance(table, CompactTable):
+        _fused_block(k, table, ids, proj, scale, bias, pos, pos_rows, out, n_threads)
+        return
+    block = max(256, DIRECT_CHUNK_BYTES // max(1, r * proj.itemsize))
+    g = _workspace.scratch("rows", (min(n, block), r), proj.dtype)
+    for start in range(0, n, block):
+        rows = slice(start, min(start + block, n))
+        m = rows.stop - rows.start
+        gather(k, table, ids[rows], n_threads, out=g[:m])
+        p_rows = None if pos_rows is None else pos_rows[rows]
+        _fused_block(k, g[:m], None, proj, scale, bias, pos, p_rows, out[rows], n_threads)
+
+
+def _fused_block(k, table, ids, proj, scale, bias, pos, pos_rows, out, n_threads):
     threads = for_flops(n_threads, 2.0 * out.size * table.shape[1])
-    bad = k.project_rows(table, ids, proj, scale, bias, pos, pos_rows, out, threads)
-    _checked(bad, "project_rows")
+    _checked(k.project_rows(table, ids, proj, scale, bias, pos, pos_rows, out, threads), "project_rows")
     if k.openmp:
         note_openmp_kernel_end()
 

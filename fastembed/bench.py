@@ -22,8 +22,13 @@ ALBERT = dict(V=30000, r=128, d=768)
 XXLARGE = dict(V=30000, r=256, d=4096)
 
 
-def best_time(fn, repeat=15, min_seconds=0.2):
-    """Smallest wall time of ``fn()`` over ``repeat`` runs (at least min_seconds in all)."""
+def best_time(fn, repeat=15, min_seconds=0.2, settle=0.1):
+    """Smallest wall time of ``fn()`` over ``repeat`` runs (at least min_seconds in all), after
+    ``settle`` seconds in which thread pools still spinning from the method timed before (OpenBLAS
+    spins ~70 ms after a call) go idle, so that they do not take the cores from this one. The wait
+    is a busy one: after a sleep, this VM's scheduler often stacks a woken OpenMP worker on the
+    calling thread's CPU for a second or more, which slows any 2-thread library 3-5x."""
+    _busy_wait(settle)
     fn()
     times, spent = [], 0.0
     while len(times) < repeat or spent < min_seconds:
@@ -35,6 +40,12 @@ def best_time(fn, repeat=15, min_seconds=0.2):
         if len(times) >= 4 * repeat:
             break
     return min(times)
+
+
+def _busy_wait(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
 
 def roofline(quick=False):

@@ -40,7 +40,7 @@ def small():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("plan", [None, "dedupe", "direct"])
+@pytest.mark.parametrize("plan", [None, "dedupe", "direct", "fused"])
 def test_every_compact_form_is_the_dequantized_reference(small, backend, plan):
     if backend == "numpy" and plan is not None:
         pytest.skip("plans are for the compiled backends")
@@ -158,3 +158,22 @@ def test_gather_dequant_parity(kind):
         assert backends.kernels(name).gather_dequant(src, rows, scale, offset, kind, out, 2) == 0
         outs.append(out.view(np.uint32))
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("plan", ["direct", "fused"])
+@pytest.mark.parametrize("compact", [False, True])
+def test_row_blocks_of_the_direct_and_fused_plans(backend, plan, compact, monkeypatch):
+    """Scratch is bounded by row blocks (256 rows here); positions and ids stay aligned across blocks."""
+    from fastembed import _pipeline, reference
+
+    monkeypatch.setattr(_pipeline, "DIRECT_CHUNK_BYTES", 1)
+    rng = np.random.default_rng(3)
+    E, P = rng.standard_normal((900, 16)).astype(np.float32), rng.standard_normal((16, 40)).astype(np.float32)
+    ids, pos = rng.integers(0, 900, (3, 333)), rng.standard_normal((333, 40)).astype(np.float32)
+    table = fe.quantize_rows(E) if compact else E
+    exact = table.dequantize() if compact else E
+    out = fe.factorized_lookup(ids, table, P, scale=2.0, pos_table=pos, backend=backend, plan=plan)
+    ref = reference.factorized_lookup(ids, exact.astype(np.float64), P, scale=2.0, pos_table=pos)
+    mag = reference.factorized_lookup(ids, np.abs(exact), np.abs(P), scale=2.0, pos_table=np.abs(pos))
+    assert_matches_reference(out, ref, mag, np.float32)
