@@ -34,10 +34,12 @@ MARKER_ROWS_PER_TOKEN = 64
 DIRECT_CHUNK_BYTES = 64 << 20  # bounds the gather buffer; smaller blocks made BLAS (K=r) slower than the cache gain
 
 
-def choose_plan(n_tokens, n_rows, fused=False):
-    """'dedupe' when a remap over a table-sized marker is cheap next to the tokens, else 'fused'
-    where the fused kernel is fast, else 'direct'."""
-    if n_tokens >= DEDUPE_MIN_TOKENS and n_rows <= MARKER_ROWS_PER_TOKEN * n_tokens:
+def choose_plan(n_tokens, n_rows, fused=False, rank=None):
+    """'dedupe' when a remap over a table-sized marker is cheap next to the tokens (and, with the
+    fused kernel, a rank large enough that skipping repeated rows can pay), else 'fused' where the
+    fused kernel is fast, else 'direct'."""
+    worth_it = not fused or rank is None or dedupe_limit(rank, fused) > 0.1
+    if worth_it and n_tokens >= DEDUPE_MIN_TOKENS and n_rows <= MARKER_ROWS_PER_TOKEN * n_tokens:
         return "dedupe"
     return "fused" if fused else "direct"
 
@@ -95,7 +97,7 @@ def factorized(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads, 
     """out (N x d, C-contiguous) = table[ids] @ proj * scale + bias + pos[pos_rows]."""
     unit_pos = pos is None or pos.shape[1] <= 1 or pos.strides[1] == pos.itemsize
     fused_fast = k.fused_simd and unit_pos
-    plan = plan or choose_plan(ids.shape[0], table.shape[0], fused_fast)
+    plan = plan or choose_plan(ids.shape[0], table.shape[0], fused_fast, table.shape[1])
     if plan == "dedupe":
         uniq, remap = distinct(k, ids, table.shape[0])
         if uniq.shape[0] <= dedupe_limit(table.shape[1], fused_fast) * ids.shape[0]:
