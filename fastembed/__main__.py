@@ -19,7 +19,7 @@ def info():
         f"numpy {np.__version__}",
         f"backends available: {', '.join(backends.available())}",
         f"cython kernels built with OpenMP: {backends.openmp_enabled()}",
-        f"fused lookup with AVX-512 micro-tiles on this CPU: {backends.simd_enabled()}",
+        f"fused lookup micro-tiles on this CPU: {_simd_name(backends.simd_width())}",
         f"threads: fastembed {get_num_threads()}, cores {available_cores()}, BLAS {blas_num_threads()}",
     ]
     try:
@@ -34,6 +34,10 @@ def info():
         api, version, threads = lib.get("internal_api"), lib.get("version"), lib["num_threads"]
         lines.append(f"threadpool {lib['user_api']}: {api} {version} ({threads} threads)")
     return lines
+
+
+def _simd_name(width):
+    return {None: "no Cython kernels", 0: "none (BLAS plans)", 256: "AVX2", 512: "AVX-512"}.get(width, str(width))
 
 
 def build_parser():

@@ -6,10 +6,11 @@
 in one pass: the projected rows never leave registers before the epilogue
 writes them. The work is a grid of (row block, column block) tasks run by
 OpenMP threads; each task walks micro-tiles of FE_MR rows x FE_NR columns.
-On x86 CPUs with AVX-512F the micro-tile is an intrinsics kernel (selected
-at run time, so the same wheel runs everywhere); elsewhere, or with
-``simd=False``, a portable loop computes the same sums in the same order
-(k ascending, one rounding per multiply-add where the compiler contracts).
+On x86 CPUs the micro-tile is an intrinsics kernel, AVX-512F or AVX2 + FMA,
+the widest the CPU runs (chosen at run time, so one wheel runs everywhere);
+elsewhere, or with ``simd=0``, a portable loop computes the same sums in the
+same order (k ascending; the tiles fuse each multiply-add, the loop rounds
+the product and the sum separately).
 
 The caller (fastembed/_pipeline.py) validates; the only check kept here is a
 pass over the indices before anything is written, so that a wrong index from
@@ -40,13 +41,14 @@ cdef extern from *:
     #define FE_MR 8
     #define FE_NV 3
 
-    static int fe_avx512_available(void) {
+    /* Widest micro-tile this CPU runs: 512 (AVX-512F), 256 (AVX2 + FMA) or 0 (the portable loop). */
+    static int fe_simd_width(void) {
     #if FE_X86
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f") ? 1 : 0;
-    #else
-        return 0;
+        if (__builtin_cpu_supports("avx512f")) return 512;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 256;
     #endif
+        return 0;
     }
 
     /* One FE_MR x (FE_NV * LANES) tile: o[i][:w] = (sum_k a[i][k*a_cs] * p[k*p_rs][:w]) * scale
@@ -84,8 +86,51 @@ cdef extern from *:
             }                                                                                           \\
         }                                                                                               \\
     }
-    FE_DEFINE_TILE(fe_tile_f32, float, __m512, __mmask16, 16, ps)
-    FE_DEFINE_TILE(fe_tile_f64, double, __m512d, __mmask8, 8, pd)
+    FE_DEFINE_TILE(fe_tile512_f32, float, __m512, __mmask16, 16, ps)
+    FE_DEFINE_TILE(fe_tile512_f64, double, __m512d, __mmask8, 8, pd)
+
+    /* The same tile with AVX2 (16 registers): rows in groups of 4, FE_NV vectors of LANES columns;
+       plain loads and stores for full tiles, masked ones only for the last columns. */
+    #define FE_MASK256_ps(left) _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+    #define FE_MASK256_pd(left) _mm256_cmpgt_epi64(_mm256_set1_epi64x(left), _mm256_setr_epi64x(0, 1, 2, 3))
+    #define FE_LOAD256(SFX, full, mask, ptr) ((full) ? _mm256_loadu_##SFX(ptr) : _mm256_maskload_##SFX(ptr, mask))
+    #define FE_DEFINE_TILE256(NAME, T, VEC, LANES, SFX)                                                  \
+    __attribute__((target("avx2,fma"))) static void NAME(                                               \
+        const T* const* a, ptrdiff_t a_cs, int m, const T* p, ptrdiff_t p_rs, ptrdiff_t r, int w,       \
+        T scale, const T* bias, const T* const* pos, T* const* o)                                       \
+    {                                                                                                   \
+        __m256i mask[FE_NV];                                                                            \
+        const int full = w >= FE_NV * LANES;                                                            \
+        for (int v = 0; v < FE_NV; v++) mask[v] = FE_MASK256_##SFX(w - v * LANES);                      \
+        VEC s = _mm256_set1_##SFX(scale);                                                               \
+        for (int g = 0; g < m; g += 4) {                                                                \
+            VEC c[4][FE_NV];                                                                            \
+            _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++)                                         \
+                _Pragma("GCC unroll 4") for (int v = 0; v < FE_NV; v++) c[i][v] = _mm256_setzero_##SFX(); \
+            for (ptrdiff_t k = 0; k < r; k++) {                                                         \
+                VEC b[FE_NV];                                                                           \
+                _Pragma("GCC unroll 4") for (int v = 0; v < FE_NV; v++)                                 \
+                    b[v] = FE_LOAD256(SFX, full, mask[v], p + k * p_rs + v * LANES);                    \
+                _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) {                                   \
+                    VEC x = _mm256_set1_##SFX(a[g + i][k * a_cs]);                                      \
+                    _Pragma("GCC unroll 4") for (int v = 0; v < FE_NV; v++)                             \
+                        c[i][v] = _mm256_fmadd_##SFX(x, b[v], c[i][v]);                                 \
+                }                                                                                       \
+            }                                                                                           \
+            _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) {                                       \
+                if (g + i >= m) break;                                                                  \
+                _Pragma("GCC unroll 4") for (int v = 0; v < FE_NV; v++) {                               \
+                    VEC y = _mm256_mul_##SFX(c[i][v], s);                                               \
+                    if (bias) y = _mm256_add_##SFX(y, FE_LOAD256(SFX, full, mask[v], bias + v * LANES)); \
+                    if (pos) y = _mm256_add_##SFX(y, FE_LOAD256(SFX, full, mask[v], pos[g + i] + v * LANES)); \
+                    if (full) _mm256_storeu_##SFX(o[g + i] + v * LANES, y);                             \
+                    else _mm256_maskstore_##SFX(o[g + i] + v * LANES, mask[v], y);                      \
+                }                                                                                       \
+            }                                                                                           \
+        }                                                                                               \
+    }
+    FE_DEFINE_TILE256(fe_tile256_f32, float, __m256, 8, ps)
+    FE_DEFINE_TILE256(fe_tile256_f64, double, __m256d, 4, pd)
     /* Peak multiply-add throughput of one core: 16 independent chains of n steps; returns their sum
        (so the work cannot be optimised away). */
     #define FE_DEFINE_PROBE(NAME, TARGET, VEC, SET1, FMA, STORE, LANES)                                  \
@@ -105,48 +150,64 @@ cdef extern from *:
     }
     FE_DEFINE_PROBE(fe_probe_avx512, "avx512f", __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps, 16)
     FE_DEFINE_PROBE(fe_probe_avx2, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps, 8)
-    static int fe_avx2_available(void) {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
     #else
     static double fe_probe_avx512(long n) { return 0; }
     static double fe_probe_avx2(long n) { return 0; }
-    static int fe_avx2_available(void) { return 0; }
-    /* Never called: fe_avx512_available() is 0 off x86, so the tiles only need to link. */
-    static void fe_tile_f32(const float* const* a, ptrdiff_t a_cs, int m, const float* p, ptrdiff_t p_rs,
-                            ptrdiff_t r, int w, float scale, const float* bias, const float* const* pos,
-                            float* const* o) {}
-    static void fe_tile_f64(const double* const* a, ptrdiff_t a_cs, int m, const double* p, ptrdiff_t p_rs,
-                            ptrdiff_t r, int w, double scale, const double* bias, const double* const* pos,
-                            double* const* o) {}
+    /* Never called: fe_simd_width() is 0 off x86, so the tiles only need to link. */
+    #define FE_DEFINE_NO_TILE(NAME, T)                                                                   \
+    static void NAME(const T* const* a, ptrdiff_t a_cs, int m, const T* p, ptrdiff_t p_rs, ptrdiff_t r, \
+                     int w, T scale, const T* bias, const T* const* pos, T* const* o) {}
+    FE_DEFINE_NO_TILE(fe_tile512_f32, float)
+    FE_DEFINE_NO_TILE(fe_tile512_f64, double)
+    FE_DEFINE_NO_TILE(fe_tile256_f32, float)
+    FE_DEFINE_NO_TILE(fe_tile256_f64, double)
     #endif
     """
     int FE_MR
     int FE_NV
-    int fe_avx512_available() noexcept nogil
-    int fe_avx2_available() noexcept nogil
+    int fe_simd_width() noexcept nogil
     double fe_probe_avx512(long n) noexcept nogil
     double fe_probe_avx2(long n) noexcept nogil
-    void fe_tile_f32(const float* const* a, Py_ssize_t a_cs, int m, const float* p, Py_ssize_t p_rs,
-                     Py_ssize_t r, int w, float scale, const float* bias, const float* const* pos,
-                     float* const* o) noexcept nogil
-    void fe_tile_f64(const double* const* a, Py_ssize_t a_cs, int m, const double* p, Py_ssize_t p_rs,
-                     Py_ssize_t r, int w, double scale, const double* bias, const double* const* pos,
-                     double* const* o) noexcept nogil
+    void fe_tile512_f32(const float* const* a, Py_ssize_t a_cs, int m, const float* p, Py_ssize_t p_rs,
+                        Py_ssize_t r, int w, float scale, const float* bias, const float* const* pos,
+                        float* const* o) noexcept nogil
+    void fe_tile512_f64(const double* const* a, Py_ssize_t a_cs, int m, const double* p, Py_ssize_t p_rs,
+                        Py_ssize_t r, int w, double scale, const double* bias, const double* const* pos,
+                        double* const* o) noexcept nogil
+    void fe_tile256_f32(const float* const* a, Py_ssize_t a_cs, int m, const float* p, Py_ssize_t p_rs,
+                        Py_ssize_t r, int w, float scale, const float* bias, const float* const* pos,
+                        float* const* o) noexcept nogil
+    void fe_tile256_f64(const double* const* a, Py_ssize_t a_cs, int m, const double* p, Py_ssize_t p_rs,
+                        Py_ssize_t r, int w, double scale, const double* bias, const double* const* pos,
+                        double* const* o) noexcept nogil
 
 DEF MAX_MR = 8
 ROWS_PER_TASK = 64
 
 
+def simd_width():
+    """Vector width in bits of the widest micro-tile this CPU runs: 512 (AVX-512F), 256 (AVX2 + FMA)
+    or 0 (none: only the portable loop)."""
+    return fe_simd_width()
+
+
 def simd_available():
-    """True when the AVX-512 micro-tile runs on this CPU (else ``simd=True`` falls back to the loop)."""
-    return bool(fe_avx512_available())
+    """True when a SIMD micro-tile runs on this CPU."""
+    return fe_simd_width() > 0
 
 
-def tile_shape(dtype_size):
-    """(rows, columns) of the AVX-512 micro-tile for an element of ``dtype_size`` bytes."""
-    return FE_MR, FE_NV * (64 // dtype_size)
+cdef inline int _effective_width(int requested) noexcept nogil:
+    cdef int here = fe_simd_width()
+    if requested >= 512 and here >= 512:
+        return 512
+    if requested >= 256 and here >= 256:
+        return 256
+    return 0
+
+
+def tile_shape(dtype_size, width=512):
+    """(rows, columns) of the ``width``-bit micro-tile for an element of ``dtype_size`` bytes."""
+    return FE_MR, FE_NV * (width // 8 // dtype_size)
 
 
 def fma_probe(long n_steps, int n_threads):
@@ -156,8 +217,9 @@ def fma_probe(long n_steps, int n_threads):
     the compute bound that every projection here is compared with."""
     cdef int t
     cdef double sink = 0, per_thread = 0
-    cdef bint wide = fe_avx512_available()
-    if not wide and not fe_avx2_available():
+    cdef int width = fe_simd_width()
+    cdef bint wide = width == 512
+    if width == 0:
         return 0.0, None
     for t in prange(n_threads, nogil=True, schedule="static", chunksize=1, num_threads=n_threads):
         if wide:
@@ -176,13 +238,14 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
                      const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t d, real scale,
                      const real* b0, const real* q0, Py_ssize_t q_rs, const int64_t* q_rows,
                      real* out, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1,
-                     Py_ssize_t nr) noexcept nogil:
+                     Py_ssize_t nr, int width) noexcept nogil:
     cdef const real* a[MAX_MR]
     cdef const real* q[MAX_MR]
     cdef const real* qj[MAX_MR]
     cdef real* o[MAX_MR]
     cdef real* oj[MAX_MR]
     cdef const real* const* pos_tile = qj if q0 != NULL else NULL
+    cdef const real* bj
     cdef Py_ssize_t ii, i, j, t
     cdef int m, w
     ii = i0
@@ -200,10 +263,17 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
                 oj[i] = o[i] + j
                 if q0 != NULL:
                     qj[i] = q[i] + j
+            bj = b0 + j if b0 != NULL else NULL
             if real is float:
-                fe_tile_f32(a, t_cs, m, p0 + j, p_rs, r, w, scale, b0 + j if b0 != NULL else NULL, pos_tile, oj)
+                if width == 512:
+                    fe_tile512_f32(a, t_cs, m, p0 + j, p_rs, r, w, scale, bj, pos_tile, oj)
+                else:
+                    fe_tile256_f32(a, t_cs, m, p0 + j, p_rs, r, w, scale, bj, pos_tile, oj)
             else:
-                fe_tile_f64(a, t_cs, m, p0 + j, p_rs, r, w, scale, b0 + j if b0 != NULL else NULL, pos_tile, oj)
+                if width == 512:
+                    fe_tile512_f64(a, t_cs, m, p0 + j, p_rs, r, w, scale, bj, pos_tile, oj)
+                else:
+                    fe_tile256_f64(a, t_cs, m, p0 + j, p_rs, r, w, scale, bj, pos_tile, oj)
             j += nr
         ii += FE_MR
 
@@ -242,13 +312,13 @@ cdef void _task_loop(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
 
 def project_rows(const real[:, :] table, const index_t[::1] rows, const real[:, ::1] proj, double scale,
                  const real[::1] bias, const real[:, :] pos, const int64_t[::1] pos_rows,
-                 real[:, ::1] out, bint simd, int n_threads):
+                 real[:, ::1] out, int simd, int n_threads):
     """out[n, :] = (table[rows[n], :] @ proj) * scale + bias + pos[pos_rows[n], :], fused.
 
     ``rows`` None means rows[n] == n. ``bias`` and ``pos``/``pos_rows`` are
     optional (None). ``table`` may have any strides; ``proj`` is C-contiguous
-    and ``pos`` needs unit column stride. ``simd`` allows the AVX-512 tile
-    where the CPU has it. Returns the number of out-of-range indices (rows or
+    and ``pos`` needs unit column stride. ``simd`` is the widest micro-tile
+    allowed in bits (512, 256; 0 for the portable loop); the CPU may allow less. Returns the number of out-of-range indices (rows or
     pos_rows); when it is not 0 nothing was written.
     """
     cdef Py_ssize_t n = out.shape[0], d = out.shape[1], r = table.shape[1]
@@ -262,7 +332,7 @@ def project_rows(const real[:, :] table, const index_t[::1] rows, const real[:, 
     cdef const index_t* rows0 = NULL
     cdef real sc = <real>scale
     cdef Py_ssize_t nr, want, rows_per_task, n_rb, n_cb, cb_width, n_tasks, task, rb, cb, x
-    cdef bint use_simd = simd and fe_avx512_available()
+    cdef int width = _effective_width(simd)
     if proj.shape[0] != r or proj.shape[1] != d:
         raise ValueError("project_rows: proj shape mismatch")
     if rows is not None and rows.shape[0] != n:
@@ -309,7 +379,7 @@ def project_rows(const real[:, :] table, const index_t[::1] rows, const real[:, 
 
     # Tasks: row blocks of ROWS_PER_TASK; few rows are split into smaller blocks, then by columns,
     # so that every thread gets about four tasks.
-    nr = FE_NV * (64 // <Py_ssize_t>sizeof(real))
+    nr = FE_NV * ((width if width else 512) // 8 // <Py_ssize_t>sizeof(real))
     want = 4 * max(1, n_threads)
     rows_per_task = ROWS_PER_TASK
     n_rb = (n + rows_per_task - 1) // rows_per_task
@@ -326,10 +396,10 @@ def project_rows(const real[:, :] table, const index_t[::1] rows, const real[:, 
     for task in prange(n_tasks, nogil=True, schedule="static", num_threads=n_threads):
         rb = task // n_cb
         cb = task - rb * n_cb
-        if use_simd:
+        if width:
             _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, &out[0, 0],
                        rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
-                       cb * cb_width, min(d, (cb + 1) * cb_width), nr)
+                       cb * cb_width, min(d, (cb + 1) * cb_width), nr, width)
         else:
             _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, &out[0, 0],
                        rb * rows_per_task, min(n, (rb + 1) * rows_per_task),

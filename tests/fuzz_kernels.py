@@ -99,7 +99,7 @@ def _raw_kernels(fdp):
         raise AssertionError("dedupe mishandled an out-of-range id")
     proj = np.ones((d, fdp.ConsumeIntInRange(1, 60)), dtype)
     out = np.full((n, proj.shape[1]), -7, dtype)
-    simd = fdp.ConsumeBool()
+    simd = fdp.PickValueInList([512, 256, 0])
     counted = k.project_rows(src, rows, proj, 1.0, None, None, None, out, fdp.ConsumeIntInRange(1, 3), simd=simd)
     if counted != int(bad.sum()):
         raise AssertionError(f"project_rows counted {counted}, {int(bad.sum())} rows were out of range")

@@ -4,7 +4,7 @@ shapes, memory layouts and options."""
 import numpy as np
 import pytest
 
-from util import BACKENDS, COMPILED, DTYPES, LOOKUPS, assert_matches_reference, layouts
+from util import BACKENDS, COMPILED, DTYPES, FUSED_VARIANTS, LOOKUPS, assert_matches_reference, layouts
 
 # (ids shape, V, r, d)
 SHAPES = [
@@ -174,15 +174,14 @@ def test_backends_agree_with_each_other(lookup):
         np.testing.assert_allclose(other, results[0], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize(("backend", "simd"), FUSED_VARIANTS, ids=str)
 @pytest.mark.parametrize("plan", ["dedupe", "direct", "fused"])
-@pytest.mark.parametrize("simd", ["on", "off"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_factorized_plans_on_awkward_shapes(backend, plan, simd, shape, monkeypatch):
-    """Every plan, with the fused kernel's micro-tiles on and off, over the awkward shapes."""
+def test_factorized_plans_on_awkward_shapes(backend, simd, plan, shape, monkeypatch):
+    """Every plan, with each width of the fused kernel's micro-tiles and without them, over the awkward shapes."""
     from fastembed import backends
 
-    monkeypatch.setattr(backends.kernels(backend), "fused_simd", simd == "on" and backends.kernels(backend).fused_simd)
+    monkeypatch.setattr(backends.kernels(backend), "simd_width", simd)
     ids_shape, V, r, d = shape
     rng = np.random.default_rng(11)
     lookup = LOOKUPS[0]

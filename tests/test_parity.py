@@ -98,7 +98,7 @@ def test_project_rows(pair, dtype, itype):
     pos_rows = rng.integers(0, 30, 99)
     outs = []
     for k in pair:
-        for simd in (True, False):
+        for simd in (512, 256, 0):
             out = np.empty((99, 53), dtype)
             assert k.project_rows(table, rows, proj, 1.3, bias, pos, pos_rows, out, 2, simd=simd) == 0
             outs.append(out)

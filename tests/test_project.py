@@ -1,17 +1,27 @@
 """The fused gather-project-finish kernel (kernels/_project.pyx and its Numba mirror) against the
-float64 reference: AVX-512 micro-tiles and portable loop, both index types, table layouts, every
-term, shapes around the tile edges (rows % 8, columns % 48 / % 24), thread counts; bad indices are
-counted and nothing is written."""
+float64 reference: AVX-512 and AVX2 micro-tiles (those this CPU runs) and the portable loop, both
+index types, table layouts, every term, shapes around the tile edges, thread counts; bad indices
+are counted and nothing is written."""
 
 import numpy as np
 import pytest
 
 from fastembed import backends
-from util import COMPILED, DTYPES, RTOL, layouts
+from util import COMPILED, DTYPES, FUSED_VARIANTS, RTOL, layouts
 
-# (n rows, V, r, d): tile edges are 8 rows and 48 float32 / 24 float64 columns
-SHAPES = [(1, 1, 1, 1), (3, 5, 2, 7), (9, 40, 7, 49), (17, 64, 33, 100), (8, 10, 1, 48), (130, 300, 128, 768)]
-VARIANTS = [("cython", True), ("cython", False)] + [("numba", False)] * ("numba" in COMPILED)
+# (n rows, V, r, d): tile edges are 8 (AVX2: 4) rows and 48 / 24 / 12 columns (AVX-512 float32 /
+# float32 AVX2 and float64 AVX-512 / float64 AVX2)
+SHAPES = [
+    (1, 1, 1, 1),
+    (3, 5, 2, 7),
+    (9, 40, 7, 49),
+    (17, 64, 33, 100),
+    (8, 10, 1, 48),
+    (5, 20, 3, 12),
+    (6, 30, 4, 25),
+    (130, 300, 128, 768),
+]
+VARIANTS = FUSED_VARIANTS  # (backend, widest micro-tile allowed)
 
 
 def _kernels(backend):
@@ -129,15 +139,16 @@ def test_cython_refuses_mismatched_shapes():
 
 
 def test_simd_switch_is_reported_and_honoured(monkeypatch):
-    """FASTEMBED_DISABLE_SIMD=1 turns the micro-tiles off; --info and simd_enabled() say what runs."""
+    """FASTEMBED_DISABLE_SIMD=1 turns the micro-tiles off; --info and simd_width() say what runs."""
     if "cython" not in COMPILED:
         pytest.skip("needs the Cython kernels")
     import fastembed as fe
+    from fastembed.__main__ import info
 
     k = backends.kernels("cython")
-    assert fe.backends.simd_enabled() == k.fused_simd
-    if k.fused_simd:
-        assert k.project.simd_available()
+    assert fe.backends.simd_width() == k.simd_width == k.project.simd_width() in (0, 256, 512)
+    assert k.fused_simd == (k.simd_width > 0) == k.project.simd_available()
+    assert any(line.startswith("fused lookup micro-tiles on this CPU: ") for line in info())
     monkeypatch.setenv("FASTEMBED_DISABLE_SIMD", "1")
     fresh = backends.KernelSet("cython", k.rows, k.positional, k.project)
-    assert fresh.fused_simd is False
+    assert fresh.simd_width == 0 and fresh.fused_simd is False

@@ -15,6 +15,9 @@ from fastembed import reference
 BACKENDS = fe.backends.available()
 COMPILED = [b for b in BACKENDS if b != "numpy"]
 DTYPES = [np.float32, np.float64]
+# micro-tile widths (bits) the Cython fused kernel runs on this CPU, widest first; 0 = the portable loop
+SIMD_WIDTHS = [w for w in (512, 256) if "cython" in COMPILED and fe.backends.kernels("cython").simd_width >= w]
+FUSED_VARIANTS = [("cython", w) for w in SIMD_WIDTHS] + [(b, 0) for b in COMPILED]
 RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-11}
 
 
