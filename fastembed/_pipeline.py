@@ -136,7 +136,7 @@ def _fused(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
 
 
 def _fused_block(k, table, ids, proj, scale, bias, pos, pos_rows, out, n_threads):
-    threads = for_flops(n_threads, 2.0 * out.size * table.shape[1])
+    threads = for_flops(n_threads, 2.0 * out.size * table.shape[1], openmp=k.openmp)
     _checked(k.project_rows(table, ids, proj, scale, bias, pos, pos_rows, out, threads), "project_rows")
     if k.openmp:
         note_openmp_kernel_end()

@@ -96,7 +96,10 @@ MIN_ELEMENTS_PER_THREAD = 1 << 18
 MIN_ELEMENTS_PER_THREAD_WARM = 1 << 14
 _passive = os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive" or os.environ.get("GOMP_SPINCOUNT") == "0"
 WARM_POOL_SECONDS = 0.0 if _passive else 30e-6
-MIN_FLOPS_PER_THREAD = 2_000_000  # a few microseconds of FMAs: more than waking a thread costs
+# Compute-bound kernels: a warm pool pays from a few microseconds of FMAs per thread; an idle one
+# only when half the work saves more than the wake-up (100-250 us here): ~64 MFLOP per thread.
+MIN_FLOPS_PER_THREAD = 2_000_000
+MIN_FLOPS_PER_THREAD_COLD = 64_000_000
 _last_openmp_kernel_end = float("-inf")
 
 
@@ -110,14 +113,22 @@ def for_work(n_threads, n_elements, openmp=False):
     """Threads worth waking for a memory-bound pass over ``n_elements`` (at most ``n_threads``);
     ``openmp``: the pass runs on the OpenMP pool, which back-to-back calls keep warm."""
     per_thread = MIN_ELEMENTS_PER_THREAD
-    if openmp and time.perf_counter() - _last_openmp_kernel_end < WARM_POOL_SECONDS:
+    if openmp and _pool_is_warm():
         per_thread = MIN_ELEMENTS_PER_THREAD_WARM
     return max(1, min(n_threads, n_elements // per_thread))
 
 
-def for_flops(n_threads, flops):
-    """Threads worth waking for a compute-bound kernel of ``flops`` (at most ``n_threads``)."""
-    return max(1, min(n_threads, int(flops // MIN_FLOPS_PER_THREAD)))
+def for_flops(n_threads, flops, openmp=False):
+    """Threads worth waking for a compute-bound kernel of ``flops`` (at most ``n_threads``);
+    ``openmp`` as in ``for_work``."""
+    per_thread = MIN_FLOPS_PER_THREAD
+    if openmp and not _pool_is_warm():
+        per_thread = MIN_FLOPS_PER_THREAD_COLD
+    return max(1, min(n_threads, int(flops // per_thread)))
+
+
+def _pool_is_warm():
+    return time.perf_counter() - _last_openmp_kernel_end < WARM_POOL_SECONDS
 
 
 def _controller():

@@ -220,6 +220,47 @@ def factorize_case(quick=False):
     }
 
 
+_FIRST_CALL = """
+import json, sys, time
+start = time.perf_counter()
+import numpy as np
+import fastembed
+imported = time.perf_counter()
+table = np.ones((100, 8), np.float32); proj = np.ones((8, 16), np.float32)
+pos = np.zeros((32, 16), np.float32); ids = np.arange(64).reshape(2, 32)
+backend = sys.argv[1]
+t0 = time.perf_counter()
+fastembed.factorized_lookup(ids, table, proj, pos_table=pos, backend=backend)
+t1 = time.perf_counter()
+fastembed.factorized_lookup(ids, table, proj, pos_table=pos, backend=backend)
+t2 = time.perf_counter()
+print(json.dumps({"import": imported - start, "first": t1 - t0, "second": t2 - t1}))
+"""
+
+
+def first_calls():
+    """Seconds for ``import fastembed`` and a first and second small lookup, each in a fresh
+    interpreter: the default backend, and Numba with its on-disk cache as it is and empty."""
+    import os
+    import subprocess
+    import tempfile
+
+    runs = {"auto": {}}
+    if "numba" in backends.available():
+        runs["numba (disk cache as is)"] = {}
+        runs["numba (empty cache: compiles)"] = {"NUMBA_CACHE_DIR": None}
+    results = {}
+    for name, extra in runs.items():
+        with tempfile.TemporaryDirectory() as empty:
+            env = dict(os.environ, **{k: (v or empty) for k, v in extra.items()})
+            backend = "numba" if name.startswith("numba") else "auto"
+            done = subprocess.run(
+                [sys.executable, "-c", _FIRST_CALL, backend], env=env, capture_output=True, text=True, check=True
+            )
+        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    return results
+
+
 def collect(quick=False):
     B, L = (8, 512) if quick else (32, 512)
     report = {
@@ -237,6 +278,7 @@ def collect(quick=False):
         ],
         "positional": positional_cases(quick),
         "factorize": factorize_case(quick),
+        "first_call": first_calls(),
     }
     return report
 
@@ -281,6 +323,10 @@ def format_report(report):
                 f"{compute / t:13.0%} {fma_share:>10s} {memory / t:11.0%}"
             )
         lines.append("")
+    lines.append("first call, each in a fresh interpreter (ms): import / first lookup / second lookup")
+    for name, t in report.get("first_call", {}).items():
+        lines.append(f"  {name:32s} {t['import'] * 1e3:8.1f} {t['first'] * 1e3:10.2f} {t['second'] * 1e3:10.3f}")
+    lines.append("")
     for case in report["positional"] + [report["factorize"]]:
         s = case["seconds"]
         base = max(s.values())
@@ -390,6 +436,20 @@ def goals(report):
                     f"{s['torch (user)'] / best:.1f}x",
                 )
             )
+    first = report.get("first_call", {}).get("auto")
+    if first:
+        out.append(
+            (
+                "first call of the default backend: no JIT compile (< 20 ms)",
+                first["first"] < 0.02,
+                f"{first['first'] * 1e3:.2f} ms (second call {first['second'] * 1e3:.2f} ms)"
+                + "".join(
+                    f"; {name} {t['first'] * 1e3:.0f} ms"
+                    for name, t in report["first_call"].items()
+                    if name.startswith("numba")
+                ),
+            )
+        )
     f = report["factorize"]["seconds"]
     out.append(
         ("factorize 30522x384 rank 128 exact: < 60 ms", f["fastembed svd"] < 0.06, f"{f['fastembed svd'] * 1e3:.0f} ms")

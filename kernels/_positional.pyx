@@ -7,8 +7,10 @@ any position and the pass is bound by memory writes. rope_rows applies the
 rotary rotation in one read and one write per element.
 """
 
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.stdint cimport int64_t
+
+include "_threads.pxi"
 
 ctypedef fused real:
     float
@@ -41,22 +43,25 @@ def sincos_rows(real[:, ::1] out, const int64_t[::1] hi, const int64_t[::1] lo,
             or (n_sin > 0 and sin_col + (n_sin - 1) * step >= width)
             or (n_cos > 0 and cos_col + (n_cos - 1) * step >= width)):
         raise ValueError("sincos_rows: shape mismatch")
-    for n in prange(n_rows, nogil=True, schedule="static", num_threads=n_threads):
-        h = hi[n]
-        l = lo[n]
-        if h < 0 or h >= n_hi or l < 0 or l >= n_lo:
-            skipped += 1
-            continue
-        sh = &sin_hi[h, 0]
-        ch = &cos_hi[h, 0]
-        sl = &sin_lo[l, 0]
-        cl = &cos_lo[l, 0]
-        o = &out[n, 0]
-        for i in range(n_cos):
-            o[sin_col + i * step] = <real>(sh[i] * cl[i] + ch[i] * sl[i])
-            o[cos_col + i * step] = <real>(ch[i] * cl[i] - sh[i] * sl[i])
-        for i in range(n_cos, n_sin):
-            o[sin_col + i * step] = <real>(sh[i] * cl[i] + ch[i] * sl[i])
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    with nogil, parallel(num_threads=n_threads):
+        fe_unstack(caller_cpu)
+        for n in prange(n_rows, schedule="static"):
+            h = hi[n]
+            l = lo[n]
+            if h < 0 or h >= n_hi or l < 0 or l >= n_lo:
+                skipped += 1
+                continue
+            sh = &sin_hi[h, 0]
+            ch = &cos_hi[h, 0]
+            sl = &sin_lo[l, 0]
+            cl = &cos_lo[l, 0]
+            o = &out[n, 0]
+            for i in range(n_cos):
+                o[sin_col + i * step] = <real>(sh[i] * cl[i] + ch[i] * sl[i])
+                o[cos_col + i * step] = <real>(ch[i] * cl[i] - sh[i] * sl[i])
+            for i in range(n_cos, n_sin):
+                o[sin_col + i * step] = <real>(sh[i] * cl[i] + ch[i] * sl[i])
     return skipped
 
 
@@ -79,28 +84,31 @@ def rope_rows(const real[:, :] x, real[:, :] out, const int64_t[::1] table_rows,
     if (out.shape[0] != n_rows or out.shape[1] != width or table_rows.shape[0] != n_rows
             or 2 * half > width or cos.shape[1] < half or sin.shape[1] < half or sin.shape[0] != n_table):
         raise ValueError("rope_rows: shape mismatch")
-    for n in prange(n_rows, nogil=True, schedule="static", num_threads=n_threads):
-        t = table_rows[n]
-        if t < 0 or t >= n_table:
-            skipped += 1
-            continue
-        if neox:
-            for i in range(half):
-                a = x[n, i]
-                b = x[n, i + half]
-                c = cos[t, i]
-                s = sin[t, i]
-                out[n, i] = a * c - b * s
-                out[n, i + half] = b * c + a * s
-        else:
-            for i in range(half):
-                a = x[n, 2 * i]
-                b = x[n, 2 * i + 1]
-                c = cos[t, i]
-                s = sin[t, i]
-                out[n, 2 * i] = a * c - b * s
-                out[n, 2 * i + 1] = b * c + a * s
-        if &out[n, 0] != &x[n, 0]:
-            for j in range(2 * half, width):
-                out[n, j] = x[n, j]
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    with nogil, parallel(num_threads=n_threads):
+        fe_unstack(caller_cpu)
+        for n in prange(n_rows, schedule="static"):
+            t = table_rows[n]
+            if t < 0 or t >= n_table:
+                skipped += 1
+                continue
+            if neox:
+                for i in range(half):
+                    a = x[n, i]
+                    b = x[n, i + half]
+                    c = cos[t, i]
+                    s = sin[t, i]
+                    out[n, i] = a * c - b * s
+                    out[n, i + half] = b * c + a * s
+            else:
+                for i in range(half):
+                    a = x[n, 2 * i]
+                    b = x[n, 2 * i + 1]
+                    c = cos[t, i]
+                    s = sin[t, i]
+                    out[n, 2 * i] = a * c - b * s
+                    out[n, 2 * i + 1] = b * c + a * s
+            if &out[n, 0] != &x[n, 0]:
+                for j in range(2 * half, width):
+                    out[n, j] = x[n, j]
     return skipped

@@ -17,8 +17,10 @@ pass over the indices before anything is written, so that a wrong index from
 any caller is counted and nothing is read out of bounds.
 """
 
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.stdint cimport int32_t, int64_t
+
+include "_threads.pxi"
 
 ctypedef fused real:
     float
@@ -393,15 +395,18 @@ def project_rows(const real[:, :] table, const index_t[::1] rows, const real[:, 
         cb_width = ((d + nr - 1) // nr + n_cb - 1) // n_cb * nr
         n_cb = (d + cb_width - 1) // cb_width
     n_tasks = n_rb * n_cb
-    for task in prange(n_tasks, nogil=True, schedule="static", num_threads=n_threads):
-        rb = task // n_cb
-        cb = task - rb * n_cb
-        if width:
-            _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, &out[0, 0],
-                       rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
-                       cb * cb_width, min(d, (cb + 1) * cb_width), nr, width)
-        else:
-            _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, &out[0, 0],
-                       rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
-                       cb * cb_width, min(d, (cb + 1) * cb_width))
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    with nogil, parallel(num_threads=n_threads):
+        fe_unstack(caller_cpu)
+        for task in prange(n_tasks, schedule="static"):
+            rb = task // n_cb
+            cb = task - rb * n_cb
+            if width:
+                _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, &out[0, 0],
+                           rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
+                           cb * cb_width, min(d, (cb + 1) * cb_width), nr, width)
+            else:
+                _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, &out[0, 0],
+                           rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
+                           cb * cb_width, min(d, (cb + 1) * cb_width))
     return 0

@@ -6,9 +6,11 @@ from any caller skips the row and is counted instead of reading out of bounds.
 The GIL is released around every loop; OpenMP threads when built with it.
 """
 
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
 from libc.stdint cimport int8_t, int32_t, int64_t, uint16_t
+
+include "_threads.pxi"
 
 ctypedef fused real:
     float
@@ -119,19 +121,22 @@ def gather_rows(const real[:, :] src, const index_t[::1] rows, double scale,
         p0 = &pos[0, 0]
         p_rs = pos.strides[0] // <Py_ssize_t>sizeof(real)
         p_cs = pos.strides[1] // <Py_ssize_t>sizeof(real)
-    for n in prange(n_out, nogil=True, schedule="static", num_threads=n_threads):
-        r = rows[n]
-        if r < 0 or r >= n_src:
-            skipped += 1
-            continue
-        if p0 != NULL:
-            q = pos_rows[n]
-            if q < 0 or q >= n_pos:
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    with nogil, parallel(num_threads=n_threads):
+        fe_unstack(caller_cpu)
+        for n in prange(n_out, schedule="static"):
+            r = rows[n]
+            if r < 0 or r >= n_src:
                 skipped += 1
                 continue
-            _emit_row(&out[n, 0], s0 + r * s_rs, s_cs, sc, b0, p0 + q * p_rs, p_cs, d)
-        else:
-            _emit_row(&out[n, 0], s0 + r * s_rs, s_cs, sc, b0, <const real*>NULL, 1, d)
+            if p0 != NULL:
+                q = pos_rows[n]
+                if q < 0 or q >= n_pos:
+                    skipped += 1
+                    continue
+                _emit_row(&out[n, 0], s0 + r * s_rs, s_cs, sc, b0, p0 + q * p_rs, p_cs, d)
+            else:
+                _emit_row(&out[n, 0], s0 + r * s_rs, s_cs, sc, b0, <const real*>NULL, 1, d)
     return skipped
 
 
@@ -161,15 +166,18 @@ def finish_rows(real[:, ::1] out, double scale, const real[::1] bias,
         p0 = &pos[0, 0]
         p_rs = pos.strides[0] // <Py_ssize_t>sizeof(real)
         p_cs = pos.strides[1] // <Py_ssize_t>sizeof(real)
-    for n in prange(n_out, nogil=True, schedule="static", num_threads=n_threads):
-        if p0 != NULL:
-            q = pos_rows[n]
-            if q < 0 or q >= n_pos:
-                skipped += 1
-                continue
-            _emit_row(&out[n, 0], &out[n, 0], 1, sc, b0, p0 + q * p_rs, p_cs, d)
-        else:
-            _emit_row(&out[n, 0], &out[n, 0], 1, sc, b0, <const real*>NULL, 1, d)
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    with nogil, parallel(num_threads=n_threads):
+        fe_unstack(caller_cpu)
+        for n in prange(n_out, schedule="static"):
+            if p0 != NULL:
+                q = pos_rows[n]
+                if q < 0 or q >= n_pos:
+                    skipped += 1
+                    continue
+                _emit_row(&out[n, 0], &out[n, 0], 1, sc, b0, p0 + q * p_rs, p_cs, d)
+            else:
+                _emit_row(&out[n, 0], &out[n, 0], 1, sc, b0, <const real*>NULL, 1, d)
     return skipped
 
 
@@ -213,22 +221,25 @@ def row_error_stats(const real[:, ::1] orig, const real[:, ::1] recon, double[:,
     cdef double e, a, b, c, x, y
     if recon.shape[0] != n_rows or recon.shape[1] != d or stats.shape[0] != n_rows or stats.shape[1] != 4:
         raise ValueError("row_error_stats: shape mismatch")
-    for n in prange(n_rows, nogil=True, schedule="static", num_threads=n_threads):
-        e = 0
-        a = 0
-        b = 0
-        c = 0
-        for j in range(d):
-            x = orig[n, j]
-            y = recon[n, j]
-            e = e + (x - y) * (x - y)
-            a = a + x * x
-            b = b + y * y
-            c = c + x * y
-        stats[n, 0] = e
-        stats[n, 1] = a
-        stats[n, 2] = b
-        stats[n, 3] = c
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    with nogil, parallel(num_threads=n_threads):
+        fe_unstack(caller_cpu)
+        for n in prange(n_rows, schedule="static"):
+            e = 0
+            a = 0
+            b = 0
+            c = 0
+            for j in range(d):
+                x = orig[n, j]
+                y = recon[n, j]
+                e = e + (x - y) * (x - y)
+                a = a + x * x
+                b = b + y * y
+                c = c + x * y
+            stats[n, 0] = e
+            stats[n, 1] = a
+            stats[n, 2] = b
+            stats[n, 3] = c
 
 
 def gather_sum_layernorm(const real[:, :] word, const index_t[::1] ids,
@@ -253,25 +264,28 @@ def gather_sum_layernorm(const real[:, :] word, const index_t[::1] ids,
             or word.shape[1] != d or token_type.shape[1] != d or pos.shape[1] != d
             or gamma.shape[0] != d or beta.shape[0] != d):
         raise ValueError("gather_sum_layernorm: shape mismatch")
-    for n in prange(n_out, nogil=True, schedule="static", num_threads=n_threads):
-        r = ids[n]
-        t = type_rows[n]
-        q = pos_rows[n]
-        if r < 0 or r >= word.shape[0] or t < 0 or t >= token_type.shape[0] or q < 0 or q >= pos.shape[0]:
-            skipped += 1
-            continue
-        mean = 0
-        for j in range(d):
-            out[n, j] = (word[r, j] + token_type[t, j]) + pos[q, j]
-            mean = mean + out[n, j]
-        mean = mean / d
-        var = 0
-        for j in range(d):
-            x = out[n, j] - mean
-            var = var + x * x
-        inv = 1.0 / sqrt(var / d + eps)
-        for j in range(d):
-            out[n, j] = <real>((out[n, j] - mean) * inv) * gamma[j] + beta[j]
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    with nogil, parallel(num_threads=n_threads):
+        fe_unstack(caller_cpu)
+        for n in prange(n_out, schedule="static"):
+            r = ids[n]
+            t = type_rows[n]
+            q = pos_rows[n]
+            if r < 0 or r >= word.shape[0] or t < 0 or t >= token_type.shape[0] or q < 0 or q >= pos.shape[0]:
+                skipped += 1
+                continue
+            mean = 0
+            for j in range(d):
+                out[n, j] = (word[r, j] + token_type[t, j]) + pos[q, j]
+                mean = mean + out[n, j]
+            mean = mean / d
+            var = 0
+            for j in range(d):
+                x = out[n, j] - mean
+                var = var + x * x
+            inv = 1.0 / sqrt(var / d + eps)
+            for j in range(d):
+                out[n, j] = <real>((out[n, j] - mean) * inv) * gamma[j] + beta[j]
     return skipped
 
 
@@ -335,23 +349,26 @@ def gather_dequant(const compact_t[:, :] src, const index_t[::1] rows, const flo
             raise ValueError("gather_dequant: int8 codes need a scale and offset per row")
     elif kind != 1 and kind != 2:
         raise ValueError("gather_dequant: uint16 tables are float16 (1) or bfloat16 (2)")
-    for n in prange(n_out, nogil=True, schedule="static", num_threads=n_threads):
-        r = rows[n]
-        if r < 0 or r >= n_src:
-            skipped += 1
-            continue
-        if compact_t is int8_t:
-            a = row_scale[r]
-            b = row_offset[r]
-            for j in range(d):
-                out[n, j] = <float>src[r, j] * a + b
-        else:
-            if kind == 1:
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    with nogil, parallel(num_threads=n_threads):
+        fe_unstack(caller_cpu)
+        for n in prange(n_out, schedule="static"):
+            r = rows[n]
+            if r < 0 or r >= n_src:
+                skipped += 1
+                continue
+            if compact_t is int8_t:
+                a = row_scale[r]
+                b = row_offset[r]
                 for j in range(d):
-                    out[n, j] = fastembed_half_to_float(src[r, j])
+                    out[n, j] = <float>src[r, j] * a + b
             else:
-                for j in range(d):
-                    out[n, j] = fastembed_bf16_to_float(src[r, j])
+                if kind == 1:
+                    for j in range(d):
+                        out[n, j] = fastembed_half_to_float(src[r, j])
+                else:
+                    for j in range(d):
+                        out[n, j] = fastembed_bf16_to_float(src[r, j])
     return skipped
 
 
@@ -382,8 +399,11 @@ def row_sq_norms(const real[:, ::1] x, double[::1] out, int n_threads):
         raise ValueError("row_sq_norms: shape mismatch")
     if n_rows == 0:
         return
-    for n in prange(n_rows, nogil=True, schedule="static", num_threads=n_threads):
-        out[n] = _sq_sum(&x[n, 0], d) if d > 0 else 0
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    with nogil, parallel(num_threads=n_threads):
+        fe_unstack(caller_cpu)
+        for n in prange(n_rows, schedule="static"):
+            out[n] = _sq_sum(&x[n, 0], d) if d > 0 else 0
 
 
 def sq_norms(const real[:, ::1] x, const double[::1] weights, double[::1] row_out, double[:, ::1] col_partial,
@@ -401,16 +421,19 @@ def sq_norms(const real[:, ::1] x, const double[::1] weights, double[::1] row_ou
     if weights is not None and weights.shape[0] != n_rows:
         raise ValueError("sq_norms: weights shape mismatch")
     chunk = (n_rows + n_parts - 1) // n_parts
-    for t in prange(n_parts, nogil=True, schedule="static", num_threads=n_threads):
-        lo = t * chunk
-        hi = lo + chunk
-        if hi > n_rows:
-            hi = n_rows
-        for n in range(lo, hi):
-            w = 1.0 if weights is None else weights[n]
-            acc = 0
-            for j in range(d):
-                v = x[n, j]
-                acc = acc + v * v
-                col_partial[t, j] = col_partial[t, j] + w * (v * v)
-            row_out[n] = acc
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    with nogil, parallel(num_threads=n_threads):
+        fe_unstack(caller_cpu)
+        for t in prange(n_parts, schedule="static"):
+            lo = t * chunk
+            hi = lo + chunk
+            if hi > n_rows:
+                hi = n_rows
+            for n in range(lo, hi):
+                w = 1.0 if weights is None else weights[n]
+                acc = 0
+                for j in range(d):
+                    v = x[n, j]
+                    acc = acc + v * v
+                    col_partial[t, j] = col_partial[t, j] + w * (v * v)
+                row_out[n] = acc

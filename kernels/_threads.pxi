@@ -1,0 +1,31 @@
+# Included by the kernel modules that run OpenMP regions (Cython `include`).
+#
+# After the CPUs idle, this VM's scheduler (Linux wake-affine placement) often wakes an OpenMP
+# worker on the CPU of the thread that woke it and leaves both there for a second or more: a
+# 2-thread region then runs 3-5x slower than one thread. fe_unstack(cpu of the calling thread),
+# run by each thread at the start of a task, moves a worker found on that CPU elsewhere: it
+# narrows its own affinity (the kernel migrates it at once) and restores it straight away, so
+# no thread stays pinned. A no-op off Linux, in serial builds, and on thread 0.
+cdef extern from *:
+    """
+    #if defined(__linux__) && defined(_OPENMP)
+    #include <sched.h>
+    #include <omp.h>
+    static int fe_current_cpu(void) { return sched_getcpu(); }
+    static void fe_unstack(int caller_cpu) {
+        cpu_set_t allowed, away;
+        if (caller_cpu < 0 || caller_cpu >= CPU_SETSIZE || omp_get_thread_num() == 0) return;
+        if (sched_getcpu() != caller_cpu) return;
+        if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+        away = allowed;
+        CPU_CLR(caller_cpu, &away);
+        if (CPU_COUNT(&away) == 0) return;
+        if (sched_setaffinity(0, sizeof away, &away) == 0) sched_setaffinity(0, sizeof allowed, &allowed);
+    }
+    #else
+    static int fe_current_cpu(void) { return -1; }
+    static void fe_unstack(int caller_cpu) { (void)caller_cpu; }
+    #endif
+    """
+    int fe_current_cpu() noexcept nogil
+    void fe_unstack(int caller_cpu) noexcept nogil
