@@ -113,8 +113,8 @@ def test_small_passes_use_the_pool_only_while_calls_come_back_to_back(monkeypatc
     assert _threads.for_work(4, small) == 1  # not an OpenMP pool (Numba's keeps its own policy)
     clock[0] += 1e-3
     assert _threads.for_work(4, small, openmp=True) == 1
-    assert _threads.for_flops(4, 100 * _threads.MIN_FLOPS_PER_THREAD, openmp=True) == 1  # idle pool
+    assert _threads.for_flops(4, 10 * _threads.MIN_FLOPS_PER_THREAD, openmp=True) == 1  # idle pool
     assert _threads.for_flops(4, 4 * _threads.MIN_FLOPS_PER_THREAD_COLD, openmp=True) == 4
     _threads.note_openmp_kernel_end()
-    assert _threads.for_flops(4, 100 * _threads.MIN_FLOPS_PER_THREAD, openmp=True) == 4  # warm pool
+    assert _threads.for_flops(4, 10 * _threads.MIN_FLOPS_PER_THREAD, openmp=True) == 4  # warm pool
     assert _threads.for_flops(4, _threads.MIN_FLOPS_PER_THREAD // 2, openmp=True) == 1
