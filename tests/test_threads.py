@@ -1,5 +1,6 @@
 """Thread counts: results do not depend on them; settings are per call or per thread."""
 
+import os
 import threading
 
 import numpy as np
@@ -118,3 +119,23 @@ def test_small_passes_use_the_pool_only_while_calls_come_back_to_back(monkeypatc
     _threads.note_openmp_kernel_end()
     assert _threads.for_flops(4, 10 * _threads.MIN_FLOPS_PER_THREAD, openmp=True) == 4  # warm pool
     assert _threads.for_flops(4, _threads.MIN_FLOPS_PER_THREAD // 2, openmp=True) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux affinity API")
+def test_no_thread_is_left_pinned_by_the_unstacking():
+    """Kernels may move an OpenMP worker off the caller's CPU (kernels/_threads.pxi), but every
+    thread of the process keeps the affinity the process had."""
+    import time
+    from pathlib import Path
+
+    allowed = os.sched_getaffinity(0)
+    rng = np.random.default_rng(0)
+    E, P = rng.standard_normal((3000, 64)).astype(np.float32), rng.standard_normal((64, 256)).astype(np.float32)
+    ids = rng.integers(0, 3000, (4, 256))
+    for i in range(40):
+        if i % 4 == 0:
+            time.sleep(0.003)  # idle CPUs: the pattern after which workers were found stacked
+        fe.factorized_lookup(ids, E, P, n_threads=2)
+        fe.lookup(ids, E, n_threads=2)
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        assert os.sched_getaffinity(int(task.name)) == allowed, task.name
