@@ -13,6 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INDEX_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
+_UNSIGNED = {np.dtype(f"{k}{n}"): np.dtype(f"u{n}") for k in "iu" for n in (1, 2, 4, 8)}
 
 
 def as_lookup_table(table, name="table"):
@@ -83,13 +85,17 @@ def as_index_array(x, name, bound, what="table"):
     The shape is kept; int8/int16/uint8/uint16 become int32, wider unsigned
     types int64 (after the range check, so 2**64 - 1 is an IndexError, not -1).
     """
-    arr = _integer_array(x, name)
+    ready = type(x) is np.ndarray and x.dtype in INDEX_DTYPES and x.flags.c_contiguous
+    arr = x if ready else _integer_array(x, name)  # the common case needs no conversion
     # One reduction over the ids seen as unsigned, where that maps every negative id above the bound.
-    if arr.size and (bound > 1 << (8 * arr.itemsize - 1) or arr.view(arr.dtype.str.replace("i", "u")).max() >= bound):
+    unsigned = _UNSIGNED.get(arr.dtype) if bound <= 1 << (8 * arr.itemsize - 1) else None
+    if arr.size and (unsigned is None or arr.view(unsigned).max() >= bound):
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= bound:
             bad = lo if lo < 0 else hi
             raise IndexError(f"{name} contains {int(bad)}, outside [0, {bound}) of the {what}")
+    if ready:
+        return arr
     target = np.int32 if arr.dtype.itemsize < 4 or arr.dtype == np.int32 else np.int64
     return np.asarray(arr, dtype=target, order="C")
 
