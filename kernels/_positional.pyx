@@ -10,11 +10,7 @@ rotary rotation in one read and one write per element.
 from cython.parallel cimport parallel, prange
 from libc.stdint cimport int64_t
 
-include "_threads.pxi"
-
-ctypedef fused real:
-    float
-    double
+include "_common.pxi"
 
 
 def sincos_rows(real[:, ::1] out, const int64_t[::1] hi, const int64_t[::1] lo,

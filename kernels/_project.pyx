@@ -20,15 +20,7 @@ any caller is counted and nothing is read out of bounds.
 from cython.parallel cimport parallel, prange
 from libc.stdint cimport int32_t, int64_t
 
-include "_threads.pxi"
-
-ctypedef fused real:
-    float
-    double
-
-ctypedef fused index_t:
-    int32_t
-    int64_t
+include "_common.pxi"
 
 cdef extern from *:
     """

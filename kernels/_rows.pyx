@@ -10,15 +10,7 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
 from libc.stdint cimport int8_t, int32_t, int64_t, uint16_t
 
-include "_threads.pxi"
-
-ctypedef fused real:
-    float
-    double
-
-ctypedef fused index_t:
-    int32_t
-    int64_t
+include "_common.pxi"
 
 cdef extern from *:
     """

@@ -123,7 +123,7 @@ def test_small_passes_use_the_pool_only_while_calls_come_back_to_back(monkeypatc
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux affinity API")
 def test_no_thread_is_left_pinned_by_the_unstacking():
-    """Kernels may move an OpenMP worker off the caller's CPU (kernels/_threads.pxi), but every
+    """Kernels may move an OpenMP worker off the caller's CPU (kernels/_common.pxi), but every
     thread of the process keeps the affinity the process had."""
     import time
     from pathlib import Path

@@ -1,5 +1,17 @@
-# Included by the kernel modules that run OpenMP regions (Cython `include`).
-#
+# Included by every kernel module (Cython `include`): the element and index types, and the
+# thread placement helper of their OpenMP regions.
+
+from libc.stdint cimport int32_t, int64_t
+
+ctypedef fused real:
+    float
+    double
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+
 # After the CPUs idle, this VM's scheduler (Linux wake-affine placement) often wakes an OpenMP
 # worker on the CPU of the thread that woke it and leaves both there for a second or more: a
 # 2-thread region then runs 3-5x slower than one thread. fe_unstack(cpu of the calling thread),
