@@ -78,6 +78,8 @@ def test_report_text_and_json_are_written(tmp_path, monkeypatch):
     text = bench.format_report(report)
     assert "FMA peak 500 GFLOP/s (avx512f)" in text and "first call" in text
     assert "[met] uniform 32x512" in bench.format_goals(report)
+    assert "indicative only" not in bench.format_goals(report)
+    assert "indicative only" in bench.format_goals(dict(report, quick=True))
     monkeypatch.setattr(bench, "collect", lambda quick=False: report)
     out = tmp_path / "r.json"
     assert bench.main(["--json", str(out)]) == 0
