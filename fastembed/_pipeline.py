@@ -1,4 +1,4 @@
-"""How a compiled backend computes a lookup: kernel calls around one BLAS product.
+"""How a compiled backend computes a lookup: which kernels, in which order, on how many threads.
 
 Factorized lookup, ``out = table[ids] @ proj * scale + bias + pos``, by one of
 three plans (chosen in ``choose_plan``):
@@ -78,12 +78,12 @@ def gather(k, src, rows, n_threads, scale=1.0, bias=None, pos=None, pos_rows=Non
     threads = for_work(n_threads, out.size, openmp=k.openmp)
     if not compact:
         _checked(k.gather_rows(src, rows, scale, bias, pos, pos_rows, out, threads), "gather_rows")
-        if k.openmp:
-            note_openmp_kernel_end()
-        return out
-    _checked(k.gather_dequant(src.data, rows, src.scale, src.offset, src.kind, out, threads), "gather_dequant")
-    if scale != 1.0 or bias is not None or pos is not None:
-        _checked(k.finish_rows(out, scale, bias, pos, pos_rows, threads), "finish_rows")
+    else:
+        _checked(k.gather_dequant(src.data, rows, src.scale, src.offset, src.kind, out, threads), "gather_dequant")
+        if scale != 1.0 or bias is not None or pos is not None:
+            _checked(k.finish_rows(out, scale, bias, pos, pos_rows, threads), "finish_rows")
+    if k.openmp:
+        note_openmp_kernel_end()
     return out
 
 
