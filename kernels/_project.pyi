@@ -5,11 +5,9 @@ from numpy.typing import NDArray
 _Real = NDArray[np.float32] | NDArray[np.float64]
 _Index = NDArray[np.int32] | NDArray[np.int64]
 
-ROWS_PER_TASK: int
-
+def simd_width() -> int: ...
 def simd_available() -> bool: ...
 def fma_probe(n_steps: int, n_threads: int) -> tuple[float, str | None]: ...
-def tile_shape(dtype_size: int) -> tuple[int, int]: ...
 def project_rows(
     table: _Real,
     rows: _Index | None,
@@ -19,6 +17,6 @@ def project_rows(
     pos: _Real | None,
     pos_rows: NDArray[np.int64] | None,
     out: _Real,
-    simd: bool,
+    simd: int,
     n_threads: int,
 ) -> int: ...

@@ -18,7 +18,6 @@ any caller is counted and nothing is read out of bounds.
 """
 
 from cython.parallel cimport parallel, prange
-from libc.stdint cimport int32_t, int64_t
 
 include "_common.pxi"
 
@@ -176,7 +175,7 @@ cdef extern from *:
                         double* const* o) noexcept nogil
 
 DEF MAX_MR = 8
-ROWS_PER_TASK = 64
+DEF ROWS_PER_TASK = 64
 
 
 def simd_width():
@@ -197,11 +196,6 @@ cdef inline int _effective_width(int requested) noexcept nogil:
     if requested >= 256 and here >= 256:
         return 256
     return 0
-
-
-def tile_shape(dtype_size, width=512):
-    """(rows, columns) of the ``width``-bit micro-tile for an element of ``dtype_size`` bytes."""
-    return FE_MR, FE_NV * (width // 8 // dtype_size)
 
 
 def fma_probe(long n_steps, int n_threads):
