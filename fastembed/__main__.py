@@ -11,7 +11,7 @@ def info():
     import numpy as np
 
     from . import __version__, backends
-    from ._threads import available_cores, blas_num_threads, get_num_threads
+    from ._threads import available_cores, blas_num_threads, get_num_threads, serial_reason
 
     lines = [
         f"fastembed {__version__} (distribution fastembed-kernels)",
@@ -21,6 +21,7 @@ def info():
         f"cython kernels built with OpenMP: {backends.openmp_enabled()}",
         f"fused lookup micro-tiles on this CPU: {_simd_name(backends.simd_width())}",
         f"threads: fastembed {get_num_threads()}, cores {available_cores()}, BLAS {blas_num_threads()}",
+        f"serial kernels: {serial_reason() or 'no'}",
     ]
     try:
         import numba

@@ -32,6 +32,17 @@ DEDUPE_MAX_UNIQUE_FRACTION = 0.8  # with BLAS projections
 FUSED_GATHER_PASS_RANK = 36
 MARKER_ROWS_PER_TOKEN = 64
 DIRECT_CHUNK_BYTES = 64 << 20  # bounds the gather buffer; smaller blocks made BLAS (K=r) slower than the cache gain
+# Python runs signal handlers (Ctrl-C) only between kernel calls, so long calls are cut into blocks
+# of at most this much work: ~2 GFLOP is a few milliseconds at any current core's FMA rate, and
+# 256 MiB of output a few tens of milliseconds of memory traffic; the cut costs one call each.
+SIGNAL_CHECK_FLOPS = 1 << 31
+SIGNAL_CHECK_BYTES = 256 << 20
+
+
+def row_blocks(n_rows, rows_per_block):
+    """Slices covering range(n_rows) in blocks of at most ``rows_per_block`` rows."""
+    step = max(1, int(rows_per_block))
+    return [slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
 
 
 def choose_plan(n_tokens, n_rows, fused=False, rank=None):
@@ -76,12 +87,14 @@ def gather(k, src, rows, n_threads, scale=1.0, bias=None, pos=None, pos_rows=Non
     if out is None:
         out = np.empty((rows.shape[0], src.shape[1]), dtype=np.float32 if compact else src.dtype)
     threads = for_work(n_threads, out.size, openmp=k.openmp)
-    if not compact:
-        _checked(k.gather_rows(src, rows, scale, bias, pos, pos_rows, out, threads), "gather_rows")
-    else:
-        _checked(k.gather_dequant(src.data, rows, src.scale, src.offset, src.kind, out, threads), "gather_dequant")
-        if scale != 1.0 or bias is not None or pos is not None:
-            _checked(k.finish_rows(out, scale, bias, pos, pos_rows, threads), "finish_rows")
+    for b in row_blocks(out.shape[0], SIGNAL_CHECK_BYTES // max(1, out.shape[1] * out.itemsize)):
+        p_rows = None if pos_rows is None else pos_rows[b]
+        if not compact:
+            _checked(k.gather_rows(src, rows[b], scale, bias, pos, p_rows, out[b], threads), "gather_rows")
+        else:
+            _checked(k.gather_dequant(src.data, rows[b], src.scale, src.offset, src.kind, out[b], threads), "gather_dequant")
+            if scale != 1.0 or bias is not None or pos is not None:
+                _checked(k.finish_rows(out[b], scale, bias, pos, p_rows, threads), "finish_rows")
     if k.openmp:
         note_openmp_kernel_end()
     return out
@@ -136,8 +149,13 @@ def _fused(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
 
 
 def _fused_block(k, table, ids, proj, scale, bias, pos, pos_rows, out, n_threads):
-    threads = for_flops(n_threads, 2.0 * out.size * table.shape[1], openmp=k.openmp)
-    _checked(k.project_rows(table, ids, proj, scale, bias, pos, pos_rows, out, threads), "project_rows")
+    """The fused kernel over ``out``'s rows, in blocks short enough for Ctrl-C to be seen."""
+    flops_per_row = 2.0 * out.shape[1] * max(1, table.shape[1])
+    threads = for_flops(n_threads, flops_per_row * out.shape[0], openmp=k.openmp)
+    for b in row_blocks(out.shape[0], SIGNAL_CHECK_FLOPS // flops_per_row):
+        rows, src = (ids[b], table) if ids is not None else (None, table[b])
+        p_rows = None if pos_rows is None else pos_rows[b]
+        _checked(k.project_rows(src, rows, proj, scale, bias, pos, p_rows, out[b], threads), "project_rows")
     if k.openmp:
         note_openmp_kernel_end()
 

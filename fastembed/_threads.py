@@ -3,8 +3,16 @@
 Precedence: the call's ``n_threads`` > a ``num_threads(n)`` block active in
 the calling thread > ``set_num_threads(n)`` > FASTEMBED_NUM_THREADS > the
 cores this process may use (the environment and the cores are read once).
+Whatever the source, the count a kernel gets is at most the cores this process
+may use (more threads than cores only adds wake-ups; absurd counts would make
+OpenMP start thousands of threads or abort the process).
 BLAS is limited to the same count (threadpoolctl) for the duration of the
 call, so BLAS and the kernel pools do not oversubscribe the cores.
+
+In a child process forked after a kernel thread pool started (multiprocessing's
+default on Linux), every kernel runs on one thread: GNU OpenMP cannot start its
+pool again after fork (a parallel region hangs) and Numba's OpenMP layer aborts.
+``serial_reason()`` says so, and ``fastembed --info`` prints it.
 """
 
 import contextlib
@@ -38,8 +46,49 @@ def available_cores():
 
 @functools.lru_cache(maxsize=1)
 def _environment_default():
-    env = os.environ.get("FASTEMBED_NUM_THREADS")
-    return _checked(int(env)) if env else available_cores()
+    env = os.environ.get("FASTEMBED_NUM_THREADS", "").strip()
+    if not env:
+        return available_cores()
+    try:
+        return _checked(int(env))
+    except (TypeError, ValueError):
+        raise ValueError(f"FASTEMBED_NUM_THREADS must be a whole number >= 1, got {env!r}") from None
+
+
+_pool_started = False  # a kernel thread pool (OpenMP or Numba) ran in this process
+_serial_reason = None  # why this process runs every kernel on one thread, if it does
+
+
+def note_pool_start():
+    """Record that a kernel thread pool ran here (a child forked from now on runs serially)."""
+    global _pool_started
+    _pool_started = True
+
+
+def _after_fork_in_child():
+    global _serial_reason, _last_openmp_kernel_end
+    if _pool_started:
+        _serial_reason = (
+            "this process was forked after the parent's kernel thread pool ran (GNU OpenMP and "
+            "Numba's OpenMP layer cannot restart it): kernels run on one thread here; use the "
+            "'spawn' or 'forkserver' start method for parallel kernels in child processes"
+        )
+    _last_openmp_kernel_end = float("-inf")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def serial_reason():
+    """Why kernels run on one thread in this process (None when they may use threads)."""
+    return _serial_reason
+
+
+def max_threads():
+    """The most threads any kernel call gets here: the cores this process may use (1 in a
+    child forked after the kernel pool ran)."""
+    return 1 if _serial_reason else available_cores()
 
 
 def _checked(n):
@@ -58,8 +107,9 @@ def set_num_threads(n: int | None) -> None:
 
 
 def get_num_threads() -> int:
-    """The thread count a call without ``n_threads`` uses in this thread."""
-    return resolve(None)
+    """The thread count set for calls without ``n_threads`` from this thread (by the precedence in
+    the module docstring). Kernels use at most the cores this process may use of it."""
+    return requested(None)
 
 
 @contextlib.contextmanager
@@ -74,8 +124,8 @@ def num_threads(n: int):
         _local.n = previous
 
 
-def resolve(n_threads):
-    """The thread count for one call."""
+def requested(n_threads):
+    """The thread count asked for, by the call or the settings (before the clamp)."""
     if n_threads is not None:
         return _checked(n_threads)
     local = getattr(_local, "n", None)
@@ -84,6 +134,11 @@ def resolve(n_threads):
     if _default is not None:
         return _default
     return _environment_default()
+
+
+def resolve(n_threads):
+    """The thread count for one call: what was asked for, at most ``max_threads()``."""
+    return min(requested(n_threads), max_threads())
 
 
 # Waking an idle OpenMP/Numba worker costs 25-250 us on a VM (the most after
@@ -105,8 +160,9 @@ _last_openmp_kernel_end = float("-inf")
 
 def note_openmp_kernel_end():
     """Record that an OpenMP kernel just returned (see ``for_work``)."""
-    global _last_openmp_kernel_end
+    global _last_openmp_kernel_end, _pool_started
     _last_openmp_kernel_end = time.perf_counter()
+    _pool_started = True
 
 
 def for_work(n_threads, n_elements, openmp=False):

@@ -8,6 +8,7 @@ are not integers, ValueError for shape, rank, dtype and ``out`` mismatches.
 import functools
 import math
 import numbers
+import operator
 from typing import NamedTuple
 
 import numpy as np
@@ -29,6 +30,30 @@ def as_lookup_table(table, name="table"):
         return compact, np.dtype(np.float32)
     table = as_float_matrix(table, name)
     return table, table.dtype
+
+
+def lookup_tables(table, proj=None):
+    """(table, proj, dtype, d) of a lookup: ``table`` as :func:`as_lookup_table` takes it, ``proj``
+    (r, d) in the output dtype (float32 for a compact table), d the output width."""
+    table, dtype = as_lookup_table(table)
+    if proj is not None:
+        from .quantize import CompactTable, proj_float32
+
+        if isinstance(table, CompactTable):
+            proj = proj_float32(proj)
+        proj = as_float_matrix(proj, "proj", dtype)
+        if proj.shape[0] != table.shape[1]:
+            raise ValueError(f"proj must have {table.shape[1]} rows to match table {table.shape}, got {proj.shape}")
+    return table, proj, dtype, table.shape[1] if proj is None else proj.shape[1]
+
+
+def as_pos_table(pos_table, d, dtype):
+    """A (n_positions, d) position table of the output dtype, any strides."""
+    table = np.asarray(pos_table)
+    if table.ndim != 2 or table.shape[1] != d:
+        raise ValueError(f"pos_table must have shape (n_positions, {d}), got {table.shape}")
+    check_float_dtype(table, "pos_table", dtype)
+    return usable_strides(table)
 
 
 def as_float_matrix(x, name, dtype=None):
@@ -80,27 +105,41 @@ def as_scale(scale):
 
 
 def as_index_array(x, name, bound, what="table"):
-    """Integer indices checked against [0, bound): returns a contiguous int32/int64 array.
+    """Integer indices checked against [0, bound): a private, C-contiguous int32/int64 copy.
 
-    The shape is kept; int8/int16/uint8/uint16 become int32, wider unsigned
-    types int64 (after the range check, so 2**64 - 1 is an IndexError, not -1).
+    The shape is kept; int8/int16/uint8/uint16 become int32, wider unsigned types int64 (checked
+    first, so 2**64 - 1 is an IndexError, not -1). The range is checked on the copy, so another
+    thread writing to ``x`` during the call cannot put an unchecked index in front of a kernel.
     """
-    ready = type(x) is np.ndarray and x.dtype in INDEX_DTYPES and x.flags.c_contiguous
-    arr = x if ready else _integer_array(x, name)  # the common case needs no conversion
+    arr = integer_array(x, name)
+    if arr.dtype.kind == "u" and arr.itemsize == 8 and arr.size:
+        _check_range(arr, name, bound, what)  # before int64 would wrap values >= 2**63
+    target = np.int32 if arr.dtype.itemsize < 4 or arr.dtype == np.int32 else np.int64
+    ids = np.array(arr, dtype=target, order="C", copy=True)
+    _check_range(ids, name, bound, what)
+    return ids
+
+
+def check_index_range(x, name, bound, what="table"):
+    """IndexError unless the integer array ``x`` (any layout, broadcast views read once) is in [0, bound)."""
+    core = x[tuple(slice(0, 1) if step == 0 else slice(None) for step in x.strides)] if x.ndim else x
+    _check_range(core, name, bound, what)
+
+
+def _check_range(arr, name, bound, what):
+    """IndexError unless every value of the integer array ``arr`` is in [0, bound)."""
+    if not arr.size:
+        return
     # One reduction over the ids seen as unsigned, where that maps every negative id above the bound.
-    unsigned = _UNSIGNED.get(arr.dtype) if bound <= 1 << (8 * arr.itemsize - 1) else None
-    if arr.size and (unsigned is None or arr.view(unsigned).max() >= bound):
+    unsigned = _UNSIGNED.get(arr.dtype) if bound <= 1 << (8 * arr.itemsize - 1) and arr.flags.c_contiguous else None
+    if unsigned is None or arr.view(unsigned).max() >= bound:
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= bound:
             bad = lo if lo < 0 else hi
             raise IndexError(f"{name} contains {int(bad)}, outside [0, {bound}) of the {what}")
-    if ready:
-        return arr
-    target = np.int32 if arr.dtype.itemsize < 4 or arr.dtype == np.int32 else np.int64
-    return np.asarray(arr, dtype=target, order="C")
 
 
-def _integer_array(x, name):
+def integer_array(x, name):
     was_array = isinstance(x, np.ndarray)
     arr = np.asarray(x)
     if arr.dtype == object:
@@ -122,11 +161,44 @@ def _integer_array(x, name):
 
 
 def check_offset(offset, length, limit, where=""):
-    """Positions offset .. offset + length - 1 along a sequence must be integers in [0, limit)."""
-    if isinstance(offset, (bool, np.bool_)) or not isinstance(offset, (int, np.integer)):
-        raise TypeError(f"offset must be an integer, got {offset!r}")
+    """Positions offset .. offset + length - 1 along a sequence must be integers in [0, limit);
+    returns ``offset`` as a Python int (numpy integers near 2**63 would overflow the sum)."""
+    offset = as_integer(offset, "offset")
     if offset < 0 or offset + length > limit:
         raise IndexError(f"positions {offset}..{offset + length - 1} are outside [0, {limit}){where}")
+    return offset
+
+
+def as_integer(value, name, minimum=None):
+    """``value`` as a Python int: TypeError unless it is an integer (bool is not), ValueError below
+    ``minimum``."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = operator.index(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def as_real(value, name, *, above=None, at_least=None, below=None):
+    """``value`` as a finite Python float: TypeError unless it is a real number (bool is not),
+    ValueError outside the range (``above``/``below`` exclusive, ``at_least`` inclusive)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if above is not None and not value > above:
+        raise ValueError(f"{name} must be > {above}, got {value}")
+    if at_least is not None and not value >= at_least:
+        raise ValueError(f"{name} must be >= {at_least}, got {value}")
+    if below is not None and not value < below:
+        raise ValueError(f"{name} must be < {below}, got {value}")
+    return value
 
 
 class Positions(NamedTuple):
@@ -142,11 +214,7 @@ def positions(ids_shape, pos_table, offset, position_ids, d, dtype):
         if offset != 0:
             raise ValueError("offset given without a pos_table")
         return Positions(None, None)
-    table = np.asarray(pos_table)
-    if table.ndim != 2 or table.shape[1] != d:
-        raise ValueError(f"pos_table must have shape (n_positions, {d}), got {table.shape}")
-    check_float_dtype(table, "pos_table", dtype)
-    table = usable_strides(table)
+    table = as_pos_table(pos_table, d, dtype)
     n_pos = table.shape[0]
     if position_ids is not None:
         if offset != 0:
@@ -159,8 +227,8 @@ def positions(ids_shape, pos_table, offset, position_ids, d, dtype):
                 f"position_ids of shape {rows.shape} do not broadcast to ids of shape {ids_shape}"
             ) from None
     else:
-        check_offset(offset, ids_shape[-1] if ids_shape else 1, n_pos, " of the pos_table")
-        return Positions(table, _sequence_rows(ids_shape, int(offset)))
+        offset = check_offset(offset, ids_shape[-1] if ids_shape else 1, n_pos, " of the pos_table")
+        return Positions(table, _sequence_rows(ids_shape, offset))
     return Positions(table, np.ascontiguousarray(rows, dtype=np.int64).reshape(-1))
 
 
@@ -186,8 +254,10 @@ def _build_sequence_rows(ids_shape, offset):
 _cached_sequence_rows = functools.lru_cache(maxsize=64)(_build_sequence_rows)
 
 
-def output(out, shape, dtype, inputs):
-    """Check a caller's ``out`` (shape, dtype, writable, no overlap with an input)."""
+def output(out, shape, dtype, inputs, in_place=None):
+    """Check a caller's ``out``: an ndarray of ``shape`` and ``dtype``, writable, and sharing no
+    memory with any input (the overlap rule, the same for every function). ``inputs`` maps names
+    to arrays, compact tables or None; ``in_place`` is the one input ``out`` may be itself."""
     if out is None:
         return None
     if not isinstance(out, np.ndarray):
@@ -198,7 +268,35 @@ def output(out, shape, dtype, inputs):
         raise ValueError(f"out must have dtype {dtype}, got {out.dtype}")
     if not out.flags.writeable:
         raise ValueError("out is read-only")
-    for name, x in inputs.items():
-        if x is not None and np.may_share_memory(out, x):
-            raise ValueError(f"out overlaps {name}")
+    check_no_overlap(out, inputs, in_place)
     return out
+
+
+def check_no_overlap(out, inputs, in_place=None):
+    """ValueError when ``out`` may share memory with an input (every array of a compact table
+    included), unless that input is ``in_place`` and ``out`` is exactly it."""
+    for name, x in inputs.items():
+        for part in _arrays_of(x):
+            if part is in_place and _same_view(out, part):
+                continue
+            if np.may_share_memory(out, part):
+                raise ValueError(f"out overlaps {name}" + (" without being it" if part is in_place else ""))
+
+
+def _same_view(a, b):
+    return (
+        a.shape == b.shape
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
+
+
+def _arrays_of(x):
+    if x is None:
+        return ()
+    if isinstance(x, np.ndarray):
+        return (x,)
+    parts = [getattr(x, name, None) for name in ("data", "codes", "scale", "offset")]
+    found = tuple(p for p in parts if isinstance(p, np.ndarray))
+    return found if found else ((x,) if hasattr(x, "__array_interface__") else ())

@@ -1,28 +1,65 @@
-"""Scratch buffers reused across calls, one set per thread.
+"""Scratch buffers reused across calls, one set per thread and per nesting level.
 
 Intermediates of the compiled pipeline (gathered rows, projected distinct rows,
 dedupe markers) are tens of MB at ALBERT shapes. A fresh allocation of that size
 is fresh pages from the OS on every call; on a VM with transparent huge pages
 that cost varied from 2 ms to 100 ms per call. Reusing the buffers removes it.
-Each thread keeps its own buffers (re-entrant and thread-safe); ``release()``
-frees the calling thread's.
+
+Each thread keeps its own buffers, and each ``frame()`` (one public call) its own level of
+them, so a call made while another is in progress on the same thread (a signal handler, a
+callback) never sees the outer call's scratch. When the outermost frame ends, buffers larger
+than ``KEEP_BYTES`` are freed, so one huge call does not leave its scratch resident.
+``release()`` frees the calling thread's buffers.
 """
 
+import contextlib
 import math
 import threading
 
 import numpy as np
 
 _local = threading.local()
+KEEP_BYTES = 64 << 20  # the largest buffer kept between calls: DIRECT_CHUNK_BYTES of _pipeline bounds the usual ones
+
+
+def _level(kind):
+    """This thread's buffers of ``kind`` ("buffers" or "markers") for the innermost active frame."""
+    levels = getattr(_local, kind, None)
+    if levels is None:
+        levels = [{}]
+        setattr(_local, kind, levels)
+    level = max(getattr(_local, "depth", 0) - 1, 0)
+    while len(levels) <= level:
+        levels.append({})
+    return levels[level]
+
+
+@contextlib.contextmanager
+def frame():
+    """The scratch of one call: a frame opened inside another on the same thread gets buffers of
+    its own, freed when it ends; the outermost frame keeps its buffers of up to KEEP_BYTES."""
+    depth = getattr(_local, "depth", 0)
+    _local.depth = depth + 1
+    try:
+        yield
+    finally:
+        _local.depth = depth
+        for kind in ("buffers", "markers"):
+            levels = getattr(_local, kind, None)
+            if not levels:
+                continue
+            if depth > 0:
+                del levels[depth:]
+            else:
+                for key in [k for k, b in levels[0].items() if b.nbytes > KEEP_BYTES]:
+                    del levels[0][key]
 
 
 def scratch(name, shape, dtype):
-    """An uninitialised array of ``shape`` and ``dtype`` backed by this thread's buffer ``name``."""
+    """An uninitialised array of ``shape`` and ``dtype`` backed by this frame's buffer ``name``."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    buffers = getattr(_local, "buffers", None)
-    if buffers is None:
-        buffers = _local.buffers = {}
+    buffers = _level("buffers")
     buf = buffers.get(name)
     if buf is None or buf.nbytes < nbytes:
         buf = buffers[name] = np.empty(max(nbytes, 64), dtype=np.uint8)
@@ -32,9 +69,7 @@ def scratch(name, shape, dtype):
 def marker(n_rows, dtype):
     """This thread's dedupe marker: ``n_rows`` slots, all -1 (the dedupe kernel restores them)."""
     dtype = np.dtype(dtype)
-    markers = getattr(_local, "markers", None)
-    if markers is None:
-        markers = _local.markers = {}
+    markers = _level("markers")
     current = markers.get(dtype.char)
     if current is None or current.shape[0] < n_rows:
         current = markers[dtype.char] = np.full(max(n_rows, 1024), -1, dtype=dtype)
@@ -42,9 +77,13 @@ def marker(n_rows, dtype):
 
 
 def release():
-    """Free the calling thread's scratch buffers."""
-    _local.buffers = {}
-    _local.markers = {}
+    """Free the calling thread's scratch buffers (those of calls in progress stay theirs)."""
+    for kind in ("buffers", "markers"):
+        levels = getattr(_local, kind, None)
+        if levels and not getattr(_local, "depth", 0):
+            setattr(_local, kind, [{}])
+
+
 
 
 PREFAULT_BYTES = 4 << 20

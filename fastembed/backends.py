@@ -13,6 +13,8 @@ import os
 import threading
 import warnings
 
+from . import _threads
+
 BACKENDS = ("cython", "numba", "numpy")
 
 
@@ -48,46 +50,54 @@ class KernelSet:
         CPU was available), so there the BLAS plans stay the default and ``plan="fused"`` opts in."""
         return self.simd_width >= 512
 
-    def threads(self, n_threads):
-        """Context in which the kernels may use ``n_threads`` threads."""
-        return contextlib.nullcontext()
+    def _threads(self, n_threads):
+        """The thread policy every kernel call passes through: at least 1, at most
+        ``fastembed._threads.max_threads()`` (1 in a child forked after the pool ran)."""
+        n = max(1, min(int(n_threads), _threads.max_threads()))
+        if n > 1 and self.openmp:
+            _threads.note_pool_start()
+        return n
 
     def gather_rows(self, src, rows, scale, bias, pos, pos_rows, out, n_threads):
-        return self.rows.gather_rows(src, rows, scale, bias, pos, pos_rows, out, n_threads)
+        return self.rows.gather_rows(src, rows, scale, bias, pos, pos_rows, out, self._threads(n_threads))
 
     def finish_rows(self, out, scale, bias, pos, pos_rows, n_threads):
-        return self.rows.finish_rows(out, scale, bias, pos, pos_rows, n_threads)
+        return self.rows.finish_rows(out, scale, bias, pos, pos_rows, self._threads(n_threads))
 
     def dedupe(self, ids, marker, uniq, remap):
         return self.rows.dedupe(ids, marker, uniq, remap)
 
     def gather_dequant(self, src, rows, row_scale, row_offset, kind, out, n_threads):
-        return self.rows.gather_dequant(src, rows, row_scale, row_offset, kind, out, n_threads)
+        return self.rows.gather_dequant(src, rows, row_scale, row_offset, kind, out, self._threads(n_threads))
 
     def row_error_stats(self, orig, recon, stats, n_threads):
-        return self.rows.row_error_stats(orig, recon, stats, n_threads)
+        return self.rows.row_error_stats(orig, recon, stats, self._threads(n_threads))
 
     def row_sq_norms(self, x, out, n_threads):
-        return self.rows.row_sq_norms(x, out, n_threads)
+        return self.rows.row_sq_norms(x, out, self._threads(n_threads))
 
     def sq_norms(self, x, weights, row_out, col_partial, n_threads):
-        return self.rows.sq_norms(x, weights, row_out, col_partial, n_threads)
+        return self.rows.sq_norms(x, weights, row_out, col_partial, self._threads(n_threads))
 
     def gather_sum_layernorm(self, word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads):
         return self.rows.gather_sum_layernorm(
-            word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads
+            word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, self._threads(n_threads)
         )
 
     def sincos_rows(self, out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads):
-        return self.positional.sincos_rows(out, hi, lo, *tables, n_sin, n_cos, sin_col, cos_col, step, n_threads)
+        return self.positional.sincos_rows(
+            out, hi, lo, *tables, n_sin, n_cos, sin_col, cos_col, step, self._threads(n_threads)
+        )
 
     def rope_rows(self, x, out, table_rows, cos, sin, half, neox, n_threads):
-        return self.positional.rope_rows(x, out, table_rows, cos, sin, half, neox, n_threads)
+        return self.positional.rope_rows(x, out, table_rows, cos, sin, half, neox, self._threads(n_threads))
 
     def project_rows(self, table, rows, proj, scale, bias, pos, pos_rows, out, n_threads, simd=None):
         """``simd``: the widest micro-tile allowed in bits (default: the widest that runs here)."""
         width = self.simd_width if simd is None else min(int(simd), self.simd_width)
-        return self.project.project_rows(table, rows, proj, scale, bias, pos, pos_rows, out, width, n_threads)
+        return self.project.project_rows(
+            table, rows, proj, scale, bias, pos, pos_rows, out, width, self._threads(n_threads)
+        )
 
 
 class NumbaKernelSet(KernelSet):
@@ -105,17 +115,23 @@ class NumbaKernelSet(KernelSet):
 
         self._numba = numba
 
-    @contextlib.contextmanager
-    def threads(self, n_threads):
-        numba = self._numba
-        n = max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    def _run(self, kernel, n_threads, *args):
+        """Run a Numba kernel on at most ``n_threads`` threads (Numba's per-thread setting), with
+        entry into parallel regions serialised unless the threading layer supports concurrent
+        entry (tbb, omp); in a child forked after the pool ran, its serial compilation."""
+        from ._kernels._numba_jit import serial
+
+        n = max(1, min(int(n_threads), _threads.max_threads(), self._numba.config.NUMBA_NUM_THREADS))
+        if _threads.serial_reason() is not None:
+            return serial(kernel)(*args)
+        _threads.note_pool_start()  # the first parallel call starts Numba's pool, whatever n
         with self._maybe_serialised():
-            previous = numba.get_num_threads()
-            numba.set_num_threads(n)
+            previous = self._numba.get_num_threads()
+            self._numba.set_num_threads(n)
             try:
-                yield
+                return kernel(*args)
             finally:
-                numba.set_num_threads(previous)
+                self._numba.set_num_threads(previous)
 
     def _maybe_serialised(self):
         try:
@@ -125,46 +141,40 @@ class NumbaKernelSet(KernelSet):
         return contextlib.nullcontext() if layer in ("tbb", "omp") else self._entry_lock
 
     def gather_rows(self, src, rows, scale, bias, pos, pos_rows, out, n_threads):
-        with self.threads(n_threads):
-            return self.rows.gather_rows(src, rows, out.dtype.type(scale), bias, pos, pos_rows, out)
+        return self._run(self.rows.gather_rows, n_threads, src, rows, out.dtype.type(scale), bias, pos, pos_rows, out)
 
     def finish_rows(self, out, scale, bias, pos, pos_rows, n_threads):
-        with self.threads(n_threads):
-            return self.rows.finish_rows(out, out.dtype.type(scale), bias, pos, pos_rows)
+        return self._run(self.rows.finish_rows, n_threads, out, out.dtype.type(scale), bias, pos, pos_rows)
 
     def gather_dequant(self, src, rows, row_scale, row_offset, kind, out, n_threads):
-        with self.threads(n_threads):
-            return self.rows.gather_dequant(src, rows, row_scale, row_offset, kind, out)
+        return self._run(self.rows.gather_dequant, n_threads, src, rows, row_scale, row_offset, kind, out)
 
     def row_error_stats(self, orig, recon, stats, n_threads):
-        with self.threads(n_threads):
-            return self.rows.row_error_stats(orig, recon, stats)
+        return self._run(self.rows.row_error_stats, n_threads, orig, recon, stats)
 
     def row_sq_norms(self, x, out, n_threads):
-        with self.threads(n_threads):
-            return self.rows.row_sq_norms(x, out)
+        return self._run(self.rows.row_sq_norms, n_threads, x, out)
 
     def sq_norms(self, x, weights, row_out, col_partial, n_threads):
-        with self.threads(n_threads):
-            return self.rows.sq_norms(x, weights, row_out, col_partial)
+        return self._run(self.rows.sq_norms, n_threads, x, weights, row_out, col_partial)
 
     def gather_sum_layernorm(self, word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads):
-        with self.threads(n_threads):
-            return self.rows.gather_sum_layernorm(
-                word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out
-            )
+        return self._run(
+            self.rows.gather_sum_layernorm, n_threads, word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out
+        )
 
     def sincos_rows(self, out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads):
-        with self.threads(n_threads):
-            return self.positional.sincos_rows(out, hi, lo, *tables, n_sin, n_cos, sin_col, cos_col, step)
+        return self._run(
+            self.positional.sincos_rows, n_threads, out, hi, lo, *tables, n_sin, n_cos, sin_col, cos_col, step
+        )
 
     def rope_rows(self, x, out, table_rows, cos, sin, half, neox, n_threads):
-        with self.threads(n_threads):
-            return self.positional.rope_rows(x, out, table_rows, cos, sin, half, neox)
+        return self._run(self.positional.rope_rows, n_threads, x, out, table_rows, cos, sin, half, neox)
 
     def project_rows(self, table, rows, proj, scale, bias, pos, pos_rows, out, n_threads, simd=None):
-        with self.threads(n_threads):
-            return self.project.project_rows(table, rows, proj, out.dtype.type(scale), bias, pos, pos_rows, out)
+        return self._run(
+            self.project.project_rows, n_threads, table, rows, proj, out.dtype.type(scale), bias, pos, pos_rows, out
+        )
 
 
 @functools.cache

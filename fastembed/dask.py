@@ -78,9 +78,7 @@ def _lookup(local, ids, tables, d, dtype, *, scale, bias, pos_table, offset, pos
         raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
     bias = v.as_vector(bias, "bias", d, dtype)
     if pos_table is not None:
-        pos_table = v.as_float_matrix(pos_table, "pos_table", dtype)
-        if pos_table.shape[1] != d:
-            raise ValueError(f"pos_table must have shape (n_positions, {d}), got {pos_table.shape}")
+        pos_table = v.as_pos_table(pos_table, d, dtype)
         if position_ids is None:
             v.check_offset(offset, ids.shape[-1] if ids.ndim else 1, pos_table.shape[0], " of the pos_table")
     elif position_ids is not None or offset:
@@ -140,16 +138,13 @@ def factorized_lookup(
         Computing it raises what the local call raises for a bad block (e.g. IndexError).
     """
     backends.resolve(backend)
-    table = v.as_float_matrix(table, "table")
-    proj = v.as_float_matrix(proj, "proj", table.dtype)
-    if proj.shape[0] != table.shape[1]:
-        raise ValueError(f"proj must have {table.shape[1]} rows to match table {table.shape}, got {proj.shape}")
+    table, proj, dtype, d = v.lookup_tables(table, proj)
     return _lookup(
         _local_factorized_lookup,
         ids,
         [table, proj],
-        proj.shape[1],
-        table.dtype,
+        d,
+        dtype,
         scale=scale,
         bias=bias,
         pos_table=pos_table,
@@ -176,13 +171,13 @@ def lookup(
 ) -> Any:
     """:func:`fastembed.lookup` over a dask array of ids (see :func:`factorized_lookup`)."""
     backends.resolve(backend)
-    table = v.as_float_matrix(table, "table")
+    table, _, dtype, d = v.lookup_tables(table)
     return _lookup(
         _local_lookup,
         ids,
         [table],
-        table.shape[1],
-        table.dtype,
+        d,
+        dtype,
         scale=scale,
         bias=bias,
         pos_table=pos_table,

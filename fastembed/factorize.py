@@ -15,6 +15,8 @@ far faster than a full SVD); ``method="randomized"`` uses a randomized range
 finder with power iterations (Halko, Martinsson & Tropp 2011).
 """
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -96,7 +98,7 @@ def _validated(W, rank, energy, max_error, method, row_weights, scale_into):
         W = W.astype(np.float64)
     if W.size == 0:
         raise ValueError(f"W is empty (shape {W.shape})")
-    if method != "svd" and not np.isfinite(W).all():  # the exact method checks its Gram matrix instead
+    if method != "svd" and not math.isfinite(_peak(W)):  # the exact method checks its Gram pass instead
         raise _non_finite()
     given = sum(x is not None for x in (rank, energy, max_error))
     if given != 1:
@@ -124,6 +126,40 @@ def _validated(W, rank, energy, max_error, method, row_weights, scale_into):
         if not row_weights.any():
             raise ValueError("row_weights are all zero")
     return W, row_weights
+
+
+# Products of W's entries must stay clear of overflow and of the subnormal range in W's dtype (the
+# Gram matrix sums squares; float32 overflows past 3e38 and underflows below 1e-38). A table whose
+# largest row norm lies outside this range of powers of two is rescaled by an exact power of two
+# first, and the factors are scaled back.
+SAFE_EXPONENT = {np.dtype(np.float32): 40, np.dtype(np.float64): 300}
+
+
+def _peak(W):
+    """max |W| (NaN when W has a NaN, inf with an inf), by two reductions without a temporary."""
+    return float(max(W.max(), -W.min()))
+
+
+class _NeedsRescale(Exception):
+    """W's magnitude is outside the range its dtype factorizes accurately: scale it by 2**shift."""
+
+    def __init__(self, shift):
+        super().__init__(shift)
+        self.shift = shift
+
+
+def _shift_for(peak):
+    """An even power of two (so that "both" splits it exactly) that brings ``peak`` near 1."""
+    exponent = math.frexp(peak)[1]
+    return -exponent + exponent % 2
+
+
+def _check_magnitude(peak, dtype):
+    """Raise _NeedsRescale when ``peak`` (a largest |entry| or row norm) is outside the safe range."""
+    if peak == 0 or not math.isfinite(peak):
+        return
+    if abs(math.frexp(peak)[1]) > SAFE_EXPONENT[np.dtype(dtype)]:
+        raise _NeedsRescale(_shift_for(peak))
 
 
 def _rank_for_energy(s2, energy):
@@ -158,7 +194,8 @@ def gram(X, w=None, mu=None, row_norms=None):
     """
     total = np.zeros((X.shape[1], X.shape[1]))
     for i, block in enumerate(_row_chunks(X, w, mu, GRAM_BLOCK_ROWS)):
-        total += block.T @ block
+        with np.errstate(over="ignore", invalid="ignore"):  # the caller checks the result and rescales
+            total += block.T @ block
         if row_norms is not None:
             rows = slice(i * GRAM_BLOCK_ROWS, i * GRAM_BLOCK_ROWS + block.shape[0])
             row_norms[rows] = _row_sq_norms(X[rows])
@@ -168,15 +205,22 @@ def gram(X, w=None, mu=None, row_norms=None):
 def _right_vectors_exact(X, w, mu, row_norms=None):
     """All right singular vectors (columns) and s^2 of diag(sqrt(w)) (X - mu), descending."""
     if X.shape[0] >= X.shape[1]:
+        if row_norms is None:
+            row_norms = np.empty(X.shape[0])
         g = gram(X, w, mu, row_norms)
-        if not np.isfinite(g).all():
+        peak = math.sqrt(float(row_norms.max()))  # NaN or inf exactly when X has one
+        if not math.isfinite(peak):
             raise _non_finite()
+        if not np.isfinite(g).all():  # finite rows whose products overflowed
+            raise _NeedsRescale(_shift_for(peak))
+        _check_magnitude(peak, X.dtype)
         s2, vecs = np.linalg.eigh(g)
         order = np.argsort(s2)[::-1]
         return vecs[:, order], np.clip(s2[order], 0, None)
     Xw = np.vstack(list(_row_chunks(X.astype(np.float64), w, mu)))
-    if not np.isfinite(Xw).all():
+    if not math.isfinite(_peak(X)):
         raise _non_finite()
+    _check_magnitude(_peak(X), X.dtype)
     _, s, vt = np.linalg.svd(Xw, full_matrices=False)
     return vt.T, s**2
 
@@ -271,27 +315,38 @@ def factorize(
     W, w = _validated(W, rank, energy, max_error, method, row_weights, scale_into)
     if max_error is not None:
         energy = 1.0 - max_error**2
+    args = (w, rank, energy, method, center, scale_into, seed, n_threads)
     with blas_limit(resolve(n_threads)):
-        mu = np.average(W, axis=0, weights=w).astype(W.dtype) if center else None
-        all_s2 = None
-        w_norm2 = np.full(W.shape[0], np.nan)  # filled by the Gram pass where there is one
-        if method == "svd":
-            vecs, all_s2 = _right_vectors_exact(W, w, mu, w_norm2)
-            r = rank if rank is not None else _rank_for_energy(all_s2, energy)
-            vr, s2 = vecs[:, :r], all_s2[:r]
-        elif rank is not None:
-            vr, s2 = _right_vectors_randomized(W, w, mu, rank, seed)
-        else:
-            vr, s2 = _randomized_for_energy(W, w, mu, energy, seed)
-        code = _codes(W, mu, vr, resolve(n_threads))
-        c_norm2, s2 = _code_norms(code, w, n_threads)
-        table, proj = _split_scale(code, vr, np.sqrt(s2), scale_into)
-        tail = None if all_s2 is None else max(float(all_s2.sum() - s2.sum()), 0.0)
-        if mu is None:
-            stats = orthonormal_row_stats(W, code, table, proj, n_threads=n_threads, w_norm2=w_norm2, c_norm2=c_norm2)
-            report = report_from_stats(stats, w, tail)
-        else:
-            report = error_report(W, table, proj, mu, w, tail_energy=tail, n_threads=n_threads)
+        try:
+            return _factorize(W, *args)
+        except _NeedsRescale as rescale:
+            # W * 2**shift is exact; its factors, scaled back by 2**-shift, are W's.
+            return _scaled(_factorize(np.ldexp(W, rescale.shift), *args), -rescale.shift)
+
+
+def _factorize(W, w, rank, energy, method, center, scale_into, seed, n_threads):
+    if method == "randomized":
+        _check_magnitude(_peak(W), W.dtype)
+    mu = np.average(W, axis=0, weights=w).astype(W.dtype) if center else None
+    all_s2 = None
+    w_norm2 = np.full(W.shape[0], np.nan)  # filled by the Gram pass where there is one
+    if method == "svd":
+        vecs, all_s2 = _right_vectors_exact(W, w, mu, w_norm2)
+        r = rank if rank is not None else _rank_for_energy(all_s2, energy)
+        vr, s2 = vecs[:, :r], all_s2[:r]
+    elif rank is not None:
+        vr, s2 = _right_vectors_randomized(W, w, mu, rank, seed)
+    else:
+        vr, s2 = _randomized_for_energy(W, w, mu, energy, seed)
+    code = _codes(W, mu, vr, resolve(n_threads))
+    c_norm2, s2 = _code_norms(code, w, n_threads)
+    table, proj = _split_scale(code, vr, np.sqrt(s2), scale_into)
+    tail = None if all_s2 is None else max(float(all_s2.sum() - s2.sum()), 0.0)
+    if mu is None:
+        stats = orthonormal_row_stats(W, code, table, proj, n_threads=n_threads, w_norm2=w_norm2, c_norm2=c_norm2)
+        report = report_from_stats(stats, w, tail)
+    else:
+        report = error_report(W, table, proj, mu, w, tail_energy=tail, n_threads=n_threads)
     return Factorization(
         table=table,
         proj=proj,
@@ -302,6 +357,19 @@ def factorize(
         method=method,
         scale_into=scale_into,
         all_singular_values=None if all_s2 is None else np.sqrt(all_s2),
+    )
+
+
+def _scaled(fac, shift):
+    """``fac`` with W's scale multiplied by 2**shift (exact); relative errors are unchanged."""
+    table_shift = {"table": shift, "proj": 0, "both": shift // 2}[fac.scale_into]
+    return dataclasses.replace(
+        fac,
+        table=np.ldexp(fac.table, table_shift).astype(fac.table.dtype),
+        proj=np.ldexp(fac.proj, shift - table_shift).astype(fac.proj.dtype),
+        singular_values=np.ldexp(fac.singular_values, shift),
+        bias=None if fac.bias is None else np.ldexp(fac.bias, shift).astype(fac.bias.dtype),
+        all_singular_values=None if fac.all_singular_values is None else np.ldexp(fac.all_singular_values, shift),
     )
 
 

@@ -5,9 +5,11 @@ hostile file could get wrong (header size, JSON, dtypes, shapes, offsets)
 before it reads data; npz files are read with ``allow_pickle=False``.
 """
 
+import contextlib
 import json
 import math
 import os
+import stat
 import struct
 from collections.abc import Iterable, Mapping
 
@@ -30,6 +32,7 @@ SAFETENSORS_DTYPES = {
 }
 _NUMPY_TO_SAFETENSORS = {dt: name for name, dt in SAFETENSORS_DTYPES.items() if name != "BF16"}
 MAX_HEADER_BYTES = 100 * 2**20
+MAX_DIMS = 32  # numpy 1.x's limit; no checkpoint tensor comes close
 
 
 class CheckpointError(ValueError):
@@ -50,10 +53,45 @@ def float32_to_bfloat16(x):
     return np.where(nan, (u >> 16) | 0x40, rounded).astype(np.uint16)
 
 
+@contextlib.contextmanager
+def _open_regular(path):
+    """``path`` opened for binary reading, or CheckpointError when it is not a readable regular
+    file (a FIFO, a device or a directory would block or read forever)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CheckpointError(f"{path}: not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
+        yield fh
+
+
+def _no_duplicates(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        duplicated = sorted({k for k in keys if keys.count(k) > 1})
+        raise CheckpointError(f"duplicate keys {duplicated}")
+    return dict(pairs)
+
+
 def read_safetensors_header(path):
-    """(header dict without __metadata__, metadata dict, data start offset, file size)."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as fh:
+    """(header dict without __metadata__, metadata dict, data start offset, file size).
+
+    Every entry is checked: a known dtype, a shape of at most MAX_DIMS non-negative integers,
+    data_offsets inside the data section matching the shape, and the entries tiling the data
+    section without overlap (the format forbids overlapping or holed buffers). Anything else,
+    including duplicate keys and absurd nesting, is a CheckpointError.
+    """
+    with _open_regular(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
         head = fh.read(8)
         if len(head) < 8:
             raise CheckpointError(f"{path}: too short for a safetensors file ({size} bytes)")
@@ -62,9 +100,11 @@ def read_safetensors_header(path):
             raise CheckpointError(f"{path}: header length {n} does not fit a {size}-byte file")
         raw = fh.read(n)
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: header is not valid JSON ({exc})") from None
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: header has {exc}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: header is not valid JSON ({type(exc).__name__}: {exc})"[:500]) from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: header is not a JSON object")
     metadata = header.pop("__metadata__", {}) or {}
@@ -73,25 +113,44 @@ def read_safetensors_header(path):
     data_size = size - 8 - n
     for name, info in header.items():
         _check_entry(path, name, info, data_size)
+    _check_tiling(path, header, data_size)
     return header, metadata, 8 + n, size
+
+
+def _is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _check_entry(path, name, info, data_size):
     if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
         raise CheckpointError(f"{path}: entry {name!r} is malformed")
-    if info["dtype"] not in SAFETENSORS_DTYPES:
-        raise CheckpointError(f"{path}: entry {name!r} has unknown dtype {info['dtype']!r}")
+    dtype = info["dtype"]
+    if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPES:
+        raise CheckpointError(f"{path}: entry {name!r} has unknown dtype {dtype!r}"[:500])
     shape, offsets = info["shape"], info["data_offsets"]
-    if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
-        raise CheckpointError(f"{path}: entry {name!r} has a bad shape {shape!r}")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-        raise CheckpointError(f"{path}: entry {name!r} has bad data_offsets {offsets!r}")
+    if not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(_is_int(s) and s >= 0 for s in shape)):
+        raise CheckpointError(f"{path}: entry {name!r} has a bad shape {shape!r}"[:500])
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)):
+        raise CheckpointError(f"{path}: entry {name!r} has bad data_offsets {offsets!r}"[:500])
     begin, end = offsets
-    expected = math.prod(shape) * SAFETENSORS_DTYPES[info["dtype"]].itemsize
+    expected = math.prod(shape) * SAFETENSORS_DTYPES[dtype].itemsize
     if not 0 <= begin <= end <= data_size or end - begin != expected:
         raise CheckpointError(
-            f"{path}: entry {name!r} needs {expected} bytes at {offsets}, the data section has {data_size}"
+            f"{path}: entry {name!r} needs {expected} bytes at {offsets}, the data section has {data_size}"[:500]
         )
+
+
+def _check_tiling(path, header, data_size):
+    """The entries' byte ranges, in order, must cover the data section exactly once."""
+    position = 0
+    for name, info in sorted(header.items(), key=lambda item: tuple(item[1]["data_offsets"])):
+        begin, end = info["data_offsets"]
+        if begin != position:
+            what = "overlaps the entry before it" if begin < position else f"leaves bytes {position}..{begin} unused"
+            raise CheckpointError(f"{path}: entry {name!r} at {info['data_offsets']} {what}")
+        position = end
+    if position != data_size:
+        raise CheckpointError(f"{path}: the data section has {data_size - position} bytes after the last entry")
 
 
 def load_safetensors(
@@ -120,7 +179,7 @@ def load_safetensors(
     header, _, start, _ = read_safetensors_header(path)
     wanted = list(header) if names is None else list(names)
     tensors = {}
-    with open(path, "rb") as fh:
+    with _open_regular(path) as fh:
         for name in wanted:
             if name not in header:
                 raise KeyError(f"{path}: no tensor {name!r}")
@@ -174,6 +233,8 @@ def save_safetensors(
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Arrays of an .npz file (no pickle: object arrays are refused)."""
+    with _open_regular(path):
+        pass
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}

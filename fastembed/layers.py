@@ -2,6 +2,7 @@
 callable on ids, saved as safetensors or npz with self-describing metadata."""
 
 import json
+import math
 import os
 
 import numpy as np
@@ -32,10 +33,52 @@ def _load(path):
     tensors = load_npz(path) if path.endswith(".npz") else load_safetensors(path, bf16="bits")
     if path.endswith(".npz"):
         raw = tensors.pop("__metadata__", None)
-        meta = json.loads(str(raw)) if raw is not None else {}
+        try:
+            meta = json.loads(str(raw)) if raw is not None else {}
+        except (ValueError, RecursionError) as exc:
+            raise CheckpointError(f"{path}: metadata is not valid JSON ({exc})"[:500]) from None
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            raise CheckpointError(f"{path}: metadata must map strings to strings")
     else:
         meta = read_safetensors_header(path)[1]
     return tensors, meta
+
+
+# What each stored table format must hold: tensor name -> the dtypes it may have.
+_STORED_TABLES = {
+    "none": {"table": ("float32", "float64")},
+    "int8": {"table.codes": ("int8",), "table.scale": ("float32",), "table.offset": ("float32",)},
+    "float16": {"table": ("float16",)},
+    "bfloat16": {"table": ("uint16",)},
+}
+
+
+def _tensor(tensors, name, path, dtypes=("float32", "float64")):
+    """The stored tensor ``name``, CheckpointError when missing or of another dtype than ``dtypes``."""
+    if name not in tensors:
+        raise CheckpointError(f"{path}: no tensor {name!r}")
+    arr = tensors[name]
+    if arr.dtype.name not in dtypes:
+        raise CheckpointError(f"{path}: tensor {name!r} is {arr.dtype}, expected {' or '.join(dtypes)}")
+    return arr
+
+
+def _layer_from_file(cls, path, build):
+    """``build(tensors, meta, scale, terms)`` for a file of ``cls.kind``; whatever the contents get wrong
+    (missing tensors, dtypes or shapes that do not fit, bad metadata) is a CheckpointError."""
+    tensors, meta = _load(path)
+    _expect(meta, cls.kind, path)
+    try:
+        scale = float(meta.get("scale", "1.0"))
+    except ValueError:
+        raise CheckpointError(f"{path}: metadata scale {meta.get('scale')!r} is not a number") from None
+    optional = {name: _tensor(tensors, name, path) for name in ("bias", "positional") if name in tensors}
+    try:
+        return build(tensors, meta, scale, optional)
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, IndexError) as exc:
+        raise CheckpointError(f"{path}: the stored tensors do not form a {cls.kind} layer ({exc})") from None
 
 
 def _table_tensors(table):
@@ -51,15 +94,12 @@ def _table_tensors(table):
 
 def _table_from(tensors, meta, path):
     kind = meta.get("quantization", "none")
-    if kind == "int8":
-        return QuantizedRows(tensors["table.codes"], tensors["table.scale"], tensors["table.offset"])
-    if kind == "float16":
-        return np.asarray(tensors["table"], dtype=np.float16)
-    if kind == "bfloat16":
-        return np.asarray(tensors["table"]).astype(np.uint16)  # bit patterns (uint16 tables are bfloat16)
-    if kind != "none":
+    if kind not in _STORED_TABLES:
         raise CheckpointError(f"{path}: unknown quantization {kind!r}")
-    return tensors["table"]
+    stored = {name: _tensor(tensors, name, path, dtypes) for name, dtypes in _STORED_TABLES[kind].items()}
+    if kind == "int8":
+        return QuantizedRows(stored["table.codes"], stored["table.scale"], stored["table.offset"])
+    return stored["table"]  # float16, uint16 bfloat16 bit patterns, or float32/float64
 
 
 def _expect(meta, kind, path):
@@ -141,7 +181,8 @@ class Embedding:
         return self.table.kind_name if isinstance(self.table, CompactTable) else "none"
 
     def n_parameters(self):
-        return sum(x.size for x in (self.table, self.bias, self.positional) if x is not None)
+        """Stored values: table entries (codes of a compact table), bias and positions."""
+        return sum(math.prod(x.shape) for x in (self.table, self.bias, self.positional) if x is not None)
 
     def nbytes(self):
         """Bytes of every stored array (codes and per-row parameters included)."""
@@ -163,13 +204,9 @@ class Embedding:
 
     @classmethod
     def load(cls, path: str | os.PathLike):
-        tensors, meta = _load(path)
-        _expect(meta, cls.kind, path)
-        return cls(
-            _table_from(tensors, meta, path),
-            bias=tensors.get("bias"),
-            scale=float(meta["scale"]),
-            positional=tensors.get("positional"),
+        """A layer saved by :meth:`save`; CheckpointError for any file that is not one."""
+        return _layer_from_file(
+            cls, path, lambda tensors, meta, scale, terms: cls(_table_from(tensors, meta, path), scale=scale, **terms)
         )
 
 
@@ -244,8 +281,9 @@ class FactorizedEmbedding(Embedding):
 
     def astype_float32(self) -> "FactorizedEmbedding":
         """A float32 copy (compact formats dequantize to float32, so quantizing starts here)."""
+        table = self.table.dequantize() if isinstance(self.table, CompactTable) else self.table
         return type(self)(
-            np.asarray(self.table, np.float32),
+            np.asarray(table, np.float32),
             self.proj.astype(np.float32),
             bias=_f32(self.bias),
             scale=self.scale,
@@ -297,7 +335,8 @@ class FactorizedEmbedding(Embedding):
         return factorized_lookup(ids, self.table, self.proj, **common)
 
     def n_parameters(self):
-        return sum(x.size for x in (self.table, self.proj, self.bias, self.positional) if x is not None)
+        """Stored values: table entries (codes of a compact table), projection, bias and positions."""
+        return sum(math.prod(x.shape) for x in (self.table, self.proj, self.bias, self.positional) if x is not None)
 
     def _meta(self):
         return dict(super()._meta(), rank=str(self.rank))
@@ -310,15 +349,13 @@ class FactorizedEmbedding(Embedding):
 
     @classmethod
     def load(cls, path: str | os.PathLike):
-        tensors, meta = _load(path)
-        _expect(meta, cls.kind, path)
-        return cls(
-            _table_from(tensors, meta, path),
-            tensors["proj"],
-            bias=tensors.get("bias"),
-            scale=float(meta["scale"]),
-            positional=tensors.get("positional"),
-        )
+        """A layer saved by :meth:`save`; CheckpointError for any file that is not one."""
+
+        def build(tensors, meta, scale, terms):
+            table = _table_from(tensors, meta, path)
+            return cls(table, _tensor(tensors, "proj", path), scale=scale, **terms)
+
+        return _layer_from_file(cls, path, build)
 
 
 def _f32(x):

@@ -5,10 +5,9 @@ from typing import Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _numpy_backend, _pipeline, backends
+from . import _numpy_backend, _pipeline, _workspace, backends
 from . import _validation as v
 from ._threads import blas_limit, resolve
-from .quantize import CompactTable, proj_float32
 
 
 class _Call(NamedTuple):
@@ -20,55 +19,48 @@ class _Call(NamedTuple):
     bias: np.ndarray | None
     pos: np.ndarray | None
     pos_rows: np.ndarray | None
-    out: np.ndarray | None
+    out: np.ndarray  # the caller's, or a fresh array
     n_threads: int
 
 
 def _prepare(ids, table, d, dtype, scale, bias, pos_table, offset, position_ids, out, n_threads, inputs):
     scale = v.as_scale(scale)
     bias = v.as_vector(bias, "bias", d, dtype)
-    ids = v.as_index_array(ids, "ids", table.shape[0])
+    given_ids = v.integer_array(ids, "ids")
+    shape = given_ids.shape + (d,)
+    inputs = dict(inputs, ids=given_ids, bias=bias, pos_table=pos_table, position_ids=position_ids)
+    if out is not None:  # a bad id is reported before an out shaped for other ids
+        v.check_index_range(given_ids, "ids", table.shape[0])
+    out = v.output(out, shape, dtype, inputs)
+    result = out if out is not None else np.empty(shape, dtype=dtype)  # a MemoryError before any copy of ids
+    ids = v.as_index_array(given_ids, "ids", table.shape[0])
     positions = v.positions(ids.shape, pos_table, offset, position_ids, d, dtype)
-    shape = ids.shape + (d,)
-    out = v.output(out, shape, dtype, dict(inputs, ids=ids, bias=bias, pos_table=positions.table))
-    return _Call(ids.reshape(-1), shape, scale, bias, positions.table, positions.rows, out, resolve(n_threads))
-
-
-def _memory_of(table):
-    """The array whose memory ``out`` must not overlap."""
-    return table.data if isinstance(table, CompactTable) else table
+    return _Call(ids.reshape(-1), shape, scale, bias, positions.table, positions.rows, result, resolve(n_threads))
 
 
 def _run(call, dtype, compute):
-    """Allocate or adopt the output, let ``compute(out2d)`` fill it, return it in ids.shape + (d,)."""
-    result = call.out if call.out is not None else np.empty(call.shape, dtype=dtype)
+    """Let ``compute(out2d)`` fill the output (the caller's or a fresh one), return it in ids.shape + (d,)."""
+    result = call.out
     n, d = call.ids.shape[0], call.shape[-1]
     if n == 0 or d == 0:
         return result
-    if result.flags.c_contiguous:
-        compute(result.reshape(n, d))
-    else:
-        work = np.empty((n, d), dtype=dtype)
-        compute(work)
-        result[...] = work.reshape(call.shape)
+    with _workspace.frame():
+        if result.flags.c_contiguous:
+            compute(result.reshape(n, d))
+        else:
+            work = np.empty((n, d), dtype=dtype)
+            compute(work)
+            result[...] = work.reshape(call.shape)
     return result
 
 
 def _lookup(ids, table, proj, scale, bias, pos_table, offset, position_ids, out, backend, n_threads, plan):
     """The lookups' one implementation: factorized when ``proj`` is given, dense otherwise."""
     name = backends.resolve(backend)
-    table, dtype = v.as_lookup_table(table)
-    inputs = {"table": _memory_of(table)}
-    if proj is not None:
-        if isinstance(table, CompactTable):
-            proj = proj_float32(proj)
-        proj = v.as_float_matrix(proj, "proj", dtype)
-        if proj.shape[0] != table.shape[1]:
-            raise ValueError(f"proj must have {table.shape[1]} rows to match table {table.shape}, got {proj.shape}")
-        inputs["proj"] = proj
+    table, proj, dtype, d = v.lookup_tables(table, proj)
+    inputs = {"table": table, "proj": proj}
     if plan not in (None, "dedupe", "direct", "fused"):
         raise ValueError(f"unknown plan {plan!r}")
-    d = table.shape[1] if proj is None else proj.shape[1]
     call = _prepare(ids, table, d, dtype, scale, bias, pos_table, offset, position_ids, out, n_threads, inputs)
     k = backends.kernels(name)
     terms = (call.scale, call.bias, call.pos, call.pos_rows)

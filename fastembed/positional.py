@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from . import _validation as v
 from . import backends
 from ._threads import for_work, resolve
 
@@ -114,9 +115,7 @@ def _as_positions(positions, name="positions", limit=MAX_POSITION):
         if positions > limit:
             raise IndexError(f"{name} count {positions} reaches past [0, {limit})")
         return PositionSource(int(positions), None, (int(positions),))
-    from ._validation import _integer_array
-
-    arr = _integer_array(positions, name)
+    arr = v.integer_array(positions, name)
     if arr.size:
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= limit:
@@ -263,10 +262,7 @@ def sinusoidal(
     is_count = source.count is not None
     shape = source.shape + (int(d),)
     if out is not None:
-        if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != dtype:
-            raise ValueError(f"out must be an array of shape {shape} and dtype {dtype}")
-        if not out.flags.writeable:
-            raise ValueError("out is read-only")
+        v.output(out, shape, dtype, {"positions": positions})
         cache = False
     key = (source.size, int(d), layout, float(base), bool(endpoint), dtype.str)
     if is_count and cache:
@@ -294,9 +290,7 @@ def make_positions(ids: ArrayLike, padding_idx: int) -> NDArray[np.int64]:
     ``positions = cumsum(ids != padding_idx) * (ids != padding_idx) + padding_idx``.
     Works for left- and right-padded batches alike.
     """
-    from ._validation import _integer_array
-
-    ids = _integer_array(ids, "ids")
+    ids = v.integer_array(ids, "ids")
     mask = (ids != padding_idx).astype(np.int64)
     return np.cumsum(mask, axis=-1) * mask + padding_idx
 
@@ -305,11 +299,9 @@ def positions_from_mask(attention_mask: ArrayLike, fill: int = 1) -> NDArray[np.
     """Positions of a (left-)padded batch from its attention mask, as Hugging Face models compute them:
     ``cumsum(mask) - 1`` along the last axis, with ``fill`` at masked-out tokens.
     """
-    from ._validation import _integer_array
-
     mask = np.asarray(attention_mask)
     if mask.dtype != np.bool_:
-        mask = _integer_array(mask, "attention_mask")
+        mask = v.integer_array(mask, "attention_mask")
     mask = mask.astype(np.int64)
     positions = np.cumsum(mask, axis=-1) - 1
     return np.where(mask == 0, fill, positions)

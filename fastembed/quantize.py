@@ -62,28 +62,44 @@ class QuantizedRows:
 def quantize_rows(E, bits=8) -> QuantizedRows:
     """Quantize each row of E (V, r) to int8 codes with its own scale and offset.
 
-    Per row: ``scale = (max - min) / 255``, ``offset = min + 128 * scale``,
-    ``codes = round((E - offset) / scale)`` in [-128, 127]; the error of an entry
-    is at most ``scale / 2`` (a constant row is exact).
+    Per row: ``offset = float32(min + 128 * (max - min) / 255)``, ``scale`` the smallest float32
+    with ``(max - offset) / scale <= 127`` and ``(offset - min) / scale <= 128`` (about
+    ``(max - min) / 255``), ``codes = round((E - offset) / scale)`` in [-128, 127]. Each entry is
+    then within ``scale / 2`` of ``codes * scale + offset`` computed exactly; computed in float32
+    (as the lookups do) add its rounding, ``2**-24 * (|E| + 128 * scale)`` at most, which dominates
+    only for rows whose spread is tiny next to their magnitude. A constant row is exact.
 
     Raises
     ------
+    TypeError
+        A complex or non-numeric table.
     ValueError
-        bits other than 8, a table that is not 2-D, NaN or inf.
+        bits other than 8, a table that is not 2-D, NaN or inf, or values beyond the float32 range
+        (scale and offset are float32).
     """
     if bits != 8:
         raise ValueError(f"only bits=8 is supported, got {bits}")
-    E = np.asarray(E, dtype=np.float64)
+    E = np.asarray(E)
+    if E.dtype.kind not in "biuf":
+        raise TypeError(f"E must be a real numeric table, got dtype {E.dtype}")
+    E = E.astype(np.float64, copy=False)
     if E.ndim != 2:
         raise ValueError(f"E must be 2-D, got shape {E.shape}")
     if not np.isfinite(E).all():
         raise ValueError("E contains NaN or inf")
     lo = E.min(axis=1) if E.shape[1] else np.zeros(E.shape[0])
     hi = E.max(axis=1) if E.shape[1] else np.zeros(E.shape[0])
-    scale = ((hi - lo) / 255.0).astype(np.float32)
-    offset = (lo + 128.0 * scale.astype(np.float64)).astype(np.float32)
+    limit = float(np.finfo(np.float32).max) / 2
+    if E.size and max(-lo.min(), hi.max()) > limit:
+        raise ValueError(f"E has values beyond +-{limit:.3g}: its float32 scale and offset cannot hold them")
+    offset = (lo + 128.0 * ((hi - lo) / 255.0)).astype(np.float32)
+    off = offset.astype(np.float64)
+    need = np.maximum((hi - off) / 127.0, (off - lo) / 128.0)  # the rounded offset may sit off-centre
+    scale = need.astype(np.float32)
+    low = scale.astype(np.float64) < need
+    scale[low] = np.nextafter(scale[low], np.float32(np.inf))
     safe = np.where(scale > 0, scale, 1).astype(np.float64)
-    codes = np.clip(np.rint((E - offset[:, None]) / safe[:, None]), -128, 127).astype(np.int8)
+    codes = np.clip(np.rint((E - off[:, None]) / safe[:, None]), -128, 127).astype(np.int8)
     return QuantizedRows(codes, scale, offset)
 
 

@@ -21,7 +21,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import backends
 from ._threads import for_work, resolve
-from ._validation import check_offset
+from . import _validation as v
 from .positional import MAX_POSITION, _as_positions, sincos_table
 
 STYLES = ("neox", "gptj")
@@ -34,11 +34,13 @@ def _check_dim(dim, name="rotary_dim"):
     return int(dim)
 
 
-def _param(scaling, key, default=None, required=False):
+def _param(scaling, key, default=None, required=False, above=None):
+    """``scaling[key]`` as a finite float (> ``above`` when given); ``default`` when absent."""
+    kind = scaling.get("rope_type", scaling.get("type"))
     if key in scaling and scaling[key] is not None:
-        return scaling[key]
+        return v.as_real(scaling[key], f"rope scaling {kind!r} {key}", above=above)
     if required:
-        raise ValueError(f"rope scaling {scaling.get('rope_type', scaling.get('type'))!r} needs {key!r}")
+        raise ValueError(f"rope scaling {kind!r} needs {key!r}")
     return default
 
 
@@ -83,11 +85,16 @@ def rope_frequencies(
         raise ValueError(f"unknown rope scaling {kind!r}; supported: {SCALINGS}")
     if kind == "default":
         return inv_freq, 1.0
-    factor = float(_param(scaling, "factor", required=kind != "yarn" or "max_position_embeddings" not in scaling))
+    implied = kind == "yarn" and "max_position_embeddings" in scaling and "factor" not in scaling
+    factor = _param(scaling, "factor", required=not implied, above=0)
+    if factor is None:  # yarn: the extension from the original context to max_position_embeddings
+        factor = _param(scaling, "max_position_embeddings", above=0) / _param(
+            scaling, "original_max_position_embeddings", required=True, above=0
+        )
     if kind == "linear":
         return inv_freq / factor, 1.0
     if kind == "dynamic":
-        max_pos = int(_param(scaling, "max_position_embeddings", required=True))
+        max_pos = v.as_integer(scaling.get("max_position_embeddings"), "rope scaling 'dynamic' max_position_embeddings", 1)
         length = max(int(seq_len or max_pos), max_pos)
         base = base * ((factor * length / max_pos) - (factor - 1)) ** (dim / (dim - 2))
         return 1.0 / base**exponents, 1.0
@@ -97,17 +104,19 @@ def rope_frequencies(
 
 
 def _yarn(scaling, dim, base, exponents, factor):
-    original = float(_param(scaling, "original_max_position_embeddings", required=True))
+    original = _param(scaling, "original_max_position_embeddings", required=True, above=0)
 
     def mscale(scale, m=1.0):
         return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
 
-    attention = _param(scaling, "attention_factor")
+    attention = _param(scaling, "attention_factor", above=0)
     if attention is None:
         m, m_all = _param(scaling, "mscale"), _param(scaling, "mscale_all_dim")
         attention = mscale(factor, m) / mscale(factor, m_all) if m and m_all else mscale(factor)
-    beta_fast = _param(scaling, "beta_fast") or 32
-    beta_slow = _param(scaling, "beta_slow") or 1
+        if not (math.isfinite(attention) and attention > 0):
+            raise ValueError(f"rope scaling 'yarn' mscale {m} / mscale_all_dim {m_all} give attention factor {attention}")
+    beta_fast = _param(scaling, "beta_fast", above=0) or 32
+    beta_slow = _param(scaling, "beta_slow", above=0) or 1
 
     def correction_dim(rotations):
         return (dim * math.log(original / (rotations * 2 * math.pi))) / (2 * math.log(base))
@@ -126,9 +135,9 @@ def _yarn(scaling, dim, base, exponents, factor):
 
 
 def _llama3(scaling, inv_freq, factor):
-    low = float(_param(scaling, "low_freq_factor", required=True))
-    high = float(_param(scaling, "high_freq_factor", required=True))
-    old = float(_param(scaling, "original_max_position_embeddings", required=True))
+    low = _param(scaling, "low_freq_factor", required=True, above=0)
+    high = _param(scaling, "high_freq_factor", required=True, above=low)
+    old = _param(scaling, "original_max_position_embeddings", required=True, above=0)
     wavelen = 2 * math.pi / inv_freq
     scaled = np.where(wavelen > old / low, inv_freq / factor, inv_freq)
     smooth = (old / wavelen - low) / (high - low)
@@ -228,8 +237,7 @@ def apply_rope(
     ndarray, shape and dtype of x
     """
     name = backends.resolve(backend)
-    if not isinstance(x, np.ndarray):
-        x = np.asarray(x)
+    x = np.asarray(x)  # a subclass (np.matrix) would change what * means
     if x.ndim < 2:
         raise ValueError(f"x must have shape (..., L, D), got {x.shape}")
     if x.dtype not in (np.float32, np.float64):
@@ -242,13 +250,7 @@ def apply_rope(
     if rotary_dim > D:
         raise ValueError(f"rotary_dim {rotary_dim} exceeds the feature size {D}")
     table_rows, table_positions = _rope_positions(x.shape[:-1], positions, offset, max_position)
-    if out is not None:
-        if not isinstance(out, np.ndarray) or out.shape != x.shape or out.dtype != x.dtype:
-            raise ValueError(f"out must be an array of shape {x.shape} and dtype {x.dtype}")
-        if not out.flags.writeable:
-            raise ValueError("out is read-only")
-        if out is not x and np.may_share_memory(out, x):
-            raise ValueError("out overlaps x without being x")
+    v.output(out, x.shape, x.dtype, {"x": x, "positions": positions}, in_place=x)
     seq_len = int(table_positions.max()) + 1 if table_positions.size else L
     inv_freq, attention = rope_frequencies(rotary_dim, base=base, scaling=scaling, seq_len=seq_len)
     result = out if out is not None else np.empty_like(x, order="C")
@@ -286,7 +288,7 @@ def _rope_positions(lead_shape, positions, offset, max_position):
     L = lead_shape[-1]
     n_rows = int(np.prod(lead_shape))
     if positions is None:
-        check_offset(offset, L, max_position)
+        offset = v.check_offset(offset, L, max_position)
         table_positions = np.arange(offset, offset + L, dtype=np.int64)
         rows = np.broadcast_to(np.arange(L, dtype=np.int64), lead_shape)
         return np.ascontiguousarray(rows).reshape(n_rows), table_positions
@@ -301,12 +303,13 @@ def _rope_positions(lead_shape, positions, offset, max_position):
         pos = np.broadcast_to(flat.reshape(shape), lead_shape)
     except ValueError:
         raise ValueError(f"positions of shape {shape} do not broadcast to x.shape[:-1] = {lead_shape}") from None
-    if flat.size <= L * 4 or flat.size < 4096:
+    lo, hi = (int(flat.min()), int(flat.max())) if flat.size else (0, -1)
+    if flat.size <= L * 4 or flat.size < 4096 or hi - lo + 1 > 2 * flat.size:
+        # few positions, or positions spread far apart: one table row per distinct position
         table_positions, inverse = np.unique(flat, return_inverse=True)
         rows = np.broadcast_to(inverse.reshape(shape), lead_shape)
     else:
-        lo = int(flat.min())
-        table_positions = np.arange(lo, int(flat.max()) + 1, dtype=np.int64)
+        table_positions = np.arange(lo, hi + 1, dtype=np.int64)
         rows = pos - lo
     return np.ascontiguousarray(rows, dtype=np.int64).reshape(n_rows), table_positions
 
