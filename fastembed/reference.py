@@ -1,4 +1,4 @@
-"""The truth: every lookup written as its formula, computed in float64.
+"""The truth: every lookup, and the rotary embedding, written as its formula, computed in float64.
 
 These functions validate nothing and are not fast; they define what every
 backend must compute (tests compare each backend against them, as
@@ -39,3 +39,24 @@ def _add_terms(rows, ids_shape, scale, bias, pos_table, offset, position_ids):
         pos = np.asarray(pos_table, dtype=np.float64)
         result = result + pos[positions_rows(ids_shape, offset, position_ids)]
     return result
+
+
+def rope(x, positions, style="neox", rotary_dim=None, inv_freq=None, base=10000.0, attention=1.0):
+    """float64 rotary embedding from its definition, pair by pair: for pair i at position p,
+    theta = p * inv_freq[i] (default base^(-2i/rotary_dim)) and (a, b) -> (a cos - b sin,
+    b cos + a sin), cos and sin times ``attention``. Pairs are (i, i + half) for "neox", (2i, 2i+1)
+    for "gptj"; features from rotary_dim on pass through. ``positions`` broadcast to x.shape[:-1]."""
+    x = np.asarray(x, dtype=np.float64)
+    rotary_dim = x.shape[-1] if rotary_dim is None else rotary_dim
+    if inv_freq is None:
+        inv_freq = float(base) ** (-np.arange(0, rotary_dim, 2) / rotary_dim)
+    out = x.copy()
+    theta = np.asarray(positions, dtype=np.float64)[..., None] * inv_freq  # (..., L, half)
+    c, s = np.cos(theta) * attention, np.sin(theta) * attention
+    half = rotary_dim // 2
+    for i in range(half):
+        p, q = (i, i + half) if style == "neox" else (2 * i, 2 * i + 1)
+        a, b = x[..., p], x[..., q]
+        out[..., p] = a * c[..., i] - b * s[..., i]
+        out[..., q] = b * c[..., i] + a * s[..., i]
+    return out

@@ -5,22 +5,13 @@ import numpy as np
 import pytest
 
 import fastembed as fe
+from fastembed import reference
 from util import BACKENDS
 
 
 def rope_truth(x, positions, style, rotary_dim, inv_freq, attention=1.0):
-    """float64 rotation from the definition, pair by pair."""
-    x = np.asarray(x, dtype=np.float64)
-    out = x.copy()
-    theta = np.asarray(positions, dtype=np.float64)[..., None] * inv_freq  # (..., L, half)
-    c, s = np.cos(theta) * attention, np.sin(theta) * attention
-    half = rotary_dim // 2
-    for i in range(half):
-        p, q = (i, i + half) if style == "neox" else (2 * i, 2 * i + 1)
-        a, b = x[..., p], x[..., q]
-        out[..., p] = a * c[..., i] - b * s[..., i]
-        out[..., q] = b * c[..., i] + a * s[..., i]
-    return out
+    """The float64 truth (fastembed.reference.rope)."""
+    return reference.rope(x, positions, style, rotary_dim, inv_freq, attention=attention)
 
 
 def base_freqs(dim, base=10000.0):
