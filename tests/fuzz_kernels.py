@@ -2,9 +2,12 @@
 
     python tests/fuzz_kernels.py -max_total_time=30 [-runs=N] [corpus_dir]
 
-Public functions must return or raise IndexError/TypeError/ValueError/MemoryError;
-raw kernels, fed out-of-range indices on purpose, must skip and count those rows
-and never read out of bounds or crash. Anything else is a finding: atheris stops
+Four targets, chosen by the input: public functions must return or raise
+IndexError/TypeError/ValueError/MemoryError; raw kernels, fed out-of-range indices
+on purpose, must skip and count those rows and never read out of bounds or crash;
+an ``out`` sharing memory with any input (every plan) must be a ValueError that
+leaves the memory as it was; fuzzed bytes as a safetensors or layer file must load
+or be a CheckpointError. Anything else is a finding: atheris stops
 and writes the input that caused it (crash-*), which becomes a regression test in
 tests/test_fuzz_regressions.py.
 """
@@ -109,13 +112,66 @@ def _raw_kernels(fdp):
         raise AssertionError("project_rows computed the wrong rows")
 
 
+ALIASABLE = ("ids", "position_ids", "table", "proj", "bias", "pos_table")
+
+
+def _aliasing(fdp):
+    backend = fdp.PickValueInList(backends.available())
+    plan = None if backend == "numpy" else fdp.PickValueInList([None, "dedupe", "direct", "fused"])
+    V, r, d, n = fdp.ConsumeIntInRange(1, 6), fdp.ConsumeIntInRange(1, 5), fdp.ConsumeIntInRange(1, 9), fdp.ConsumeIntInRange(1, 40)
+    shapes = {"ids": ((n,), np.int64), "position_ids": ((n,), np.int64), "table": ((V, r), np.float32),
+              "proj": ((r, d), np.float32), "bias": ((d,), np.float32), "pos_table": ((n, d), np.float32)}
+    target = fdp.PickValueInList(list(ALIASABLE))
+    shape, dtype = shapes[target]
+    out_bytes, in_bytes = n * d * 4, int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.zeros(out_bytes + in_bytes + 8, np.uint8)
+    start = fdp.ConsumeIntInRange(0, out_bytes - 1) // 8 * 8
+    out = raw[:out_bytes].view(np.float32).reshape(n, d)
+    args = {name: np.zeros(s, t) for name, (s, t) in shapes.items()}
+    args[target] = raw[start : start + in_bytes].view(dtype).reshape(shape)
+    args[target][...] = 0
+    before = raw.copy()
+    try:
+        fe.factorized_lookup(args["ids"], args["table"], args["proj"], bias=args["bias"], pos_table=args["pos_table"],
+                             position_ids=args["position_ids"], out=out, backend=backend, plan=plan)
+    except ValueError as exc:
+        if "out overlaps" not in str(exc):
+            raise AssertionError(f"out overlapping {target}: {exc!r} instead of the overlap error") from exc
+    else:
+        raise AssertionError(f"out overlapping {target} was accepted")
+    if not np.array_equal(raw, before):
+        raise AssertionError(f"a refused call (out overlapping {target}) wrote to memory")
+
+
+def _files(fdp):
+    import os
+    import tempfile
+
+    from fastembed.io import CheckpointError, load_safetensors
+
+    data = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 600))
+    fd, path = tempfile.mkstemp(suffix=".safetensors")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        for load in (load_safetensors, fe.FactorizedEmbedding.load, fe.Embedding.load):
+            try:
+                load(path)
+            except CheckpointError:
+                pass
+            except Exception as exc:  # anything else a file can cause is a finding
+                raise AssertionError(f"{load.__qualname__} of a hostile file raised {exc!r}") from exc
+    finally:
+        os.unlink(path)
+
+
+TARGETS = (_public, _raw_kernels, _aliasing, _files)
+
+
 def one_input(data):
     fdp = atheris.FuzzedDataProvider(data)
     try:
-        if fdp.ConsumeBool():
-            _public(fdp)
-        else:
-            _raw_kernels(fdp)
+        TARGETS[fdp.ConsumeIntInRange(0, len(TARGETS) - 1)](fdp)
     except EXPECTED:
         pass
 
