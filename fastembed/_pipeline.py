@@ -39,10 +39,16 @@ SIGNAL_CHECK_FLOPS = 1 << 31
 SIGNAL_CHECK_BYTES = 256 << 20
 
 
-def row_blocks(n_rows, rows_per_block):
-    """Slices covering range(n_rows) in blocks of at most ``rows_per_block`` rows."""
+def blockwise(n_rows, rows_per_block, run, *row_arrays):
+    """``run(*row_arrays)`` over blocks of at most ``rows_per_block`` rows (arrays sliced along
+    their first axis; None stays None), one call when everything fits in one block."""
     step = max(1, int(rows_per_block))
-    return [slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
+    if n_rows <= step:
+        run(*row_arrays)
+        return
+    for start in range(0, n_rows, step):
+        rows = slice(start, start + step)
+        run(*(None if a is None else a[rows] for a in row_arrays))
 
 
 def choose_plan(n_tokens, n_rows, fused=False, rank=None):
@@ -87,14 +93,16 @@ def gather(k, src, rows, n_threads, scale=1.0, bias=None, pos=None, pos_rows=Non
     if out is None:
         out = np.empty((rows.shape[0], src.shape[1]), dtype=np.float32 if compact else src.dtype)
     threads = for_work(n_threads, out.size, openmp=k.openmp)
-    for b in row_blocks(out.shape[0], SIGNAL_CHECK_BYTES // max(1, out.shape[1] * out.itemsize)):
-        p_rows = None if pos_rows is None else pos_rows[b]
+
+    def run(rows, p_rows, out):
         if not compact:
-            _checked(k.gather_rows(src, rows[b], scale, bias, pos, p_rows, out[b], threads), "gather_rows")
-        else:
-            _checked(k.gather_dequant(src.data, rows[b], src.scale, src.offset, src.kind, out[b], threads), "gather_dequant")
-            if scale != 1.0 or bias is not None or pos is not None:
-                _checked(k.finish_rows(out[b], scale, bias, pos, p_rows, threads), "finish_rows")
+            _checked(k.gather_rows(src, rows, scale, bias, pos, p_rows, out, threads), "gather_rows")
+            return
+        _checked(k.gather_dequant(src.data, rows, src.scale, src.offset, src.kind, out, threads), "gather_dequant")
+        if scale != 1.0 or bias is not None or pos is not None:
+            _checked(k.finish_rows(out, scale, bias, pos, p_rows, threads), "finish_rows")
+
+    blockwise(out.shape[0], SIGNAL_CHECK_BYTES // max(1, out.shape[1] * out.itemsize), run, rows, pos_rows, out)
     if k.openmp:
         note_openmp_kernel_end()
     return out
@@ -152,10 +160,13 @@ def _fused_block(k, table, ids, proj, scale, bias, pos, pos_rows, out, n_threads
     """The fused kernel over ``out``'s rows, in blocks short enough for Ctrl-C to be seen."""
     flops_per_row = 2.0 * out.shape[1] * max(1, table.shape[1])
     threads = for_flops(n_threads, flops_per_row * out.shape[0], openmp=k.openmp)
-    for b in row_blocks(out.shape[0], SIGNAL_CHECK_FLOPS // flops_per_row):
-        rows, src = (ids[b], table) if ids is not None else (None, table[b])
-        p_rows = None if pos_rows is None else pos_rows[b]
-        _checked(k.project_rows(src, rows, proj, scale, bias, pos, p_rows, out[b], threads), "project_rows")
+
+    def run(rows, p_rows, out, own_rows):  # without ids, out row n comes from table row n
+        src = table if own_rows is None else own_rows
+        _checked(k.project_rows(src, rows, proj, scale, bias, pos, p_rows, out, threads), "project_rows")
+
+    own_rows = table[: out.shape[0]] if ids is None else None
+    blockwise(out.shape[0], SIGNAL_CHECK_FLOPS // flops_per_row, run, ids, pos_rows, out, own_rows)
     if k.openmp:
         note_openmp_kernel_end()
 

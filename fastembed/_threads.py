@@ -138,7 +138,14 @@ def requested(n_threads):
 
 def resolve(n_threads):
     """The thread count for one call: what was asked for, at most ``max_threads()``."""
+    if n_threads is None and _default is None and not _serial_reason and getattr(_local, "n", None) is None:
+        return _clamped_environment_default()
     return min(requested(n_threads), max_threads())
+
+
+@functools.lru_cache(maxsize=1)
+def _clamped_environment_default():
+    return min(_environment_default(), available_cores())
 
 
 # Waking an idle OpenMP/Numba worker costs 25-250 us on a VM (the most after

@@ -34,25 +34,43 @@ def _level(kind):
     return levels[level]
 
 
-@contextlib.contextmanager
-def frame():
-    """The scratch of one call: a frame opened inside another on the same thread gets buffers of
-    its own, freed when it ends; the outermost frame keeps its buffers of up to KEEP_BYTES."""
+def enter():
+    """Open the scratch frame of one call; returns the token for :func:`leave`. A frame opened
+    inside another on the same thread gets buffers of its own, freed when it ends; the outermost
+    frame keeps its buffers of up to KEEP_BYTES."""
     depth = getattr(_local, "depth", 0)
     _local.depth = depth + 1
+    return depth
+
+
+def leave(depth):
+    """Close the frame :func:`enter` opened (call it in a ``finally``)."""
+    _local.depth = depth
+    if depth > 0:
+        for kind in ("buffers", "markers"):
+            del getattr(_local, kind, [])[depth:]
+    elif getattr(_local, "large", False):
+        _local.large = False
+        for kind in ("buffers", "markers"):
+            for level in getattr(_local, kind, [])[:1]:
+                for key in [key for key, buf in level.items() if buf.nbytes > KEEP_BYTES]:
+                    del level[key]
+
+
+@contextlib.contextmanager
+def frame():
+    """:func:`enter` and :func:`leave` as a context manager."""
+    depth = enter()
     try:
         yield
     finally:
-        _local.depth = depth
-        for kind in ("buffers", "markers"):
-            levels = getattr(_local, kind, None)
-            if not levels:
-                continue
-            if depth > 0:
-                del levels[depth:]
-            else:
-                for key in [k for k, b in levels[0].items() if b.nbytes > KEEP_BYTES]:
-                    del levels[0][key]
+        leave(depth)
+
+
+def _allocated(buf):
+    if buf.nbytes > KEEP_BYTES:
+        _local.large = True
+    return buf
 
 
 def scratch(name, shape, dtype):
@@ -62,7 +80,7 @@ def scratch(name, shape, dtype):
     buffers = _level("buffers")
     buf = buffers.get(name)
     if buf is None or buf.nbytes < nbytes:
-        buf = buffers[name] = np.empty(max(nbytes, 64), dtype=np.uint8)
+        buf = buffers[name] = _allocated(np.empty(max(nbytes, 64), dtype=np.uint8))
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
@@ -72,7 +90,7 @@ def marker(n_rows, dtype):
     markers = _level("markers")
     current = markers.get(dtype.char)
     if current is None or current.shape[0] < n_rows:
-        current = markers[dtype.char] = np.full(max(n_rows, 1024), -1, dtype=dtype)
+        current = markers[dtype.char] = _allocated(np.full(max(n_rows, 1024), -1, dtype=dtype))
     return current[:n_rows]
 
 

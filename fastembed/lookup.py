@@ -25,10 +25,11 @@ class _Call(NamedTuple):
 
 def _prepare(ids, table, d, dtype, scale, bias, pos_table, offset, position_ids, out, n_threads, inputs):
     scale = v.as_scale(scale)
-    bias = v.as_vector(bias, "bias", d, dtype)
+    given_bias, bias = bias, v.as_vector(bias, "bias", d, dtype)
     given_ids = v.integer_array(ids, "ids")
     shape = given_ids.shape + (d,)
-    inputs = dict(inputs, ids=given_ids, bias=bias, pos_table=pos_table, position_ids=position_ids)
+    # the overlap rule is about the caller's arrays, before any conversion copied them
+    inputs = dict(inputs, ids=given_ids, bias=given_bias, pos_table=pos_table, position_ids=position_ids)
     if out is not None:  # a bad id is reported before an out shaped for other ids
         v.check_index_range(given_ids, "ids", table.shape[0])
     out = v.output(out, shape, dtype, inputs)
@@ -44,13 +45,16 @@ def _run(call, dtype, compute):
     n, d = call.ids.shape[0], call.shape[-1]
     if n == 0 or d == 0:
         return result
-    with _workspace.frame():
+    frame = _workspace.enter()
+    try:
         if result.flags.c_contiguous:
             compute(result.reshape(n, d))
         else:
             work = np.empty((n, d), dtype=dtype)
             compute(work)
             result[...] = work.reshape(call.shape)
+    finally:
+        _workspace.leave(frame)
     return result
 
 
