@@ -60,7 +60,33 @@ def build_parser():
     return parser
 
 
+def source_tree_without_kernels():
+    """A message when this fastembed is a source checkout's folder without its compiled kernels
+    (``python -m fastembed`` run from the repository root imports it), else None. An editable
+    install (``pip install -e . --no-build-isolation``) has its kernels and passes."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "setup.py").is_file() or not (root / "kernels").is_dir():
+        return None
+    spec = importlib.util.find_spec("fastembed._kernels")
+    locations = [Path(p).resolve() for p in (spec.submodule_search_locations or [])] if spec else []
+    if any(root == p or root in p.parents for p in locations):  # this tree's own (editable) kernels
+        return None
+    return (
+        f"fastembed: this is the source tree's fastembed/ ({root}), imported because Python looks in the "
+        "current folder first, and it has no compiled kernels: everything would quietly run on numpy. "
+        "Install the package (pip install .) and run the installed command (fastembed ...), or run "
+        "python -m fastembed from another folder; for development: pip install -e . --no-build-isolation"
+    )
+
+
 def main(argv=None):
+    refusal = source_tree_without_kernels()
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.info or args.command == "info":

@@ -522,6 +522,12 @@ def main(argv=None):
     parser.add_argument("--png", help="write a bar chart of the lookup cases")
     parser.add_argument("--quick", action="store_true", help="smaller shapes, fewer repeats")
     args = parser.parse_args(argv)
+    from .__main__ import source_tree_without_kernels
+
+    refusal = source_tree_without_kernels()
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     report = collect(args.quick)
     print(format_report(report))
     print(format_goals(report))

@@ -262,5 +262,7 @@ class AlbertEmbedding(BertEmbedding):
                 with blas_limit(n_threads):
                     out += self.mapping_bias
             else:
-                k.finish_rows(out, 1.0, self.mapping_bias, None, None, n_threads)
+                skipped = k.finish_rows(out, 1.0, self.mapping_bias, None, None, n_threads)
+                if skipped:
+                    raise RuntimeError(f"finish_rows skipped {skipped} rows")
         return out.reshape(normalized.shape[:-1] + (self.hidden_size,))

@@ -507,3 +507,19 @@ def test_dask_takes_the_compact_tables_the_local_api_takes():
         got = fed.factorized_lookup(ids, table, P).compute(scheduler="sync")
         np.testing.assert_array_equal(got, expected)
         np.testing.assert_array_equal(fed.lookup(ids, table).compute(scheduler="sync"), fe.lookup(ids, table))
+
+
+# ---------------------------------------------------------------- a first run that cannot mislead
+
+
+def test_commands_refuse_to_run_from_a_source_tree_without_kernels(tmp_path):
+    import shutil
+
+    tree = tmp_path / "checkout"
+    shutil.copytree(os.path.dirname(fe.__file__), tree / "fastembed", ignore=shutil.ignore_patterns("_kernels", "*.so"))
+    (tree / "kernels").mkdir()
+    (tree / "setup.py").write_text("")
+    for command in (["-m", "fastembed", "--info"], ["-m", "fastembed", "demo"], ["-m", "fastembed.bench", "--quick"]):
+        proc = subprocess.run([sys.executable, *command], cwd=tree, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, (command, proc.stdout, proc.stderr)
+        assert "no compiled kernels" in proc.stderr and "pip install ." in proc.stderr
