@@ -14,7 +14,6 @@ from typing import NamedTuple
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-INDEX_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
 _UNSIGNED = {np.dtype(f"{k}{n}"): np.dtype(f"u{n}") for k in "iu" for n in (1, 2, 4, 8)}
 
 
@@ -182,9 +181,9 @@ def as_integer(value, name, minimum=None):
     return value
 
 
-def as_real(value, name, *, above=None, at_least=None, below=None):
+def as_real(value, name, *, above=None):
     """``value`` as a finite Python float: TypeError unless it is a real number (bool is not),
-    ValueError outside the range (``above``/``below`` exclusive, ``at_least`` inclusive)."""
+    ValueError unless it is finite and, when ``above`` is given, greater than it."""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
@@ -194,10 +193,6 @@ def as_real(value, name, *, above=None, at_least=None, below=None):
         raise ValueError(f"{name} must be finite, got {value}")
     if above is not None and not value > above:
         raise ValueError(f"{name} must be > {above}, got {value}")
-    if at_least is not None and not value >= at_least:
-        raise ValueError(f"{name} must be >= {at_least}, got {value}")
-    if below is not None and not value < below:
-        raise ValueError(f"{name} must be < {below}, got {value}")
     return value
 
 

@@ -50,6 +50,17 @@ def test_factorized_lookup_matches_local(client, tables, chunks):
     _close(lazy.compute(), local)
 
 
+@pytest.mark.parametrize("kind", ["int8", "float16", "bfloat16"])
+def test_compact_tables_on_the_cluster_match_local(client, tables, kind):
+    layer = fe.FactorizedEmbedding(tables["table"], tables["proj"]).quantize(kind)
+    ids = np.random.default_rng(2).integers(0, 500, (12, 64))
+    dids = da.from_array(ids, chunks=(4, 17))
+    kw = dict(bias=tables["bias"], pos_table=tables["pos"], offset=3)
+    local = fe.factorized_lookup(ids, layer.table, layer.proj, **kw)
+    _close(fed.factorized_lookup(dids, layer.table, layer.proj, **kw).compute(), local)
+    _close(fed.lookup(dids, layer.table).compute(), fe.lookup(ids, layer.table))
+
+
 def test_tables_are_scattered_once_not_embedded_in_tasks(client, tables):
     ids = da.from_array(np.zeros((8, 10), np.int64), chunks=(1, 10))
     lazy = fed.factorized_lookup(ids, tables["table"], tables["proj"])
