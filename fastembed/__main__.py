@@ -97,7 +97,7 @@ def main(argv=None):
 
         try:
             run(rank=args.rank, batch=args.batch, length=args.length)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, ValueError, TypeError) as exc:
             print(f"fastembed demo: {exc}", file=sys.stderr)
             return 2
         return 0

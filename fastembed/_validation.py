@@ -17,12 +17,42 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _UNSIGNED = {np.dtype(f"{k}{n}"): np.dtype(f"u{n}") for k in "iu" for n in (1, 2, 4, 8)}
 
 
+def as_numpy(x, name):
+    """``x`` itself, or a CPU torch tensor as the numpy array sharing its memory (bfloat16 as its
+    uint16 bit patterns, which tables and projections read as bfloat16). A tensor that requires
+    grad, lives on another device or has a dtype numpy lacks, and a torch module or a
+    fastembed Factorization where an array belongs, is a TypeError saying what to pass instead."""
+    if type(x) is np.ndarray or not type(x).__module__.startswith(("torch", "fastembed")):
+        return x
+    if hasattr(x, "table") and hasattr(x, "proj") and hasattr(x, "singular_values"):
+        raise TypeError(f"{name} is a Factorization: pass its factors, factorized_lookup(ids, f.table, f.proj)")
+    import torch
+
+    if isinstance(x, torch.nn.Module):
+        hint = f"its weight, {name}=module.weight.detach()" if hasattr(x, "weight") else "an array"
+        raise TypeError(f"{name} is a torch {type(x).__name__}: pass {hint}")
+    if not isinstance(x, torch.Tensor):
+        return x
+    if x.requires_grad:
+        raise TypeError(f"{name} requires grad: pass {name}.detach() (fastembed computes no gradients)")
+    if x.device.type != "cpu":
+        raise TypeError(f"{name} is on {x.device}: pass {name}.cpu()")
+    if x.dtype == torch.bfloat16:
+        return x.view(torch.int16).numpy().view(np.uint16)
+    try:
+        return x.numpy()
+    except TypeError:
+        raise TypeError(f"{name} has dtype {x.dtype}, which numpy cannot hold: convert it, e.g. {name}.float()") from None
+
+
 def as_lookup_table(table, name="table"):
     """(table, output dtype): a float32/float64 matrix, or a CompactTable (float16, bfloat16,
     int8 rows) whose lookups produce float32."""
     if type(table) is np.ndarray and table.ndim == 2 and table.dtype in FLOAT_DTYPES:
         return usable_strides(table), table.dtype  # the common case, without the general checks
     from .quantize import as_compact
+
+    table = as_numpy(table, name)
 
     compact = as_compact(table) if isinstance(table, np.ndarray) or not hasattr(table, "__array__") else None
     if compact is not None:
@@ -48,7 +78,7 @@ def lookup_tables(table, proj=None):
 
 def as_pos_table(pos_table, d, dtype):
     """A (n_positions, d) position table of the output dtype, any strides."""
-    table = np.asarray(pos_table)
+    table = np.asarray(as_numpy(pos_table, "pos_table"))
     if table.ndim != 2 or table.shape[1] != d:
         raise ValueError(f"pos_table must have shape (n_positions, {d}), got {table.shape}")
     check_float_dtype(table, "pos_table", dtype)
@@ -57,9 +87,11 @@ def as_pos_table(pos_table, d, dtype):
 
 def as_float_matrix(x, name, dtype=None):
     """A 2-D float32/float64 array (any strides) whose dtype is ``dtype`` when given."""
-    x = np.asarray(x)
+    given = as_numpy(x, name)
+    x = np.asarray(given)
     if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got shape {x.shape}")
+        what = "" if isinstance(given, np.ndarray) else f"{type(given).__name__} as "
+        raise ValueError(f"{name} must be 2-D, got {what}shape {x.shape}")
     check_float_dtype(x, name, dtype)
     return usable_strides(x)
 
@@ -86,7 +118,7 @@ def usable_strides(x):
 def as_vector(x, name, length, dtype):
     if x is None:
         return None
-    x = np.asarray(x)
+    x = np.asarray(as_numpy(x, name))
     if x.shape != (length,):
         raise ValueError(f"{name} must have shape ({length},), got {x.shape}")
     check_float_dtype(x, name, dtype)
@@ -139,8 +171,15 @@ def _check_range(arr, name, bound, what):
 
 
 def integer_array(x, name):
+    x = as_numpy(x, name)
     was_array = isinstance(x, np.ndarray)
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except ValueError as exc:  # numpy's "inhomogeneous shape" for rows of different lengths
+        raise ValueError(
+            f"{name} must be a rectangular array of integers; got a ragged sequence (rows of different "
+            "lengths): pad the rows to one length"
+        ) from exc
     if arr.dtype == object:
         flat = arr.reshape(-1)
         if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in flat):

@@ -70,6 +70,13 @@ def run(args, out=sys.stdout):
     from .io import CheckpointError
     from .layers import FactorizedEmbedding
 
+    if not str(args.output).endswith((".safetensors", ".npz")):
+        raise SystemExit(f"fastembed factorize: -o {args.output}: the output must end in .safetensors or .npz")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401 - checked before the work, used by plot_spectrum
+        except ImportError:
+            raise SystemExit("fastembed factorize: --plot needs matplotlib (pip install matplotlib)") from None
     progress = Progress()
     progress(f"loading {args.model}")
     try:

@@ -89,7 +89,9 @@ def _non_finite():
 
 
 def _validated(W, rank, energy, max_error, method, row_weights, scale_into):
-    W = np.asarray(W)
+    from ._validation import as_numpy
+
+    W = np.asarray(as_numpy(W, "W"))
     if W.ndim != 2:
         raise ValueError(f"W must be 2-D, got shape {W.shape}")
     if W.dtype not in (np.float32, np.float64):

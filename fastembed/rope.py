@@ -237,7 +237,7 @@ def apply_rope(
     ndarray, shape and dtype of x
     """
     name = backends.resolve(backend)
-    x = np.asarray(x)  # a subclass (np.matrix) would change what * means
+    x = np.asarray(v.as_numpy(x, "x"))  # a subclass (np.matrix) would change what * means
     if x.ndim < 2:
         raise ValueError(f"x must have shape (..., L, D), got {x.shape}")
     if x.dtype not in (np.float32, np.float64):

@@ -4,6 +4,8 @@ before anything is written to ``out``."""
 import numpy as np
 import pytest
 
+import fastembed as fe
+
 from util import BACKENDS, LOOKUPS
 
 V, R, D, L = 20, 4, 6, 5
@@ -137,3 +139,51 @@ def test_unavailable_backend_names_what_is_available(monkeypatch):
     monkeypatch.setattr(backends, "_load", lambda name: None if name == "numba" else "numpy")
     with pytest.raises(ValueError, match="not importable here"):
         backends.resolve("numba")
+
+
+# ---------------------------------------------------------------- what a new user passes by mistake
+
+
+def test_a_ragged_list_of_ids_names_the_argument_and_the_fix():
+    with pytest.raises(ValueError, match="ids must be a rectangular array of integers; got a ragged sequence"):
+        fe.lookup([[1, 2, 3], [4]], np.ones((5, 2)))
+
+
+def test_a_factorization_passed_as_the_table_says_to_pass_its_factors():
+    fac = fe.factorize(np.random.default_rng(0).standard_normal((30, 8)), rank=2)
+    with pytest.raises(TypeError, match=r"table is a Factorization: pass its factors"):
+        fe.lookup([0, 1], fac)
+
+
+def test_a_non_array_table_names_what_it_got():
+    with pytest.raises(ValueError, match="table must be 2-D, got dict as shape"):
+        fe.lookup([0], {"weight": 1})
+
+
+def test_torch_inputs_are_taken_or_refused_with_what_to_do():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    E = rng.standard_normal((20, 4)).astype(np.float32)
+    P = rng.standard_normal((4, 6)).astype(np.float32)
+    ids = rng.integers(0, 20, (2, 5))
+    expected = fe.factorized_lookup(ids, E, P)
+    got = fe.factorized_lookup(torch.from_numpy(ids), torch.from_numpy(E), torch.from_numpy(P))
+    np.testing.assert_array_equal(got, expected)
+    for dtype, numpy_form in ((torch.float16, E.astype(np.float16)), (torch.bfloat16, None)):
+        t = torch.from_numpy(E).to(dtype)
+        reference_table = numpy_form if numpy_form is not None else t.view(torch.int16).numpy().view(np.uint16)
+        np.testing.assert_array_equal(fe.factorized_lookup(ids, t, P), fe.factorized_lookup(ids, reference_table, P))
+        np.testing.assert_array_equal(fe.lookup(ids, t), fe.lookup(ids, reference_table))
+    bits = torch.from_numpy(E).to(torch.bfloat16)
+    assert np.shares_memory(fe._validation.as_numpy(bits, "table"), bits.view(torch.int16).numpy())
+    with pytest.raises(TypeError, match=r"table requires grad: pass table.detach\(\)"):
+        fe.lookup(ids, torch.ones(20, 4, requires_grad=True))
+    with pytest.raises(TypeError, match=r"table is on meta: pass table.cpu\(\)"):
+        fe.lookup(ids, torch.ones(20, 4, device="meta"))
+    with pytest.raises(TypeError, match=r"table is a torch Embedding: pass its weight"):
+        fe.lookup(ids, torch.nn.Embedding(20, 4))
+    with pytest.raises(TypeError, match=r"ids requires grad|ids must be integers"):
+        fe.lookup(torch.ones(3, requires_grad=True), E)
+    x = torch.from_numpy(rng.standard_normal((2, 6, 8)))
+    np.testing.assert_array_equal(fe.apply_rope(x), fe.apply_rope(x.numpy()))
+    np.testing.assert_array_equal(fe.factorize(torch.from_numpy(E), rank=2).table, fe.factorize(E, rank=2).table)
