@@ -60,3 +60,32 @@ def rope(x, positions, style="neox", rotary_dim=None, inv_freq=None, base=10000.
         out[..., p] = a * c[..., i] - b * s[..., i]
         out[..., q] = b * c[..., i] + a * s[..., i]
     return out
+
+
+def sinusoidal(positions, d, layout="interleaved", base=10000.0, endpoint=False):
+    """float64 sinusoidal table from the published formulas (one row per position):
+
+    - "interleaved" (Vaswani; DistilBERT's create_sinusoidal_embeddings): column j holds
+      sin (j even) or cos (j odd) of p / base^(2 (j // 2) / d);
+    - "concat" (Marian, GPT-J): the sines of the even columns' angles, then the cosines of the odd
+      ones (sin gets the extra column for odd d);
+    - "concat", endpoint=True (fairseq, tensor2tensor): h = d // 2 frequencies
+      exp(-i log(base) / (h - 1)), [sin | cos], a zero column for odd d.
+    """
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1)
+    if layout == "concat" and endpoint:
+        half = d // 2
+        step = np.log(base) / (half - 1) if half > 1 else 0.0
+        angles = positions[:, None] * np.exp(np.arange(half, dtype=np.float64) * -step)[None, :]
+        out = np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+        return np.concatenate([out, np.zeros((positions.size, d % 2))], axis=1)
+    angles = positions[:, None] / np.power(base, 2 * (np.arange(d) // 2) / d)[None, :]
+    out = np.empty_like(angles)
+    if layout == "interleaved":
+        out[:, 0::2] = np.sin(angles[:, 0::2])
+        out[:, 1::2] = np.cos(angles[:, 1::2])
+    else:
+        sines = (d + 1) // 2
+        out[:, :sines] = np.sin(angles[:, 0::2])
+        out[:, sines:] = np.cos(angles[:, 1::2])
+    return out

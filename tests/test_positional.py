@@ -7,39 +7,21 @@ import numpy as np
 import pytest
 
 import fastembed as fe
+from fastembed import reference
 from fastembed.positional import table_cache
 from util import BACKENDS
 
 
 def vaswani(positions, d, base=10000.0):
-    """DistilBERT's create_sinusoidal_embeddings formula, in float64."""
-    enc = np.array([[p / np.power(base, 2 * (j // 2) / d) for j in range(d)] for p in positions], dtype=np.float64)
-    out = np.empty_like(enc)
-    out[:, 0::2] = np.sin(enc[:, 0::2])
-    out[:, 1::2] = np.cos(enc[:, 1::2])
-    return out
+    return reference.sinusoidal(positions, d, "interleaved", base)
 
 
 def marian(positions, d, base=10000.0):
-    """Marian / GPT-J's not-interleaved table, in float64."""
-    enc = np.array([[p / np.power(base, 2 * (j // 2) / d) for j in range(d)] for p in positions], dtype=np.float64)
-    sentinel = d // 2 if d % 2 == 0 else d // 2 + 1
-    out = np.empty_like(enc)
-    out[:, :sentinel] = np.sin(enc[:, 0::2])
-    out[:, sentinel:] = np.cos(enc[:, 1::2])
-    return out
+    return reference.sinusoidal(positions, d, "concat", base)
 
 
 def fairseq(positions, d, base=10000.0):
-    """fairseq's SinusoidalPositionalEmbedding.get_embedding, in float64 (no padding offset)."""
-    half = d // 2
-    step = math.log(base) / (half - 1) if half > 1 else 0.0
-    freqs = np.exp(np.arange(half, dtype=np.float64) * -step)
-    ang = np.asarray(positions, dtype=np.float64)[:, None] * freqs[None, :]
-    out = np.concatenate([np.sin(ang), np.cos(ang)], axis=1)
-    if d % 2:
-        out = np.concatenate([out, np.zeros((len(positions), 1))], axis=1)
-    return out
+    return reference.sinusoidal(positions, d, "concat", base, endpoint=True)
 
 
 CONVENTIONS = {
