@@ -22,11 +22,14 @@ def as_numpy(x, name):
     uint16 bit patterns, which tables and projections read as bfloat16). A tensor that requires
     grad, lives on another device or has a dtype numpy lacks, and a torch module or a
     fastembed Factorization where an array belongs, is a TypeError saying what to pass instead."""
-    if type(x) is np.ndarray or not type(x).__module__.startswith(("torch", "fastembed")):
+    module = type(x).__module__
+    if type(x) is np.ndarray or not module.startswith(("torch", "fastembed")):
         return x
-    if hasattr(x, "table") and hasattr(x, "proj") and hasattr(x, "singular_values"):
-        raise TypeError(f"{name} is a Factorization: pass its factors, factorized_lookup(ids, f.table, f.proj)")
-    import torch
+    if module.startswith("fastembed"):
+        if hasattr(x, "table") and hasattr(x, "proj") and hasattr(x, "singular_values"):
+            raise TypeError(f"{name} is a Factorization: pass its factors, factorized_lookup(ids, f.table, f.proj)")
+        return x
+    import torch  # only for objects of torch's own types: it is imported already
 
     if isinstance(x, torch.nn.Module):
         hint = f"its weight, {name}=module.weight.detach()" if hasattr(x, "weight") else "an array"

@@ -246,3 +246,16 @@ def test_warm_up_then_call(backend):
     np.testing.assert_array_equal(out, 2.0)
     with pytest.raises(ValueError):
         fe.backends.warm_up("gpu")
+
+
+def test_no_input_makes_fastembed_import_torch(tmp_path):
+    code = (
+        "import sys, numpy as np, fastembed as fe\n"
+        "E = np.ones((4, 3), np.float32)\n"
+        "fe.lookup([0, 1], fe.quantize_rows(E)); fe.lookup([0], E.astype(np.float16))\n"
+        "fe.factorized_lookup([0], fe.quantize_rows(E), np.ones((3, 2), np.float32))\n"
+        "fe.FactorizedEmbedding(E, np.ones((3, 2), np.float32)).quantize('int8')([0])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
