@@ -45,7 +45,9 @@ def as_numpy(x, name):
     try:
         return x.numpy()
     except TypeError:
-        raise TypeError(f"{name} has dtype {x.dtype}, which numpy cannot hold: convert it, e.g. {name}.float()") from None
+        raise TypeError(
+            f"{name} has dtype {x.dtype}, which numpy cannot hold: convert it, e.g. {name}.float()"
+        ) from None
 
 
 def as_lookup_table(table, name="table"):

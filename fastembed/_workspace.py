@@ -102,8 +102,6 @@ def release():
             setattr(_local, kind, [{}])
 
 
-
-
 PREFAULT_BYTES = 4 << 20
 
 

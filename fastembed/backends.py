@@ -160,7 +160,18 @@ class NumbaKernelSet(KernelSet):
 
     def gather_sum_layernorm(self, word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads):
         return self._run(
-            self.rows.gather_sum_layernorm, n_threads, word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out
+            self.rows.gather_sum_layernorm,
+            n_threads,
+            word,
+            ids,
+            token_type,
+            type_rows,
+            pos,
+            pos_rows,
+            gamma,
+            beta,
+            eps,
+            out,
         )
 
     def sincos_rows(self, out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads):

@@ -19,9 +19,9 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from . import _validation as v
 from . import backends
 from ._threads import for_work, resolve
-from . import _validation as v
 from .positional import MAX_POSITION, _as_positions, sincos_table
 
 STYLES = ("neox", "gptj")
@@ -94,7 +94,9 @@ def rope_frequencies(
     if kind == "linear":
         return inv_freq / factor, 1.0
     if kind == "dynamic":
-        max_pos = v.as_integer(scaling.get("max_position_embeddings"), "rope scaling 'dynamic' max_position_embeddings", 1)
+        max_pos = v.as_integer(
+            scaling.get("max_position_embeddings"), "rope scaling 'dynamic' max_position_embeddings", 1
+        )
         length = max(int(seq_len or max_pos), max_pos)
         base = base * ((factor * length / max_pos) - (factor - 1)) ** (dim / (dim - 2))
         return 1.0 / base**exponents, 1.0
@@ -114,7 +116,9 @@ def _yarn(scaling, dim, base, exponents, factor):
         m, m_all = _param(scaling, "mscale"), _param(scaling, "mscale_all_dim")
         attention = mscale(factor, m) / mscale(factor, m_all) if m and m_all else mscale(factor)
         if not (math.isfinite(attention) and attention > 0):
-            raise ValueError(f"rope scaling 'yarn' mscale {m} / mscale_all_dim {m_all} give attention factor {attention}")
+            raise ValueError(
+                f"rope scaling 'yarn' mscale {m} / mscale_all_dim {m_all} give attention factor {attention}"
+            )
     beta_fast = _param(scaling, "beta_fast", above=0) or 32
     beta_slow = _param(scaling, "beta_slow", above=0) or 1
 

@@ -118,9 +118,20 @@ ALIASABLE = ("ids", "position_ids", "table", "proj", "bias", "pos_table")
 def _aliasing(fdp):
     backend = fdp.PickValueInList(backends.available())
     plan = None if backend == "numpy" else fdp.PickValueInList([None, "dedupe", "direct", "fused"])
-    V, r, d, n = fdp.ConsumeIntInRange(1, 6), fdp.ConsumeIntInRange(1, 5), fdp.ConsumeIntInRange(1, 9), fdp.ConsumeIntInRange(1, 40)
-    shapes = {"ids": ((n,), np.int64), "position_ids": ((n,), np.int64), "table": ((V, r), np.float32),
-              "proj": ((r, d), np.float32), "bias": ((d,), np.float32), "pos_table": ((n, d), np.float32)}
+    V, r, d, n = (
+        fdp.ConsumeIntInRange(1, 6),
+        fdp.ConsumeIntInRange(1, 5),
+        fdp.ConsumeIntInRange(1, 9),
+        fdp.ConsumeIntInRange(1, 40),
+    )
+    shapes = {
+        "ids": ((n,), np.int64),
+        "position_ids": ((n,), np.int64),
+        "table": ((V, r), np.float32),
+        "proj": ((r, d), np.float32),
+        "bias": ((d,), np.float32),
+        "pos_table": ((n, d), np.float32),
+    }
     target = fdp.PickValueInList(list(ALIASABLE))
     shape, dtype = shapes[target]
     out_bytes, in_bytes = n * d * 4, int(np.prod(shape)) * np.dtype(dtype).itemsize
@@ -132,8 +143,17 @@ def _aliasing(fdp):
     args[target][...] = 0
     before = raw.copy()
     try:
-        fe.factorized_lookup(args["ids"], args["table"], args["proj"], bias=args["bias"], pos_table=args["pos_table"],
-                             position_ids=args["position_ids"], out=out, backend=backend, plan=plan)
+        fe.factorized_lookup(
+            args["ids"],
+            args["table"],
+            args["proj"],
+            bias=args["bias"],
+            pos_table=args["pos_table"],
+            position_ids=args["position_ids"],
+            out=out,
+            backend=backend,
+            plan=plan,
+        )
     except ValueError as exc:
         if "out overlaps" not in str(exc):
             raise AssertionError(f"out overlapping {target}: {exc!r} instead of the overlap error") from exc

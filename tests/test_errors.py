@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import fastembed as fe
-
 from util import BACKENDS, LOOKUPS
 
 V, R, D, L = 20, 4, 6, 5

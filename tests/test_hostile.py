@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import fastembed as fe
 from fastembed import _pipeline, _threads, _workspace, reference
-from util import BACKENDS, COMPILED, LOOKUPS, assert_matches_reference
+from util import BACKENDS, COMPILED, assert_matches_reference
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PLANS = [None, "dedupe", "direct", "fused"]
@@ -115,8 +115,16 @@ def test_position_ids_aliasing_out_is_refused_for_the_fused_plan():
     E, P, pos = np.ones((10, 4), np.float32), np.ones((4, 8), np.float32), np.ones((64, 8), np.float32)
     for backend in COMPILED:
         with pytest.raises(ValueError, match="out overlaps position_ids"):
-            fe.factorized_lookup(np.zeros((1, 64), np.int64), E, P, pos_table=pos, position_ids=position_ids,
-                                 out=out, plan="fused", backend=backend)
+            fe.factorized_lookup(
+                np.zeros((1, 64), np.int64),
+                E,
+                P,
+                pos_table=pos,
+                position_ids=position_ids,
+                out=out,
+                plan="fused",
+                backend=backend,
+            )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -267,7 +275,8 @@ def test_another_thread_rewriting_the_ids_never_crashes(backend, tmp_path):
         for i in range(400):
             plan = [None, "dedupe", "direct", "fused"][i % 4]
             try:
-                fe.factorized_lookup(ids, E, P, pos_table=pos, position_ids=position_ids, plan=plan, backend="{backend}")
+                kw = dict(pos_table=pos, position_ids=position_ids, plan=plan, backend="{backend}")
+                fe.factorized_lookup(ids, E, P, **kw)
                 fe.lookup(ids, E, pos_table=pos[:, :32], position_ids=position_ids, backend="{backend}")
                 outcomes["ok"] += 1
             except IndexError:
@@ -355,7 +364,9 @@ def test_one_huge_lookup_does_not_leave_its_scratch_resident(backend):
     P = np.ones((2, 4), np.float32)
     ids = np.concatenate([rng.integers(0, V, 200_000), np.zeros(200_000, np.int64)])
     fe.factorized_lookup(ids, E, P, plan="dedupe", backend=backend)
-    kept = [b.nbytes for level in (_workspace._local.buffers, _workspace._local.markers) for d in level for b in d.values()]
+    kept = [
+        b.nbytes for level in (_workspace._local.buffers, _workspace._local.markers) for d in level for b in d.values()
+    ]
     assert max(kept) <= _workspace.KEEP_BYTES
 
 
@@ -398,10 +409,18 @@ def test_np_matrix_input_is_rotated_as_an_array(backend):
         ({"rope_type": "dynamic", "factor": 2.0, "max_position_embeddings": 0}, "max_position_embeddings must be"),
         ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": -1}, "must be > 0"),
         ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096, "beta_fast": -1}, "beta_fast"),
-        ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096, "attention_factor": 0}, "attention"),
         (
-            {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 4.0,
-             "original_max_position_embeddings": 8192},
+            {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096, "attention_factor": 0},
+            "attention",
+        ),
+        (
+            {
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 4.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192,
+            },
             "high_freq_factor must be > 4.0",
         ),
     ],
@@ -429,7 +448,7 @@ def test_far_apart_rope_positions_table_only_the_positions_used(backend):
 @pytest.mark.parametrize("scale_into", ["table", "proj", "both"])
 def test_factorize_works_at_any_finite_float32_magnitude(method, magnitude, scale_into):
     rng = np.random.default_rng(0)
-    W = (rng.standard_normal((400, 6)) @ rng.standard_normal((6, 48)) + 0.05 * rng.standard_normal((400, 48)))
+    W = rng.standard_normal((400, 6)) @ rng.standard_normal((6, 48)) + 0.05 * rng.standard_normal((400, 48))
     base = fe.factorize(W.astype(np.float32), rank=4, method=method, seed=0, scale_into=scale_into)
     fac = fe.factorize((W * magnitude).astype(np.float32), rank=4, method=method, seed=0, scale_into=scale_into)
     truth = (W * magnitude).astype(np.float32).astype(np.float64)
@@ -485,8 +504,9 @@ def test_quantize_rows_refuses_what_it_cannot_store():
 
 def test_compact_layers_convert_and_count():
     rng = np.random.default_rng(0)
-    layer = fe.FactorizedEmbedding(rng.standard_normal((30, 4)).astype(np.float32),
-                                   rng.standard_normal((4, 8)).astype(np.float32))
+    layer = fe.FactorizedEmbedding(
+        rng.standard_normal((30, 4)).astype(np.float32), rng.standard_normal((4, 8)).astype(np.float32)
+    )
     for kind in ("int8", "float16", "bfloat16"):
         compact = layer.quantize(kind)
         assert compact.n_parameters() == layer.n_parameters()

@@ -140,8 +140,11 @@ def test_a_missing_file_is_a_checkpoint_error(tmp_path):
 
 def _layer(kind="none"):
     rng = np.random.default_rng(0)
-    layer = fe.FactorizedEmbedding(rng.standard_normal((20, 4)).astype(np.float32),
-                                   rng.standard_normal((4, 6)).astype(np.float32), bias=np.ones(6, np.float32))
+    layer = fe.FactorizedEmbedding(
+        rng.standard_normal((20, 4)).astype(np.float32),
+        rng.standard_normal((4, 6)).astype(np.float32),
+        bias=np.ones(6, np.float32),
+    )
     return layer if kind == "none" else layer.quantize(kind)
 
 
