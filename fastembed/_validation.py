@@ -212,17 +212,13 @@ def check_offset(offset, length, limit, where=""):
     return offset
 
 
-def as_integer(value, name, minimum=None):
-    """``value`` as a Python int: TypeError unless it is an integer (bool is not), ValueError below
-    ``minimum``."""
+def as_integer(value, name):
+    """``value`` as a Python int: TypeError unless it is an integer (bool is not)."""
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
         value = value.item()
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
-    value = operator.index(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return value
+    return operator.index(value)
 
 
 def as_real(value, name, *, above=None):

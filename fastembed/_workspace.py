@@ -5,14 +5,13 @@ dedupe markers) are tens of MB at ALBERT shapes. A fresh allocation of that size
 is fresh pages from the OS on every call; on a VM with transparent huge pages
 that cost varied from 2 ms to 100 ms per call. Reusing the buffers removes it.
 
-Each thread keeps its own buffers, and each ``frame()`` (one public call) its own level of
-them, so a call made while another is in progress on the same thread (a signal handler, a
+Each thread keeps its own buffers, and each frame (one public call, ``enter`` to ``leave``) its
+own level of them, so a call made while another is in progress on the same thread (a signal handler, a
 callback) never sees the outer call's scratch. When the outermost frame ends, buffers larger
 than ``KEEP_BYTES`` are freed, so one huge call does not leave its scratch resident.
 ``release()`` frees the calling thread's buffers.
 """
 
-import contextlib
 import math
 import threading
 
@@ -55,16 +54,6 @@ def leave(depth):
             for level in getattr(_local, kind, [])[:1]:
                 for key in [key for key, buf in level.items() if buf.nbytes > KEEP_BYTES]:
                     del level[key]
-
-
-@contextlib.contextmanager
-def frame():
-    """:func:`enter` and :func:`leave` as a context manager."""
-    depth = enter()
-    try:
-        yield
-    finally:
-        leave(depth)
 
 
 def _allocated(buf):

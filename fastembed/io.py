@@ -233,13 +233,12 @@ def save_safetensors(
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Arrays of an .npz file (no pickle: object arrays are refused)."""
-    with _open_regular(path):
-        pass
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except Exception as exc:  # OSError, ValueError, zipfile.BadZipFile, EOFError ...
-        raise CheckpointError(f"{path}: not a readable npz file ({exc})") from None
+    with _open_regular(path) as fh:
+        try:
+            with np.load(fh, allow_pickle=False) as archive:
+                return {name: archive[name] for name in archive.files}
+        except Exception as exc:  # OSError, ValueError, zipfile.BadZipFile, EOFError ...
+            raise CheckpointError(f"{path}: not a readable npz file ({exc})") from None
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, np.ndarray]:

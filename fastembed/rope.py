@@ -94,9 +94,7 @@ def rope_frequencies(
     if kind == "linear":
         return inv_freq / factor, 1.0
     if kind == "dynamic":
-        max_pos = v.as_integer(
-            scaling.get("max_position_embeddings"), "rope scaling 'dynamic' max_position_embeddings", 1
-        )
+        max_pos = _param(scaling, "max_position_embeddings", required=True, above=0)
         length = max(int(seq_len or max_pos), max_pos)
         base = base * ((factor * length / max_pos) - (factor - 1)) ** (dim / (dim - 2))
         return 1.0 / base**exponents, 1.0
