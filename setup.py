@@ -13,7 +13,7 @@ import textwrap
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNEL_MODULES = ["_rows", "_positional", "_project"]
+KERNEL_MODULES = ["_rows", "_positional", "_project", "_pool"]
 
 OPENMP_PROBE = textwrap.dedent(
     """

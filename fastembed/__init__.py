@@ -11,6 +11,8 @@ from ._version import __version__
 from .blocks import AlbertEmbedding, BertEmbedding
 from .factorize import ErrorReport, Factorization, factorize
 from .layers import Embedding, FactorizedEmbedding
+from ._pooled import pooled_lookup
+from ._ragged import as_ragged, positions_from_offsets
 from .lookup import factorized_lookup, lookup
 from .positional import make_positions, positions_from_mask, sinusoidal
 from .quantize import QuantizedRows, quantize_rows
@@ -22,6 +24,9 @@ __all__ = [
     "reference",
     "factorized_lookup",
     "lookup",
+    "pooled_lookup",
+    "as_ragged",
+    "positions_from_offsets",
     "factorize",
     "Factorization",
     "ErrorReport",

@@ -335,3 +335,47 @@ def _arrays_of(x):
     parts = [getattr(x, name, None) for name in ("data", "codes", "scale", "offset")]
     found = tuple(p for p in parts if isinstance(p, np.ndarray))
     return found if found else ((x,) if hasattr(x, "__array_interface__") else ())
+
+
+def as_offsets(offsets, n_ids, name="offsets"):
+    """CSR offsets of ``n_ids`` flat ids as a private C-contiguous int64 copy: 1-D, at least one
+    entry, ``offsets[0] == 0``, non-decreasing, ``offsets[-1] == n_ids``. TypeError unless they are
+    integers; ValueError naming the rule they break."""
+    arr = integer_array(offsets, name)
+    if arr.ndim != 1 or arr.shape[0] < 1:
+        raise ValueError(f"{name} must be 1-D with one entry per bag plus one (B + 1), got shape {arr.shape}")
+    if arr.dtype.kind == "u" and arr.itemsize == 8 and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name}[-1] must equal the number of ids, {n_ids}, got {int(arr.max())}")
+    copy = np.array(arr, dtype=np.int64, order="C", copy=True)
+    if copy[0] != 0:
+        raise ValueError(f"{name}[0] must be 0, got {int(copy[0])}")
+    if copy[-1] != n_ids:
+        raise ValueError(f"{name}[-1] must equal the number of ids, {n_ids}, got {int(copy[-1])}")
+    steps = np.diff(copy)
+    if steps.size and steps.min() < 0:
+        at = int(np.argmax(steps < 0))
+        raise ValueError(
+            f"{name} must be non-decreasing: {name}[{at + 1}] = {int(copy[at + 1])} < {name}[{at}] = {int(copy[at])}"
+        )
+    return copy
+
+
+def as_choice(value, name, choices):
+    """``value`` if it is one of ``choices`` (strings), else a ValueError listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+def as_float_vector(x, name, length, dtype, what):
+    """A private C-contiguous ``dtype`` copy of a real 1-D array of ``length`` entries (one per
+    ``what``): TypeError for non-real values, ValueError for another shape or NaN/inf."""
+    arr = np.asarray(as_numpy(x, name))
+    if arr.dtype.kind not in "iuf" or arr.dtype.kind == "b":
+        raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
+    if arr.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},), one per {what}, got {arr.shape}")
+    copy = np.array(arr, dtype=dtype, order="C", copy=True)
+    if copy.size and not np.isfinite(copy).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return copy

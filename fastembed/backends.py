@@ -13,6 +13,8 @@ import os
 import threading
 import warnings
 
+import numpy as np
+
 from . import _threads
 
 BACKENDS = ("cython", "numba", "numpy")
@@ -21,11 +23,12 @@ BACKENDS = ("cython", "numba", "numpy")
 class KernelSet:
     """One backend's kernels behind the interface of kernels/_rows.pyx."""
 
-    def __init__(self, name, rows_module, positional_module=None, project_module=None):
+    def __init__(self, name, rows_module, positional_module=None, project_module=None, pool_module=None):
         self.name = name
         self.rows = rows_module
         self.positional = positional_module
         self.project = project_module
+        self.pool = pool_module
 
     @functools.cached_property
     def openmp(self):
@@ -92,6 +95,16 @@ class KernelSet:
     def rope_rows(self, x, out, table_rows, cos, sin, half, neox, n_threads):
         return self.positional.rope_rows(x, out, table_rows, cos, sin, half, neox, self._thread_count(n_threads))
 
+    def pool_rows(self, out, table, row_scale, row_offset, kind, ids, offsets, per_token_rows, weights,
+                  token_weights, token_map, padding_idx, mode, scale, bias, normalize, n_threads):
+        return self.pool.pool_rows(
+            out, table, row_scale, row_offset, kind, ids, offsets, per_token_rows, weights, token_weights,
+            token_map, padding_idx, mode, scale, bias, normalize, self._thread_count(n_threads),
+        )
+
+    def finish_pooled(self, out, scale, bias, normalize, n_threads):
+        return self.pool.finish_pooled(out, scale, bias, normalize, self._thread_count(n_threads))
+
     def project_rows(self, table, rows, proj, scale, bias, pos, pos_rows, out, n_threads, simd=None):
         """``simd``: the widest micro-tile allowed in bits (default: the widest that runs here)."""
         width = self.simd_width if simd is None else min(int(simd), self.simd_width)
@@ -109,8 +122,8 @@ class NumbaKernelSet(KernelSet):
     simd_width = 0  # the mirror is the portable loop: correct, but the BLAS plans are faster
     openmp = False  # Numba's own pool, whichever threading layer it picked
 
-    def __init__(self, name, rows_module, positional_module=None, project_module=None):
-        super().__init__(name, rows_module, positional_module, project_module)
+    def __init__(self, name, rows_module, positional_module=None, project_module=None, pool_module=None):
+        super().__init__(name, rows_module, positional_module, project_module, pool_module)
         import numba
 
         self._numba = numba
@@ -182,6 +195,19 @@ class NumbaKernelSet(KernelSet):
     def rope_rows(self, x, out, table_rows, cos, sin, half, neox, n_threads):
         return self._run(self.positional.rope_rows, n_threads, x, out, table_rows, cos, sin, half, neox)
 
+    def pool_rows(self, out, table, row_scale, row_offset, kind, ids, offsets, per_token_rows, weights,
+                  token_weights, token_map, padding_idx, mode, scale, bias, normalize, n_threads):
+        if row_scale is None:  # typed arguments for the compact branch Numba compiles for every table
+            row_scale = row_offset = np.empty(0, np.float32)
+        return self._run(
+            self.pool.pool_rows, n_threads, out, table, row_scale, row_offset, kind, ids, offsets,
+            per_token_rows, weights, token_weights, token_map, padding_idx, mode, out.dtype.type(scale), bias,
+            normalize,
+        )
+
+    def finish_pooled(self, out, scale, bias, normalize, n_threads):
+        return self._run(self.pool.finish_pooled, n_threads, out, out.dtype.type(scale), bias, normalize)
+
     def project_rows(self, table, rows, proj, scale, bias, pos, pos_rows, out, n_threads, simd=None):
         return self._run(
             self.project.project_rows, n_threads, table, rows, proj, out.dtype.type(scale), bias, pos, pos_rows, out
@@ -201,7 +227,11 @@ def _load(name):
                     stacklevel=3,
                 )
             return KernelSet(
-                name, rows, _optional("fastembed._kernels._positional"), _optional("fastembed._kernels._project")
+                name,
+                rows,
+                _optional("fastembed._kernels._positional"),
+                _optional("fastembed._kernels._project"),
+                _optional("fastembed._kernels._pool"),
             )
         if name == "numba":
             rows = importlib.import_module("fastembed._kernels._rows_numba")
@@ -210,6 +240,7 @@ def _load(name):
                 rows,
                 _optional("fastembed._kernels._positional_numba"),
                 _optional("fastembed._kernels._project_numba"),
+                _optional("fastembed._kernels._pool_numba"),
             )
     except ImportError:
         return None

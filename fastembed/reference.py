@@ -89,3 +89,56 @@ def sinusoidal(positions, d, layout="interleaved", base=10000.0, endpoint=False)
         out[:, :sines] = np.sin(angles[:, 0::2])
         out[:, sines:] = np.cos(angles[:, 1::2])
     return out
+
+
+def pooled_lookup(
+    ids,
+    offsets,
+    table,
+    proj=None,
+    mode="mean",
+    weights=None,
+    token_weights=None,
+    token_map=None,
+    padding_idx=None,
+    scale=1.0,
+    bias=None,
+    normalize=False,
+):
+    """float64 pooled lookup over flat ``ids`` and CSR ``offsets``, bag by bag, from its definition
+    (see :func:`fastembed.pooled_lookup`); shape (B, d)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    table = np.asarray(table, dtype=np.float64)
+    proj = None if proj is None else np.asarray(proj, dtype=np.float64)
+    d = table.shape[1] if proj is None else proj.shape[1]
+    n_vocab = table.shape[0] if token_map is None else len(token_map)
+    padding = None if padding_idx is None else padding_idx % n_vocab
+    out = np.zeros((len(offsets) - 1, d))
+    for b in range(len(offsets) - 1):
+        vectors = []
+        for n in range(offsets[b], offsets[b + 1]):
+            token = int(ids[n])
+            if token == padding:
+                continue
+            row = table[token if token_map is None else int(token_map[token])]
+            if proj is not None and mode == "max":
+                row = row @ proj
+            w = 1.0 if weights is None else float(weights[n])
+            w *= 1.0 if token_weights is None else float(token_weights[token])
+            vectors.append(w * row)
+        if vectors:
+            stacked = np.array(vectors)
+            pooled = {
+                "sum": stacked.sum(axis=0),
+                "mean": stacked.mean(axis=0),
+                "sqrtn": stacked.sum(axis=0) / np.sqrt(len(vectors)),
+                "max": stacked.max(axis=0),
+            }[mode]
+            out[b] = pooled if proj is None or mode == "max" else pooled @ proj
+    out = out * float(scale)
+    if bias is not None:
+        out = out + np.asarray(bias, dtype=np.float64)
+    if normalize:
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out = np.where(norms > 0, out / np.where(norms > 0, norms, 1), out)
+    return out
