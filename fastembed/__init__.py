@@ -13,6 +13,7 @@ from .factorize import ErrorReport, Factorization, factorize
 from .layers import Embedding, FactorizedEmbedding
 from ._pooled import pooled_lookup
 from ._ragged import as_ragged, positions_from_offsets
+from ._static import StaticEmbedding
 from .lookup import factorized_lookup, lookup
 from .positional import make_positions, positions_from_mask, sinusoidal
 from .quantize import QuantizedRows, quantize_rows
@@ -27,6 +28,7 @@ __all__ = [
     "pooled_lookup",
     "as_ragged",
     "positions_from_offsets",
+    "StaticEmbedding",
     "factorize",
     "Factorization",
     "ErrorReport",

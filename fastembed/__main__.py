@@ -57,6 +57,10 @@ def build_parser():
     from .cli_factorize import add_arguments
 
     add_arguments(sub.add_parser("factorize", help="factorize a checkpoint's word-embedding matrix into E @ P"))
+    from .cli_static import add_distill_arguments, add_encode_arguments
+
+    add_encode_arguments(sub.add_parser("encode", help="texts (one per line) -> vectors.npy with a static model"))
+    add_distill_arguments(sub.add_parser("distill", help="distill a transformer folder into a static model"))
     return parser
 
 
@@ -101,6 +105,10 @@ def main(argv=None):
             print(f"fastembed demo: {exc}", file=sys.stderr)
             return 2
         return 0
+    if args.command in ("encode", "distill"):
+        from . import cli_static
+
+        return cli_static.run_encode(args) if args.command == "encode" else cli_static.run_distill(args)
     if args.command == "factorize":
         from .cli_factorize import run
 

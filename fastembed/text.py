@@ -71,10 +71,23 @@ class WordPiece:
         tokens = Path(vocab_path).read_text(encoding="utf-8").split("\n")
         if tokens and tokens[-1] == "":
             tokens.pop()
+        self._setup(tokens, lower_case, max_chars_per_word, "[UNK]")
+
+    @classmethod
+    def from_tokens(cls, tokens, lower_case=True, max_chars_per_word=100, unk_token="[UNK]"):
+        """The tokenizer of a vocabulary given as its tokens in id order."""
+        self = cls.__new__(cls)
+        self._setup(list(tokens), lower_case, max_chars_per_word, unk_token)
+        return self
+
+    def _setup(self, tokens, lower_case, max_chars_per_word, unk_token):
         self.vocab = {tok: i for i, tok in enumerate(tokens)}
         self.lower_case = lower_case
         self.max_chars = max_chars_per_word
-        self.unk, self.cls, self.sep, self.pad = (self.vocab[t] for t in ("[UNK]", "[CLS]", "[SEP]", "[PAD]"))
+        if unk_token not in self.vocab:
+            raise ValueError(f"the vocabulary has no unknown token {unk_token!r}")
+        self.unk = self.vocab[unk_token]
+        self.cls, self.sep, self.pad = (self.vocab.get(t, self.unk) for t in ("[CLS]", "[SEP]", "[PAD]"))
 
     def _word_ids(self, word):
         if len(word) > self.max_chars:
