@@ -6,14 +6,14 @@ when its backend is first used.
 """
 
 from . import backends, reference
+from ._pooled import pooled_lookup
+from ._ragged import as_ragged, positions_from_offsets
+from ._static import StaticEmbedding
 from ._threads import get_num_threads, num_threads, set_num_threads
 from ._version import __version__
 from .blocks import AlbertEmbedding, BertEmbedding
 from .factorize import ErrorReport, Factorization, factorize
 from .layers import Embedding, FactorizedEmbedding
-from ._pooled import pooled_lookup
-from ._ragged import as_ragged, positions_from_offsets
-from ._static import StaticEmbedding
 from .lookup import factorized_lookup, lookup
 from .positional import make_positions, positions_from_mask, sinusoidal
 from .quantize import QuantizedRows, quantize_rows

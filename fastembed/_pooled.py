@@ -159,9 +159,23 @@ def _pool(k, table, bags, per_token_rows, tables, mode, scale, bias, normalize, 
     for start in range(0, n_bags, per_call):
         stop = min(start + per_call, n_bags)
         skipped = k.pool_rows(
-            out[start:stop], data, row_scale, row_offset, kind, bags.ids, offsets[start : stop + 1],
-            per_token_rows, bags.weights, tables.token_weights, token_map, tables.padding_idx, mode, scale, bias,
-            normalize, threads,
+            out[start:stop],
+            data,
+            row_scale,
+            row_offset,
+            kind,
+            bags.ids,
+            offsets[start : stop + 1],
+            per_token_rows,
+            bags.weights,
+            tables.token_weights,
+            token_map,
+            tables.padding_idx,
+            mode,
+            scale,
+            bias,
+            normalize,
+            threads,
         )
         if skipped:
             raise RuntimeError(f"pool_rows kernel skipped {skipped} bags with an index outside its table")

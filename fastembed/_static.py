@@ -138,8 +138,18 @@ class StaticEmbedding:
                 if following < len(texts):
                     pending = pool.submit(self.tokenize, texts[following : following + batch_size])
                 _pooled.run(
-                    self._tables, ids, offsets, self.mode, None, 1.0, None, self.normalize,
-                    out[start : start + offsets.shape[0] - 1], "auto", n_threads, {},
+                    self._tables,
+                    ids,
+                    offsets,
+                    self.mode,
+                    None,
+                    1.0,
+                    None,
+                    self.normalize,
+                    out[start : start + offsets.shape[0] - 1],
+                    "auto",
+                    n_threads,
+                    {},
                 )
                 if progress is not None:
                     progress.update(offsets.shape[0] - 1)

@@ -290,6 +290,37 @@ def first_calls():
     return results
 
 
+def static_cases(quick=False):
+    """Pooled lookups over real-text CSR ids and StaticEmbedding.encode end to end, with the peers
+    (torch EmbeddingBag, model2vec) where installed; None without the MiniLM package."""
+    from . import _bench_static as cases
+
+    n = 10_000 if quick else 100_000
+    try:
+        ids, offsets = cases.ragged_ids(n)
+    except (FileNotFoundError, ImportError) as exc:
+        return {"skipped": str(exc)}
+    repeat = 3 if quick else 7
+    pooled = {name: best_time(f, repeat=repeat, min_seconds=0) for name, f in cases.pooled_methods(n).items()}
+    in_order = cases.rows_in_order(n)
+    rows_in_order = best_time(in_order, repeat=repeat, min_seconds=0)
+    encode_methods = cases.encode_methods(n)
+    encode = {name: best_time(f, repeat=2 if quick else 3, min_seconds=0) for name, f in encode_methods.items()}
+    same = None
+    if "model2vec encode" in encode_methods:
+        same = float(np.max(np.abs(encode_methods["fastembed encode"]() - encode_methods["model2vec encode"]())))
+    return {
+        "sentences": n,
+        "tokens": int(ids.shape[0]),
+        "d": cases.D,
+        "r": cases.R,
+        "pooled_seconds": pooled,
+        "rows_in_order_seconds": rows_in_order,
+        "encode_seconds": encode,
+        "max_difference_to_model2vec": same,
+    }
+
+
 def collect(quick=False):
     B, L = (8, 512) if quick else (32, 512)
     report = {
@@ -308,9 +339,74 @@ def collect(quick=False):
         ],
         "positional": positional_cases(quick),
         "factorize": factorize_case(quick),
+        "static": static_cases(quick),
         "first_call": first_calls(),
     }
     return report
+
+
+def _static_bounds(machine, static):
+    """Seconds of the pooled cases at their bounds: the same number of dense rows read in table
+    order (the caches' and prefetchers' best case, measured), and the factorized bags' projection
+    (B x r x d FMAs) at the sgemm rate."""
+    n_bags = static["sentences"]
+    rows = static["rows_in_order_seconds"]
+    projection = 2 * n_bags * static["r"] * static["d"] / (machine["sgemm_gflops"] * 1e9)
+    return rows, projection
+
+
+def format_static(report):
+    static = report.get("static") or {}
+    if "pooled_seconds" not in static:
+        return [f"static embeddings: skipped ({static.get('skipped', 'not measured')})", ""]
+    rows, projection = _static_bounds(report["machine"], static)
+    n = static["sentences"]
+    lines = [
+        f"pooled lookup, mean over {n} real sentences ({static['tokens']} WordPiece tokens, "
+        f"{static['tokens'] / n:.1f} per sentence), d={static['d']}; bounds: as many dense rows read in table "
+        f"order {rows * 1e3:.1f} ms, factorized projection at the sgemm rate {projection * 1e3:.1f} ms",
+    ]
+    for name, t in sorted(static["pooled_seconds"].items(), key=lambda kv: kv[1]):
+        lines.append(f"  {name:28s} {t * 1e3:9.2f} ms {static['tokens'] / t / 1e6:8.1f} M tokens/s")
+    lines.append(f"StaticEmbedding.encode end to end, {n} sentences, per-token weights, normalized")
+    for name, t in sorted(static["encode_seconds"].items(), key=lambda kv: kv[1]):
+        lines.append(f"  {name:28s} {t:9.3f} s  {n / t:10,.0f} sentences/s")
+    if static.get("max_difference_to_model2vec") is not None:
+        lines.append(f"  largest difference to model2vec's vectors: {static['max_difference_to_model2vec']:.1e}")
+    lines.append("")
+    return lines
+
+
+def static_goals(report):
+    """(goal, met, evidence) of the static-embedding goals (fastembed._bench_static.GOALS)."""
+    from ._bench_static import GOALS
+
+    static = report.get("static") or {}
+    if "pooled_seconds" not in static:
+        return []
+    pooled, encode = static["pooled_seconds"], static["encode_seconds"]
+    rows, projection = _static_bounds(report["machine"], static)
+    bag = pooled.get("torch EmbeddingBag(mean)")
+    measured = {
+        GOALS[0][0]: (bag, pooled["fastembed dense"], rows),
+        GOALS[1][0]: (bag, pooled["fastembed factorized r=64"], projection),
+        GOALS[2][0]: (encode.get("model2vec encode"), encode["fastembed encode"], encode["fastembed tokenizer alone"]),
+    }
+    out = []
+    for case, metric, threshold, bound in GOALS:
+        peer, ours, limit = measured[case]
+        if peer is None:
+            continue
+        ratio = peer / ours
+        out.append(
+            (
+                f"{case}: >= {threshold:g}{metric}",
+                ratio >= threshold,
+                f"{ratio:.2f}x ({ours * 1e3:.1f} ms vs {peer * 1e3:.1f} ms); {bound}: {limit * 1e3:.1f} ms, "
+                f"at most {peer / limit:.2f}x",
+            )
+        )
+    return out
 
 
 def _bounds(machine, case):
@@ -353,6 +449,7 @@ def format_report(report):
                 f"{compute / t:13.0%} {fma_share:>10s} {memory / t:11.0%}"
             )
         lines.append("")
+    lines.extend(format_static(report))
     lines.append("first call, each in a fresh interpreter (ms): import / first lookup / second lookup")
     for name, t in report.get("first_call", {}).items():
         lines.append(f"  {name:32s} {t['import'] * 1e3:8.1f} {t['first'] * 1e3:10.2f} {t['second'] * 1e3:10.3f}")
@@ -486,7 +583,7 @@ def goals(report):
     out.append(
         ("factorize 30522x384 rank 128 exact: < 60 ms", f["fastembed svd"] < 0.06, f"{f['fastembed svd'] * 1e3:.0f} ms")
     )
-    return out
+    return out + static_goals(report)
 
 
 def format_goals(report):

@@ -22,7 +22,10 @@ def add_distill_arguments(parser):
     parser.add_argument("--rank", type=int, default=256)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
-        "--check", type=int, default=0, metavar="N",
+        "--check",
+        type=int,
+        default=0,
+        metavar="N",
         help="compare the static model with the full one on N real English sentences (stdlib docstrings)",
     )
 
@@ -47,7 +50,9 @@ def run_encode(args):
     elapsed = time.perf_counter() - start
     np.save(args.output, vectors)
     rate = len(texts) / max(elapsed, 1e-9)
-    print(f"encoded {len(texts)} texts -> {args.output} {vectors.shape} float32 in {elapsed:.2f} s ({rate:,.0f} texts/s)")
+    print(
+        f"encoded {len(texts)} texts -> {args.output} {vectors.shape} float32 in {elapsed:.2f} s ({rate:,.0f} texts/s)"
+    )
     return 0
 
 

@@ -3,11 +3,11 @@ tables), its errors, and torch's embedding_bag where torch is installed."""
 
 import numpy as np
 import pytest
-from util import BACKENDS, DTYPES, RTOL, assert_matches_reference, layouts
 
 import fastembed as fe
 from fastembed import reference
 from fastembed.quantize import quantize_rows
+from util import BACKENDS, DTYPES, assert_matches_reference, layouts
 
 MODES = ["sum", "mean", "sqrtn", "max"]
 V, R, D = 97, 12, 20
@@ -209,9 +209,7 @@ def test_as_ragged_pyarrow():
     with pytest.raises(TypeError, match="lists of integers"):
         fe.as_ragged(pa.array([[1.5]]))
     table = np.random.default_rng(0).standard_normal((10, 4))
-    np.testing.assert_array_equal(
-        fe.pooled_lookup(pa.array(lists), table), fe.pooled_lookup(lists, table)
-    )
+    np.testing.assert_array_equal(fe.pooled_lookup(pa.array(lists), table), fe.pooled_lookup(lists, table))
 
 
 def test_as_ragged_tokenizers_encodings(minilm_dir):
@@ -332,5 +330,21 @@ def test_matches_torch_embedding_bag(backend, mode, padding):
         per_sample_weights=None if weights is None else torch.from_numpy(weights),
         padding_idx=padding,
     ).numpy()
-    got = fe.pooled_lookup(ids, table, offsets=offsets, mode=mode, weights=weights, padding_idx=padding, backend=backend)
+    got = fe.pooled_lookup(
+        ids, table, offsets=offsets, mode=mode, weights=weights, padding_idx=padding, backend=backend
+    )
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fork_after_threads_ran_and_absurd_thread_counts():
+    import multiprocessing
+
+    rng = np.random.default_rng(8)
+    ids, offsets = _bags(rng, n_bags=5000, max_len=30)
+    table = rng.standard_normal((V, D)).astype(np.float32)
+    expected = fe.pooled_lookup(ids, table, offsets=offsets, n_threads=2)  # the pool has run
+    np.testing.assert_array_equal(fe.pooled_lookup(ids, table, offsets=offsets, n_threads=10**9), expected)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:  # the child must not hang in a parallel region
+        got = pool.apply_async(fe.pooled_lookup, (ids, table), {"offsets": offsets, "n_threads": 2}).get(timeout=60)
+    np.testing.assert_array_equal(got, expected)

@@ -58,9 +58,7 @@ def test_same_vectors_as_model2vec(static_folder, tmp_path):
     np.testing.assert_allclose(ours.encode(sentences), theirs.encode(sentences, use_multiprocessing=False), atol=1e-6)
     ours.save(tmp_path / "saved")  # a folder model2vec loads, with the same vectors
     again = model2vec.StaticModel.from_pretrained(str(tmp_path / "saved"))
-    np.testing.assert_allclose(
-        again.encode(sentences, use_multiprocessing=False), ours.encode(sentences), atol=1e-6
-    )
+    np.testing.assert_allclose(again.encode(sentences, use_multiprocessing=False), ours.encode(sentences), atol=1e-6)
 
 
 def test_save_and_load_round_trip_a_factorized_model(minilm_dir, tmp_path):
@@ -167,7 +165,10 @@ def test_cli_encode_and_distill(tiny_bert, static_folder, tmp_path):
     texts.write_text("\n".join(TEXTS[:3] + ["Another line."]), encoding="utf-8")
     cli = [sys.executable, "-m", "fastembed"]
     done = subprocess.run(
-        cli + ["encode", str(folder), str(texts), "-o", str(tmp_path / "v.npy")], capture_output=True, text=True, cwd="/"
+        cli + ["encode", str(folder), str(texts), "-o", str(tmp_path / "v.npy")],
+        capture_output=True,
+        text=True,
+        cwd="/",
     )
     assert done.returncode == 0, done.stderr
     vectors = np.load(tmp_path / "v.npy")
@@ -176,7 +177,9 @@ def test_cli_encode_and_distill(tiny_bert, static_folder, tmp_path):
     assert bad.returncode == 2 and ".npy" in bad.stderr
     distilled = subprocess.run(
         cli + ["distill", str(tiny_bert), "-o", str(tmp_path / "static"), "--rank", "8", "--check", "40"],
-        capture_output=True, text=True, cwd="/",
+        capture_output=True,
+        text=True,
+        cwd="/",
     )
     assert distilled.returncode == 0, distilled.stderr
     assert "Spearman" in distilled.stdout
