@@ -173,7 +173,9 @@ def test_cli_encode_and_distill(tiny_bert, static_folder, tmp_path):
     assert done.returncode == 0, done.stderr
     vectors = np.load(tmp_path / "v.npy")
     np.testing.assert_allclose(vectors, fe.StaticEmbedding.from_model2vec(folder).encode(TEXTS[:3] + ["Another line."]))
-    bad = subprocess.run(cli + ["encode", str(folder), str(texts), "-o", "v.pt"], capture_output=True, text=True)
+    bad = subprocess.run(
+        cli + ["encode", str(folder), str(texts), "-o", str(tmp_path / "v.pt")], capture_output=True, text=True, cwd="/"
+    )
     assert bad.returncode == 2 and ".npy" in bad.stderr
     distilled = subprocess.run(
         cli + ["distill", str(tiny_bert), "-o", str(tmp_path / "static"), "--rank", "8", "--check", "40"],
