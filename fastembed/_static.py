@@ -99,7 +99,10 @@ class StaticEmbedding:
 
     def tokenize(self, texts):
         """(ids, offsets): the tokens of each text, as :func:`encode` pools them (before padding is skipped)."""
-        texts = _texts(texts)
+        return self._tokenize(_texts(texts))
+
+    def _tokenize(self, texts):
+        """``tokenize`` of a list of str already checked."""
         if self._char_budget is not None:
             budget = self._char_budget
             texts = [t if len(t) <= budget else t[:budget] for t in texts]
@@ -131,12 +134,12 @@ class StaticEmbedding:
         starts = range(0, len(texts), batch_size)
         progress = _Progress(len(texts)) if show_progress else None
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(self.tokenize, texts[:batch_size]) if texts else None
+            pending = pool.submit(self._tokenize, texts[:batch_size]) if texts else None
             for start in starts:
                 ids, offsets = pending.result()
                 following = start + batch_size
                 if following < len(texts):
-                    pending = pool.submit(self.tokenize, texts[following : following + batch_size])
+                    pending = pool.submit(self._tokenize, texts[following : following + batch_size])
                 _pooled.run(
                     self._tables,
                     ids,

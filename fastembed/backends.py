@@ -95,45 +95,10 @@ class KernelSet:
     def rope_rows(self, x, out, table_rows, cos, sin, half, neox, n_threads):
         return self.positional.rope_rows(x, out, table_rows, cos, sin, half, neox, self._thread_count(n_threads))
 
-    def pool_rows(
-        self,
-        out,
-        table,
-        row_scale,
-        row_offset,
-        kind,
-        ids,
-        offsets,
-        per_token_rows,
-        weights,
-        token_weights,
-        token_map,
-        padding_idx,
-        mode,
-        scale,
-        bias,
-        normalize,
-        n_threads,
-    ):
-        return self.pool.pool_rows(
-            out,
-            table,
-            row_scale,
-            row_offset,
-            kind,
-            ids,
-            offsets,
-            per_token_rows,
-            weights,
-            token_weights,
-            token_map,
-            padding_idx,
-            mode,
-            scale,
-            bias,
-            normalize,
-            self._thread_count(n_threads),
-        )
+    def pool_rows(self, out, table, row_scale, row_offset, *rest):
+        """The arguments of kernels/_pool.pyx::pool_rows, ``n_threads`` last."""
+        *arguments, n_threads = rest
+        return self.pool.pool_rows(out, table, row_scale, row_offset, *arguments, self._thread_count(n_threads))
 
     def finish_pooled(self, out, scale, bias, normalize, n_threads):
         return self.pool.finish_pooled(out, scale, bias, normalize, self._thread_count(n_threads))
@@ -228,26 +193,8 @@ class NumbaKernelSet(KernelSet):
     def rope_rows(self, x, out, table_rows, cos, sin, half, neox, n_threads):
         return self._run(self.positional.rope_rows, n_threads, x, out, table_rows, cos, sin, half, neox)
 
-    def pool_rows(
-        self,
-        out,
-        table,
-        row_scale,
-        row_offset,
-        kind,
-        ids,
-        offsets,
-        per_token_rows,
-        weights,
-        token_weights,
-        token_map,
-        padding_idx,
-        mode,
-        scale,
-        bias,
-        normalize,
-        n_threads,
-    ):
+    def pool_rows(self, out, table, row_scale, row_offset, *rest):
+        *arguments, scale, bias, normalize, n_threads = rest
         if row_scale is None:  # typed arguments for the compact branch Numba compiles for every table
             row_scale = row_offset = np.empty(0, np.float32)
         return self._run(
@@ -257,15 +204,7 @@ class NumbaKernelSet(KernelSet):
             table,
             row_scale,
             row_offset,
-            kind,
-            ids,
-            offsets,
-            per_token_rows,
-            weights,
-            token_weights,
-            token_map,
-            padding_idx,
-            mode,
+            *arguments,
             out.dtype.type(scale),
             bias,
             normalize,
