@@ -72,3 +72,45 @@ class Rope:
 
     def time_apply(self, method, style):
         self.run()
+
+
+ROPE_CASES = {
+    "default": {},
+    "yarn": {"scaling": {"rope_type": "yarn", "factor": 40, "original_max_position_embeddings": 4096,
+                         "mscale": 1.0, "mscale_all_dim": 1.0}},
+    "longrope": {"scaling": {"rope_type": "longrope", "long_factor": [1.0 + i for i in range(64)],
+                             "short_factor": [1.0 + 0.01 * i for i in range(64)],
+                             "original_max_position_embeddings": 512, "max_position_embeddings": 131072}},
+    "proportional": {"scaling": {"rope_type": "proportional", "partial_rotary_factor": 0.25}},
+    "ntk": {"scaling": {"rope_type": "ntk", "factor": 4.0}},
+    "mrope": {"mrope_section": [16, 24, 24]},
+    "mrope-interleaved": {"mrope_section": [24, 20, 20], "mrope_interleaved": True},
+    "per-row-offset": {},
+}
+
+
+class RopeTypes:
+    """Every rope type on the (4, 32, 1024, 128) float32 case of Rope: the same rotation kernel,
+    only the frequency table (and for mrope the per-token positions) differs."""
+
+    params = [["cython", "numba", "numpy"], list(ROPE_CASES)]
+    param_names = ["method", "rope_type"]
+
+    def setup(self, method, rope_type):
+        backend_or_skip(method)
+        shape = (4, 32, 1024, 128)
+        rng = np.random.default_rng(0)
+        self.x = rng.standard_normal(shape, dtype=np.float32)
+        self.out = np.empty_like(self.x)
+        kwargs = dict(ROPE_CASES[rope_type], backend=method, out=self.out)
+        if rope_type.startswith("mrope"):
+            text = np.arange(1024)
+            grid = np.stack([np.minimum(text, 300), text % 37 + 300, text % 41 + 300])  # image-like positions
+            kwargs["positions"] = np.broadcast_to(grid[:, None, None, :], (3, 4, 1, 1024))
+        if rope_type == "per-row-offset":
+            kwargs["offset"] = np.array([0, 17, 4000, 123])
+        self.run = lambda: fe.apply_rope(self.x, **kwargs)
+        self.run()
+
+    def time_apply(self, method, rope_type):
+        self.run()

@@ -6,8 +6,10 @@ when its backend is first used.
 """
 
 from . import backends, reference
+from ._mrope import mrope_positions
 from ._pooled import pooled_lookup
 from ._ragged import as_ragged, positions_from_offsets
+from ._rope_config import RopeConfig, rope_config
 from ._static import StaticEmbedding
 from ._threads import get_num_threads, num_threads, set_num_threads
 from ._version import __version__
@@ -46,6 +48,9 @@ __all__ = [
     "rope_frequencies",
     "rope_permutation",
     "convert_rope_weight",
+    "rope_config",
+    "RopeConfig",
+    "mrope_positions",
     "get_num_threads",
     "num_threads",
     "set_num_threads",

@@ -1,4 +1,4 @@
-"""The truth: every lookup, and the rotary embedding, written as its formula, computed in float64.
+"""The truth: every lookup, the rotary embedding and its frequencies, written as formulas, in float64.
 
 These functions validate nothing and are not fast; they define what every
 backend must compute (tests compare each backend against them, as
@@ -41,25 +41,133 @@ def _add_terms(rows, ids_shape, scale, bias, pos_table, offset, position_ids):
     return result
 
 
-def rope(x, positions, style="neox", rotary_dim=None, inv_freq=None, base=10000.0, attention=1.0):
+def rope(x, positions, style="neox", rotary_dim=None, inv_freq=None, base=10000.0, attention=1.0, axes=None):
     """float64 rotary embedding from its definition, pair by pair: for pair i at position p,
     theta = p * inv_freq[i] (default base^(-2i/rotary_dim)) and (a, b) -> (a cos - b sin,
     b cos + a sin), cos and sin times ``attention``. Pairs are (i, i + half) for "neox", (2i, 2i+1)
-    for "gptj"; features from rotary_dim on pass through. ``positions`` broadcast to x.shape[:-1]."""
+    for "gptj"; features from rotary_dim on pass through. ``positions`` broadcast to x.shape[:-1];
+    with ``axes`` (multimodal RoPE) positions has a leading axis of 3 and pair i takes its
+    position from ``positions[axes[i]]``."""
     x = np.asarray(x, dtype=np.float64)
     rotary_dim = x.shape[-1] if rotary_dim is None else rotary_dim
     if inv_freq is None:
         inv_freq = float(base) ** (-np.arange(0, rotary_dim, 2) / rotary_dim)
     out = x.copy()
-    theta = np.asarray(positions, dtype=np.float64)[..., None] * inv_freq  # (..., L, half)
-    c, s = np.cos(theta) * attention, np.sin(theta) * attention
     half = rotary_dim // 2
+    positions = np.asarray(positions, dtype=np.float64)
     for i in range(half):
-        p, q = (i, i + half) if style == "neox" else (2 * i, 2 * i + 1)
-        a, b = x[..., p], x[..., q]
-        out[..., p] = a * c[..., i] - b * s[..., i]
-        out[..., q] = b * c[..., i] + a * s[..., i]
+        p = positions if axes is None else positions[axes[i]]
+        theta = np.broadcast_to(p, x.shape[:-1]) * inv_freq[i]
+        c, s = np.cos(theta) * attention, np.sin(theta) * attention
+        first, second = (i, i + half) if style == "neox" else (2 * i, 2 * i + 1)
+        a, b = x[..., first], x[..., second]
+        out[..., first] = a * c - b * s
+        out[..., second] = b * c + a * s
     return out
+
+
+def mrope_axes(half, section, interleaved=False):
+    """The position axis (0 t, 1 h, 2 w) of each frequency, index by index: consecutive sections
+    [t, h, w] (Qwen2-VL), or interleaved t h w t h w ... while the h and w sections last (Qwen3-VL)."""
+    t, h, w = section
+    axes = []
+    for i in range(half):
+        if not interleaved:
+            axes.append(0 if i < t else 1 if i < t + h else 2)
+        elif i % 3 == 1 and i // 3 < h:
+            axes.append(1)
+        elif i % 3 == 2 and i // 3 < w:
+            axes.append(2)
+        else:
+            axes.append(0)
+    return axes
+
+
+def rope_frequencies(dim, base=10000.0, scaling=None, seq_len=None):
+    """float64 (inv_freq, attention_factor) of every rope type, frequency by frequency, from the
+    published formulas (the papers' reference code, which transformers follows)."""
+    scaling = dict(scaling or {})
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    base = float(scaling.get("rope_theta", base))
+    half = dim // 2
+    plain = [base ** (-2.0 * i / dim) for i in range(half)]
+    factor = scaling.get("factor")
+    if factor is None and "max_position_embeddings" in scaling and "original_max_position_embeddings" in scaling:
+        factor = scaling["max_position_embeddings"] / scaling["original_max_position_embeddings"]
+    if kind == "default":
+        return np.array(plain), 1.0
+    if kind == "linear":  # positional interpolation: positions / factor
+        return np.array([f / factor for f in plain]), 1.0
+    if kind == "dynamic":
+        m = scaling["max_position_embeddings"]
+        s = max(seq_len or m, m)
+        new_base = base * (factor * s / m - (factor - 1)) ** (dim / (dim - 2))
+        return np.array([new_base ** (-2.0 * i / dim) for i in range(half)]), 1.0
+    if kind == "ntk":
+        b = scaling.get("mixed_b")
+        if b is None:
+            return np.array([(base * factor) ** (-2.0 * i / dim) / factor ** (2.0 / dim) for i in range(half)]), 1.0
+        a = np.log(factor) / half**b
+        return np.array([plain[i] / np.exp(a * (i + 1) ** b) for i in range(half)]), 1.0
+    if kind == "proportional":
+        rotated = int(scaling.get("partial_rotary_factor", 1.0) * dim // 2)
+        return np.array([plain[i] if i < rotated else 0.0 for i in range(half)]) / scaling.get("factor", 1.0), 1.0
+    if kind == "longrope":
+        original = scaling["original_max_position_embeddings"]
+        chosen = scaling["long_factor"] if seq_len and seq_len > original else scaling["short_factor"]
+        attention = scaling.get("attention_factor")
+        if attention is None:
+            attention = 1.0 if factor <= 1 else float(np.sqrt(1 + np.log(factor) / np.log(original)))
+        return np.array([plain[i] / chosen[i] for i in range(half)]), attention
+    if kind == "llama3":
+        original = scaling["original_max_position_embeddings"]
+        low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+        result = []
+        for f in plain:
+            wavelength = 2 * np.pi / f
+            if wavelength < original / high:  # high frequency: kept
+                result.append(f)
+            elif wavelength > original / low:  # low frequency: interpolated
+                result.append(f / factor)
+            else:  # between: blended by how many rotations fit the original context
+                smooth = (original / wavelength - low) / (high - low)
+                result.append((1 - smooth) * f / factor + smooth * f)
+        return np.array(result), 1.0
+    if kind == "yarn":
+        return _yarn_frequencies(dim, base, scaling, factor, plain)
+    raise ValueError(f"reference.rope_frequencies: unknown rope type {kind!r}")
+
+
+def _yarn_frequencies(dim, base, scaling, factor, plain):
+    """YaRN (Peng et al. 2023, the authors' code): frequencies completing fewer than beta_slow
+    rotations over the original context are interpolated, more than beta_fast kept, a linear
+    ramp over the dimension index between; attention factor 0.1 ln(s) + 1."""
+    original = scaling["original_max_position_embeddings"]
+    half = dim // 2
+
+    def dimension_of(rotations):  # the dimension index whose wavelength fits `rotations` times
+        return dim * np.log(original / (rotations * 2 * np.pi)) / (2 * np.log(base))
+
+    low = dimension_of(scaling.get("beta_fast") or 32)
+    high = dimension_of(scaling.get("beta_slow") or 1)
+    if scaling.get("truncate", True):
+        low, high = np.floor(low), np.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if high == low:
+        high = high + 0.001
+    result = []
+    for i in range(half):
+        ramp = min(max((i - low) / (high - low), 0.0), 1.0)  # 0: keep, 1: interpolate
+        result.append(plain[i] * (1 - ramp) + plain[i] / factor * ramp)
+
+    def mscale(s, m=1.0):
+        return 1.0 if s <= 1 else 0.1 * m * np.log(s) + 1.0
+
+    attention = scaling.get("attention_factor")
+    if attention is None:
+        m, m_all = scaling.get("mscale"), scaling.get("mscale_all_dim")
+        attention = mscale(factor, m) / mscale(factor, m_all) if m and m_all else mscale(factor)
+    return np.array(result), float(attention)
 
 
 def sinusoidal(positions, d, layout="interleaved", base=10000.0, endpoint=False):

@@ -14,172 +14,125 @@ multiplied by the scheme's attention factor (YaRN). Features from
 ``rotary_dim`` on pass through unchanged.
 """
 
-import math
-
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _validation as v
 from . import backends
 from ._threads import for_work, resolve
-from .positional import MAX_POSITION, _as_positions, sincos_table
+from . import _rope_frequencies as _frequencies
+from ._mrope import mrope_axes
+from ._rope_frequencies import ROPE_TYPES, SCALINGS, check_rotary_dim
+from .positional import MAX_POSITION, _as_positions, fill_sincos, sincos_table
 
 STYLES = ("neox", "gptj")
-SCALINGS = ("default", "linear", "dynamic", "yarn", "llama3")
-
-
-def _check_dim(dim, name="rotary_dim"):
-    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)) or dim < 2 or dim % 2:
-        raise ValueError(f"{name} must be an even integer >= 2, got {dim!r}")
-    return int(dim)
-
-
-def _param(scaling, key, default=None, required=False, above=None):
-    """``scaling[key]`` as a finite float (> ``above`` when given); ``default`` when absent."""
-    kind = scaling.get("rope_type", scaling.get("type"))
-    if key in scaling and scaling[key] is not None:
-        return v.as_real(scaling[key], f"rope scaling {kind!r} {key}", above=above)
-    if required:
-        raise ValueError(f"rope scaling {kind!r} needs {key!r}")
-    return default
+DEFAULT_BASE = 10000.0
 
 
 def rope_frequencies(
-    dim: int, *, base: float = 10000.0, scaling: dict | None = None, seq_len: int | None = None
+    dim: int, *, base: float = DEFAULT_BASE, scaling: dict | None = None, seq_len: int | None = None
 ) -> tuple[NDArray[np.float64], float]:
     """(inv_freq, attention_factor) for ``dim`` rotary features, as transformers computes them.
+
+    Without scaling, ``inv_freq[i] = base^(-2i / dim)`` for i < dim / 2.
 
     Parameters
     ----------
     dim : int
-        Rotary dimensions (even); inv_freq has dim / 2 entries, base^(-2i/dim).
+        Rotary dimensions (even); inv_freq has dim / 2 entries.
     base : float
-        ``rope_theta``.
+        ``rope_theta``; a ``rope_theta`` in ``scaling`` is used when base is left at 10000.
     scaling : dict, optional
-        A config's ``rope_scaling`` / ``rope_parameters``: ``rope_type`` (or
-        ``type``) one of "default", "linear" (factor), "dynamic" (factor,
-        max_position_embeddings; uses ``seq_len``), "yarn" (factor,
-        original_max_position_embeddings, beta_fast=32, beta_slow=1,
-        attention_factor, mscale, mscale_all_dim, truncate=True), "llama3"
-        (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings).
+        A config's ``rope_parameters`` / ``rope_scaling`` (see :func:`fastembed.rope_config`
+        to read one from a whole config.json): ``rope_type`` (or ``type``) one of
+
+        - "default";
+        - "linear": inv_freq / factor;
+        - "dynamic" (dynamic NTK): base x (factor s / m - (factor - 1))^(dim / (dim - 2)),
+          s = max(seq_len, m), m = max_position_embeddings;
+        - "yarn": factor (or max_position_embeddings / original_max_position_embeddings),
+          original_max_position_embeddings, beta_fast=32, beta_slow=1, truncate=True,
+          attention_factor (default 0.1 ln(factor) + 1, or the mscale / mscale_all_dim ratio);
+        - "llama3": factor, low_freq_factor, high_freq_factor, original_max_position_embeddings;
+        - "longrope" (Phi-3): inv_freq[i] / long_factor[i] when seq_len >
+          original_max_position_embeddings, else / short_factor[i]; attention_factor
+          default sqrt(1 + ln(factor) / ln(original)), factor default
+          max_position_embeddings / original_max_position_embeddings;
+        - "proportional" (Gemma 4): ``dim`` is the whole head; the first
+          int(partial_rotary_factor x dim / 2) pairs rotate with base^(-2i / dim), the rest
+          keep frequency 0; divided by factor (default 1);
+        - "ntk" (static NTK-aware, vLLM's definition): base x factor and every frequency
+          divided by factor^(2 / dim); with ``mixed_b``, frequency i (from 1) divided by
+          exp(a i^b), a = ln(factor) / (dim / 2)^b.
+
+        Any other type is a ValueError naming the supported ones.
     seq_len : int, optional
-        Current sequence length, for "dynamic".
+        Current sequence length (largest position + 1), for "dynamic" and "longrope".
 
     Returns
     -------
     inv_freq : ndarray (dim / 2,), float64
     attention_factor : float
+        The factor cos and sin are multiplied by.
     """
-    dim = _check_dim(dim)
-    base = float(base)
-    if not base > 1:
-        raise ValueError(f"base must be > 1, got {base}")
-    exponents = np.arange(0, dim, 2, dtype=np.float64) / dim
-    inv_freq = 1.0 / base**exponents
-    if not scaling:
-        return inv_freq, 1.0
-    if not isinstance(scaling, dict):
-        raise TypeError(f"scaling must be a dict like a config's rope_scaling, got {type(scaling).__name__}")
-    kind = scaling.get("rope_type", scaling.get("type", "default"))
-    if kind not in SCALINGS:
-        raise ValueError(f"unknown rope scaling {kind!r}; supported: {SCALINGS}")
-    if kind == "default":
-        return inv_freq, 1.0
-    implied = kind == "yarn" and "max_position_embeddings" in scaling and "factor" not in scaling
-    factor = _param(scaling, "factor", required=not implied, above=0)
-    if factor is None:  # yarn: the extension from the original context to max_position_embeddings
-        factor = _param(scaling, "max_position_embeddings", above=0) / _param(
-            scaling, "original_max_position_embeddings", required=True, above=0
-        )
-    if kind == "linear":
-        return inv_freq / factor, 1.0
-    if kind == "dynamic":
-        max_pos = _param(scaling, "max_position_embeddings", required=True, above=0)
-        length = max(int(seq_len or max_pos), max_pos)
-        base = base * ((factor * length / max_pos) - (factor - 1)) ** (dim / (dim - 2))
-        return 1.0 / base**exponents, 1.0
-    if kind == "yarn":
-        return _yarn(scaling, dim, base, exponents, factor)
-    return _llama3(scaling, inv_freq, factor), 1.0
+    return _frequencies.rope_frequencies(dim, _base(base, scaling), scaling, seq_len)
 
 
-def _yarn(scaling, dim, base, exponents, factor):
-    original = _param(scaling, "original_max_position_embeddings", required=True, above=0)
-
-    def mscale(scale, m=1.0):
-        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
-
-    attention = _param(scaling, "attention_factor", above=0)
-    if attention is None:
-        m, m_all = _param(scaling, "mscale"), _param(scaling, "mscale_all_dim")
-        attention = mscale(factor, m) / mscale(factor, m_all) if m and m_all else mscale(factor)
-        if not (math.isfinite(attention) and attention > 0):
-            raise ValueError(
-                f"rope scaling 'yarn' mscale {m} / mscale_all_dim {m_all} give attention factor {attention}"
-            )
-    beta_fast = _param(scaling, "beta_fast", above=0) or 32
-    beta_slow = _param(scaling, "beta_slow", above=0) or 1
-
-    def correction_dim(rotations):
-        return (dim * math.log(original / (rotations * 2 * math.pi))) / (2 * math.log(base))
-
-    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
-    if scaling.get("truncate", True):
-        low, high = math.floor(low), math.ceil(high)
-    low, high = max(low, 0), min(high, dim - 1)
-    if low == high:
-        high += 0.001
-    ramp = np.clip((np.arange(dim // 2, dtype=np.float64) - low) / (high - low), 0, 1)
-    extrapolation = 1 - ramp
-    pos_freqs = base**exponents
-    inv_freq = (1.0 / (factor * pos_freqs)) * (1 - extrapolation) + (1.0 / pos_freqs) * extrapolation
-    return inv_freq, float(attention)
-
-
-def _llama3(scaling, inv_freq, factor):
-    low = _param(scaling, "low_freq_factor", required=True, above=0)
-    high = _param(scaling, "high_freq_factor", required=True, above=low)
-    old = _param(scaling, "original_max_position_embeddings", required=True, above=0)
-    wavelen = 2 * math.pi / inv_freq
-    scaled = np.where(wavelen > old / low, inv_freq / factor, inv_freq)
-    smooth = (old / wavelen - low) / (high - low)
-    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
-    medium = ~(wavelen < old / high) & ~(wavelen > old / low)
-    return np.where(medium, smoothed, scaled)
+def _base(base, scaling):
+    """``base``, or the ``rope_theta`` a scaling dict carries when base was left at its default."""
+    theta = scaling.get("rope_theta") if isinstance(scaling, dict) else None
+    if theta is None:
+        return base
+    theta = v.as_real(theta, "scaling rope_theta")
+    if base != DEFAULT_BASE and base != theta:
+        raise ValueError(f"base {base} and the scaling's rope_theta {theta} disagree; give one")
+    return theta
 
 
 def rope_cos_sin(
     positions: int | ArrayLike,
     dim: int,
     *,
-    base: float = 10000.0,
+    base: float = DEFAULT_BASE,
     scaling: dict | None = None,
     seq_len: int | None = None,
     dtype: DTypeLike = np.float64,
     backend: str = "auto",
     n_threads: int | None = None,
+    mrope_section: ArrayLike | None = None,
+    mrope_interleaved: bool | None = None,
 ) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
     """cos and sin of theta = p * inv_freq (angles in float64), times the attention factor.
 
     Parameters
     ----------
     positions : int or array_like of int
-        A count n (positions 0..n-1) or positions of any shape, in [0, 2**40).
+        A count n (positions 0..n-1) or positions of any shape, in [0, 2**40). With an
+        mrope section, shape (3, ...): temporal, height and width positions.
     dim : int
         Rotary dimensions (even).
     base, scaling, seq_len
         As in :func:`rope_frequencies`.
     dtype : float32 or float64
+    mrope_section, mrope_interleaved
+        As in :func:`apply_rope`: frequency i takes its angle from the position axis
+        :func:`fastembed.mrope_positions` assigns it.
 
     Returns
     -------
-    cos, sin : ndarray, shape positions.shape + (dim / 2,)
+    cos, sin : ndarray, shape positions.shape + (dim / 2,) (without the leading 3 for mrope)
         Frequency i in column i. For transformers' (..., dim) layout use
         ``np.concatenate([cos, cos], -1)``; for the gptj layout ``np.repeat(cos, 2, -1)``.
     """
+    dim = check_rotary_dim(dim, "dim")
+    axes = _mrope_axes(dim // 2, scaling, mrope_section, mrope_interleaved)
     inv_freq, attention = rope_frequencies(dim, base=base, scaling=scaling, seq_len=seq_len)
-    source = _as_positions(positions)
     half = inv_freq.size
+    if axes is not None:
+        grid = _mrope_grid(positions, MAX_POSITION)
+        cos, sin = _mrope_tables(grid.reshape(3, -1), inv_freq, attention, axes, np.dtype(dtype), backend, n_threads)
+        return cos.reshape(grid.shape[1:] + (half,)), sin.reshape(grid.shape[1:] + (half,))
+    source = _as_positions(positions)
     cos = np.empty((source.size, half), dtype=dtype)  # a MemoryError comes first
     sin = np.empty((source.size, half), dtype=dtype)
     for start, stop, chunk in source.chunks():
@@ -197,19 +150,78 @@ def _tables(flat, inv_freq, attention, dtype, backend, n_threads):
     return np.ascontiguousarray(cos, dtype=dtype), np.ascontiguousarray(sin, dtype=dtype)
 
 
+def _mrope_tables(grid, inv_freq, attention, axes, dtype, backend, n_threads):
+    """(cos, sin), (n, half): frequency i at position grid[axes[i], token], written per token by
+    the angle-addition kernel, one call per evenly spaced run of an axis's frequencies."""
+    n, half = grid.shape[1], inv_freq.size
+    both = np.empty((n, 2 * half))  # sin | cos, float64
+    n_threads = for_work(resolve(n_threads), n * half)
+    for axis in range(3):
+        for columns in _evenly_spaced_runs(np.flatnonzero(axes == axis)):
+            count = len(range(half)[columns])
+            fill_sincos(
+                both, grid[axis], inv_freq[columns], count, count,
+                columns.start, half + columns.start, columns.step, backend, n_threads,
+            )
+    sin, cos = both[:, :half], both[:, half:]
+    if attention != 1.0:
+        sin, cos = sin * attention, cos * attention
+    return np.ascontiguousarray(cos, dtype=dtype), np.ascontiguousarray(sin, dtype=dtype)
+
+
+def _evenly_spaced_runs(columns):
+    """``columns`` (sorted) as the fewest slices start:stop:step that cover it in order."""
+    runs, i = [], 0
+    while i < len(columns):
+        step = int(columns[i + 1] - columns[i]) if i + 1 < len(columns) else 1
+        j = i + 1
+        while j + 1 < len(columns) and columns[j + 1] - columns[j] == step:
+            j += 1
+        j = min(j, len(columns) - 1)
+        runs.append(slice(int(columns[i]), int(columns[j]) + 1, step))
+        i = j + 1
+    return runs
+
+
+def _mrope_axes(half, scaling, mrope_section, mrope_interleaved):
+    """The position axis of every frequency, or None without multimodal sections."""
+    from_config = scaling if isinstance(scaling, dict) else {}
+    section = mrope_section if mrope_section is not None else from_config.get("mrope_section")
+    interleaved = mrope_interleaved if mrope_interleaved is not None else from_config.get("mrope_interleaved", False)
+    if section is None:
+        if mrope_interleaved:
+            raise ValueError("mrope_interleaved needs an mrope_section")
+        return None
+    return mrope_axes(half, section, bool(interleaved))
+
+
+def _mrope_grid(positions, limit):
+    """Multimodal positions as an int64 array of shape (3, ...), each in [0, limit)."""
+    if positions is None or isinstance(positions, (int, np.integer)):
+        raise ValueError("multimodal rope needs positions of shape (3, ...) (see fastembed.mrope_positions)")
+    source = _as_positions(positions, limit=limit)
+    if not source.shape or source.shape[0] != 3:
+        raise ValueError(
+            f"multimodal rope positions must have shape (3, ...) for temporal, height and width, got {source.shape}"
+        )
+    return source.array.reshape(source.shape)
+
+
 def apply_rope(
     x: NDArray[np.floating],
     *,
     positions: ArrayLike | None = None,
-    offset: int = 0,
+    offset: int | ArrayLike = 0,
     style: str = "neox",
     rotary_dim: int | None = None,
-    base: float = 10000.0,
+    base: float = DEFAULT_BASE,
     scaling: dict | None = None,
     out: NDArray[np.floating] | None = None,
     backend: str = "auto",
     n_threads: int | None = None,
     max_position: int = MAX_POSITION,
+    mrope_section: ArrayLike | None = None,
+    mrope_interleaved: bool | None = None,
 ) -> NDArray[np.floating]:
     """Rotary position embedding of x, fused: one read and one write per element.
 
@@ -219,20 +231,34 @@ def apply_rope(
     ----------
     x : ndarray, shape (..., L, D), float32 or float64
     positions : array_like of int, optional
-        Broadcast against x.shape[:-1]; default ``offset + arange(L)``.
-    offset : int
-        First position when ``positions`` is not given (decoding with a cache).
+        Broadcast against x.shape[:-1] (for x of shape (B, heads, L, D), positions of shape
+        (B, 1, L)); default ``offset + arange(L)``. With an mrope section, shape (3, ...)
+        (temporal, height, width), each broadcast the same way.
+    offset : int or array_like of int
+        First position when ``positions`` is not given (decoding with a cache): one int, or
+        one per batch row (shape (x.shape[0],), x at least 3-D; left-padded batches where
+        every sequence has its own cache length).
     style : {"neox", "gptj"}
     rotary_dim : int, optional
-        Rotate only the first rotary_dim features (even, <= D); default D.
+        Rotate only the first rotary_dim features (even, <= D); default D, or
+        int(D x partial_rotary_factor) when ``scaling`` carries one.
     base, scaling
-        As in :func:`rope_frequencies`; "dynamic" scaling uses the largest position + 1 as seq_len.
+        As in :func:`rope_frequencies`; "dynamic" and "longrope" use the largest position + 1
+        as seq_len. ``apply_rope(x, **fastembed.rope_config(config_json))`` sets them from a
+        model's config.
     out : ndarray, optional
         Same shape and dtype as x; may be x itself (in place).
     backend, n_threads
         As in :func:`fastembed.factorized_lookup`.
     max_position : int
         Positions must be in [0, max_position) (IndexError otherwise).
+    mrope_section : sequence of 3 int, optional
+        Multimodal RoPE (Qwen2-VL): [t, h, w] frequencies (adding up to rotary_dim / 2) take
+        their angles from the temporal, height and width positions; default the scaling's
+        ``mrope_section``.
+    mrope_interleaved : bool, optional
+        Qwen3-VL's interleaved layout of the sections (see :func:`fastembed.mrope_positions`
+        and ``fastembed._mrope.mrope_axes``); default the scaling's ``mrope_interleaved``.
 
     Returns
     -------
@@ -247,19 +273,20 @@ def apply_rope(
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; choose one of {STYLES}")
     L, D = x.shape[-2], x.shape[-1]
-    rotary_dim = D if rotary_dim is None else rotary_dim
-    rotary_dim = _check_dim(rotary_dim)
-    if rotary_dim > D:
-        raise ValueError(f"rotary_dim {rotary_dim} exceeds the feature size {D}")
-    table_rows, table_positions = _rope_positions(x.shape[:-1], positions, offset, max_position)
-    v.output(out, x.shape, x.dtype, {"x": x, "positions": positions}, in_place=x)
+    rotary_dim = _rotary_dim(rotary_dim, D, scaling)
+    axes = _mrope_axes(rotary_dim // 2, scaling, mrope_section, mrope_interleaved)
+    table_rows, table_positions = _rope_positions(x.shape[:-1], positions, offset, max_position, axes is not None)
+    v.output(out, x.shape, x.dtype, {"x": x, "positions": positions, "offset": offset}, in_place=x)
     seq_len = int(table_positions.max()) + 1 if table_positions.size else L
     inv_freq, attention = rope_frequencies(rotary_dim, base=base, scaling=scaling, seq_len=seq_len)
     result = out if out is not None else np.empty_like(x, order="C")
     if x.size == 0:
         return result
     n_threads = resolve(n_threads)
-    cos, sin = _tables(table_positions, inv_freq, attention, x.dtype, name, n_threads)
+    if table_positions.ndim == 2:
+        cos, sin = _mrope_tables(table_positions, inv_freq, attention, axes, x.dtype, name, n_threads)
+    else:
+        cos, sin = _tables(table_positions, inv_freq, attention, x.dtype, name, n_threads)
     x2, result2 = _rows_view(x), _rows_view(result)
     work = result2 if result2 is not None else np.empty((x.size // D, D), x.dtype)
     source = x2 if x2 is not None else x.reshape(-1, D)
@@ -275,6 +302,25 @@ def apply_rope(
     return result
 
 
+def _rotary_dim(rotary_dim, D, scaling):
+    """The rotated width: given, or from the scaling's partial_rotary_factor, else D; even and <= D."""
+    scaling = scaling if isinstance(scaling, dict) else {}
+    factor = scaling.get("partial_rotary_factor")
+    proportional = scaling.get("rope_type", scaling.get("type")) == "proportional"
+    implied = None if factor is None or proportional else int(D * v.as_real(factor, "partial_rotary_factor", above=0))
+    if rotary_dim is None:
+        rotary_dim = D if implied is None else implied
+    elif implied is not None and implied != rotary_dim:
+        raise ValueError(
+            f"rotary_dim {rotary_dim} disagrees with the scaling's partial_rotary_factor {factor} "
+            f"(int({D} x {factor}) = {implied})"
+        )
+    rotary_dim = check_rotary_dim(rotary_dim)
+    if rotary_dim > D:
+        raise ValueError(f"rotary_dim {rotary_dim} exceeds the feature size {D}")
+    return rotary_dim
+
+
 def _rows_view(a):
     """a as a (rows, D) view without copying, or None when that needs a copy."""
     try:
@@ -285,17 +331,30 @@ def _rows_view(a):
         return None
 
 
-def _rope_positions(lead_shape, positions, offset, max_position):
-    """(table row per x row (int64, flat), the positions of the table rows)."""
+def _rope_positions(lead_shape, positions, offset, max_position, multimodal):
+    """(table row per x row (int64, flat), the positions of the table rows: (n,), or (3, n)
+    for multimodal positions)."""
     L = lead_shape[-1]
     n_rows = int(np.prod(lead_shape))
-    if positions is None:
+    if positions is not None and not _is_zero(offset):
+        raise ValueError("give either offset or positions, not both")
+    if positions is None and np.ndim(offset) == 0:
         offset = v.check_offset(offset, L, max_position)
         table_positions = np.arange(offset, offset + L, dtype=np.int64)
         rows = np.broadcast_to(np.arange(L, dtype=np.int64), lead_shape)
         return np.ascontiguousarray(rows).reshape(n_rows), table_positions
-    if offset != 0:
-        raise ValueError("give either offset or positions, not both")
+    if positions is None:
+        positions = _row_offsets(offset, lead_shape, max_position)
+    elif multimodal:
+        grid = _mrope_grid(positions, max_position)
+        shape = grid.shape[1:]
+        try:
+            rows = np.broadcast_to(np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape), lead_shape)
+        except ValueError:
+            raise ValueError(
+                f"positions of shape {grid.shape} (3 axes of {shape}) do not broadcast to x.shape[:-1] = {lead_shape}"
+            ) from None
+        return np.ascontiguousarray(rows).reshape(n_rows), grid.reshape(3, -1)
     source = _as_positions(positions, limit=max_position)
     if source.count is None:
         flat, shape = source.array, source.shape
@@ -314,6 +373,26 @@ def _rope_positions(lead_shape, positions, offset, max_position):
         table_positions = np.arange(lo, hi + 1, dtype=np.int64)
         rows = pos - lo
     return np.ascontiguousarray(rows, dtype=np.int64).reshape(n_rows), table_positions
+
+
+def _is_zero(offset):
+    return np.ndim(offset) == 0 and not isinstance(offset, (bool, np.bool_)) and offset == 0
+
+
+def _row_offsets(offset, lead_shape, max_position):
+    """Positions offset[b] + l, shape (B, 1, ..., 1, L), from one offset per batch row."""
+    offsets = v.integer_array(offset, "offset")
+    if len(lead_shape) < 2 or offsets.shape != (lead_shape[0],):
+        raise ValueError(
+            f"an offset array holds one offset per batch row: shape ({lead_shape[0] if len(lead_shape) > 1 else 'B'},) "
+            f"for x of shape {lead_shape + ('D',)} (at least 3-D), got {offsets.shape}"
+        )
+    L = lead_shape[-1]
+    if offsets.size and (offsets.min() < 0 or int(offsets.max()) + L > max_position):
+        bad = int(offsets.min()) if offsets.min() < 0 else int(offsets.max())
+        raise IndexError(f"positions {bad}..{bad + L - 1} are outside [0, {max_position})")
+    sequence = np.arange(L, dtype=np.int64)
+    return offsets.astype(np.int64).reshape((-1,) + (1,) * (len(lead_shape) - 1)) + sequence
 
 
 def _rope_numpy(x, out, rows, cos, sin, half, neox):
@@ -343,7 +422,7 @@ def rope_permutation(
     from rotary_dim on keep their place.
     """
     head_dim = int(head_dim)
-    rotary_dim = head_dim if rotary_dim is None else _check_dim(rotary_dim)
+    rotary_dim = head_dim if rotary_dim is None else check_rotary_dim(rotary_dim)
     if from_style not in STYLES or to_style not in STYLES:
         raise ValueError(f"styles must be in {STYLES}")
     if rotary_dim > head_dim:
