@@ -13,7 +13,7 @@ import textwrap
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNEL_MODULES = ["_rows", "_positional", "_project", "_pool"]
+KERNEL_MODULES = ["_rows", "_positional", "_project", "_pool", "_wordpiece"]
 
 OPENMP_PROBE = textwrap.dedent(
     """

@@ -25,9 +25,10 @@ class StaticEmbedding:
 
     Parameters
     ----------
-    tokenizer : tokenizers.Tokenizer, fastembed.text.WordPiece, or path of a tokenizer.json / vocab.txt
-        A tokenizer.json is read with Hugging Face ``tokenizers`` where installed, else with the
-        package's own (Python) WordPiece, which reads BERT WordPiece files only.
+    tokenizer : fastembed.WordPiece, tokenizers.Tokenizer, or path of a tokenizer.json / vocab.txt
+        A BERT WordPiece tokenizer (file or ``tokenizers`` object) runs on fastembed.WordPiece,
+        the compiled kernel with the ids of ``tokenizers``; any other tokenizer.json (BPE,
+        Unigram, other normalizers) on Hugging Face ``tokenizers``, which it then needs.
     table : ndarray, shape (V, r) (or (V, d) without proj); or a compact table
         float32 (float64 is stored as float32), float16, bfloat16 or QuantizedRows.
     proj : ndarray, shape (r, d), optional

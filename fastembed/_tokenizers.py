@@ -1,5 +1,6 @@
-"""Text -> ragged ids for StaticEmbedding: Hugging Face ``tokenizers`` where installed, the package's
-own WordPiece (fastembed.text) otherwise. Both give (ids, offsets) without special tokens."""
+"""Text -> ragged ids for StaticEmbedding: fastembed.WordPiece (the compiled kernel) for every
+BERT WordPiece tokenizer, Hugging Face ``tokenizers`` for the rest. Both give (ids, offsets)
+without special tokens, truncated at ``max_length`` tokens."""
 
 import json
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ._ragged import as_ragged
-from .text import WordPiece
+from ._wordpiece import WordPiece
 
 
 class HFTokenizer:
@@ -35,111 +36,52 @@ class HFTokenizer:
         self.tokenizer.save(str(path))
 
 
-class OwnWordPiece:
-    """fastembed.text.WordPiece (Python, slower), truncating each text at ``max_length`` tokens."""
+class CompiledWordPiece:
+    """fastembed.WordPiece, truncating each text at ``max_length`` tokens."""
 
     def __init__(self, wordpiece, max_length):
         self.wordpiece = wordpiece
         self.max_length = max_length
-        self.unk_id = wordpiece.unk
-        self.vocab = wordpiece.vocab
-        self.name = "fastembed WordPiece (Python)"
+        self.unk_id = wordpiece.unk_id
+        self.vocab = {**wordpiece.vocab, **wordpiece.spec.added_tokens}
+        self.name = "fastembed WordPiece"
 
     def ragged(self, texts):
-        limit = self.max_length
-        return as_ragged([self.wordpiece.encode(t, special_tokens=False)[:limit] for t in texts])
+        return self.wordpiece.encode_batch(texts, max_length=self.max_length)
 
     def save(self, path):
-        tokens = sorted(self.vocab, key=self.vocab.get)
-        Path(path).write_text(json.dumps(bert_tokenizer_json(tokens, self.wordpiece.lower_case)), encoding="utf-8")
-
-
-def bert_tokenizer_json(tokens, lower_case=True):
-    """A Hugging Face tokenizer.json of a BERT WordPiece vocabulary (what BertTokenizerFast writes)."""
-    vocab = {tok: i for i, tok in enumerate(tokens)}
-    special = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if t in vocab]
-    return {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": [
-            {
-                "id": vocab[t],
-                "content": t,
-                "single_word": False,
-                "lstrip": False,
-                "rstrip": False,
-                "normalized": False,
-                "special": True,
-            }
-            for t in special
-        ],
-        "normalizer": {
-            "type": "BertNormalizer",
-            "clean_text": True,
-            "handle_chinese_chars": True,
-            "strip_accents": None,
-            "lowercase": lower_case,
-        },
-        "pre_tokenizer": {"type": "BertPreTokenizer"},
-        "post_processor": None,
-        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
-        "model": {
-            "type": "WordPiece",
-            "unk_token": "[UNK]",
-            "continuing_subword_prefix": "##",
-            "max_input_chars_per_word": 100,
-            "vocab": vocab,
-        },
-    }
-
-
-def wordpiece_from_json(path):
-    """fastembed.text.WordPiece of a tokenizer.json with a BERT WordPiece model and normalizer;
-    NotImplementedError naming what it uses otherwise."""
-    spec = json.loads(Path(path).read_text(encoding="utf-8"))
-    model, normalizer = spec.get("model") or {}, spec.get("normalizer") or {}
-    if model.get("type") != "WordPiece":
-        raise NotImplementedError(
-            f"{path}: a {model.get('type')} model needs the tokenizers package (pip install tokenizers); "
-            "fastembed's own tokenizer reads WordPiece"
-        )
-    if normalizer.get("type") != "BertNormalizer":
-        raise NotImplementedError(
-            f"{path}: the {normalizer.get('type')} normalizer needs the tokenizers package (pip install tokenizers)"
-        )
-    vocab = model["vocab"]
-    tokens = sorted(vocab, key=vocab.get)
-    return WordPiece.from_tokens(
-        tokens,
-        lower_case=bool(normalizer.get("lowercase", True)),
-        max_chars_per_word=int(model.get("max_input_chars_per_word", 100)),
-        unk_token=model.get("unk_token", "[UNK]"),
-    )
+        self.wordpiece.save(path)
 
 
 def as_tokenizer(tokenizer, max_length):
-    """The adapter for a tokenizer given as a ``tokenizers.Tokenizer``, a fastembed.text.WordPiece,
-    a path to a tokenizer.json (HF tokenizers where installed) or to a vocab.txt."""
-    if isinstance(tokenizer, (HFTokenizer, OwnWordPiece)):
+    """The adapter for a tokenizer given as a fastembed.WordPiece, a ``tokenizers.Tokenizer``
+    (read into fastembed.WordPiece when it is a BERT WordPiece pipeline) or the path of a
+    tokenizer.json or vocab.txt (a tokenizer.json that is not WordPiece needs ``tokenizers``)."""
+    if isinstance(tokenizer, (HFTokenizer, CompiledWordPiece)):
         return tokenizer
     if isinstance(tokenizer, WordPiece):
-        return OwnWordPiece(tokenizer, max_length)
+        return CompiledWordPiece(tokenizer, max_length)
     if type(tokenizer).__module__.startswith("tokenizers"):
-        return HFTokenizer(tokenizer, max_length)
+        try:
+            return CompiledWordPiece(WordPiece.from_json(json.loads(tokenizer.to_str())), max_length)
+        except NotImplementedError:
+            return HFTokenizer(tokenizer, max_length)
     if isinstance(tokenizer, (str, Path)):
         path = Path(tokenizer)
         if not path.is_file():
             raise FileNotFoundError(f"tokenizer file {path} does not exist")
-        if path.suffix == ".json":
+        if path.suffix != ".json":
+            return CompiledWordPiece(WordPiece.from_vocab(path), max_length)
+        try:
+            return CompiledWordPiece(WordPiece.from_file(path), max_length)
+        except NotImplementedError as unsupported:
             try:
                 import tokenizers
             except ImportError:
-                return OwnWordPiece(wordpiece_from_json(path), max_length)
+                raise NotImplementedError(f"{unsupported}; pip install tokenizers to read it") from None
             return HFTokenizer(tokenizers.Tokenizer.from_file(str(path)), max_length)
-        return OwnWordPiece(WordPiece(path), max_length)
     raise TypeError(
-        "tokenizer must be a tokenizers.Tokenizer, a fastembed.text.WordPiece, or the path of a "
+        "tokenizer must be a fastembed.WordPiece, a tokenizers.Tokenizer, or the path of a "
         f"tokenizer.json or vocab.txt; got {type(tokenizer).__name__}"
     )
 

@@ -23,12 +23,15 @@ BACKENDS = ("cython", "numba", "numpy")
 class KernelSet:
     """One backend's kernels behind the interface of kernels/_rows.pyx."""
 
-    def __init__(self, name, rows_module, positional_module=None, project_module=None, pool_module=None):
+    def __init__(
+        self, name, rows_module, positional_module=None, project_module=None, pool_module=None, wordpiece_module=None
+    ):
         self.name = name
         self.rows = rows_module
         self.positional = positional_module
         self.project = project_module
         self.pool = pool_module
+        self.wordpiece = wordpiece_module  # Cython only: fastembed.WordPiece's kernel
 
     @functools.cached_property
     def openmp(self):
@@ -237,6 +240,7 @@ def _load(name):
                 _optional("fastembed._kernels._positional"),
                 _optional("fastembed._kernels._project"),
                 _optional("fastembed._kernels._pool"),
+                _optional("fastembed._kernels._wordpiece"),
             )
         if name == "numba":
             rows = importlib.import_module("fastembed._kernels._rows_numba")

@@ -11,7 +11,6 @@ import pytest
 import fastembed as fe
 from fastembed import reference
 from fastembed.cli_static import real_sentences
-from fastembed.text import WordPiece
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -74,15 +73,22 @@ def test_save_and_load_round_trip_a_factorized_model(minilm_dir, tmp_path):
         fe.StaticEmbedding(minilm_dir / "tokenizer.json", table, proj, mode="max").save(tmp_path / "x")
 
 
-def test_own_wordpiece_gives_the_same_vectors_on_english(minilm_dir):
-    pytest.importorskip("tokenizers")
+def test_compiled_wordpiece_gives_the_vectors_of_the_hf_tokenizer(minilm_dir):
+    tokenizers = pytest.importorskip("tokenizers")
+    from fastembed._tokenizers import HFTokenizer
+
     rng = np.random.default_rng(2)
     table = rng.standard_normal((30522, 12)).astype(np.float32)
-    hf = fe.StaticEmbedding(minilm_dir / "tokenizer.json", table)
-    own = fe.StaticEmbedding(WordPiece(minilm_dir / "vocab.txt"), table)
-    assert "Python" in repr(own)
-    sentences = real_sentences(200)
-    np.testing.assert_allclose(own.encode(sentences), hf.encode(sentences), atol=1e-6)
+    hf = fe.StaticEmbedding(HFTokenizer(tokenizers.Tokenizer.from_file(str(minilm_dir / "tokenizer.json")), 512), table)
+    assert "tokenizers WordPiece" in repr(hf)
+    sentences = real_sentences(200) + ["Ünïcödé İstanbul 中文 [MASK] x" * 40]
+    for own in (
+        fe.StaticEmbedding(minilm_dir / "tokenizer.json", table),
+        fe.StaticEmbedding(fe.WordPiece.from_vocab(minilm_dir / "vocab.txt"), table),
+        fe.StaticEmbedding(tokenizers.Tokenizer.from_file(str(minilm_dir / "tokenizer.json")), table),
+    ):
+        assert "fastembed WordPiece" in repr(own)
+        np.testing.assert_allclose(own.encode(sentences), hf.encode(sentences), atol=1e-6)
 
 
 def test_without_tokenizers_package_a_wordpiece_json_is_read_by_fastembed(minilm_dir):
@@ -115,10 +121,8 @@ def test_errors(minilm_dir, tmp_path):
         fe.StaticEmbedding.from_model2vec(tmp_path)
     bpe = {"model": {"type": "BPE", "vocab": {}, "merges": []}, "normalizer": None}
     (tmp_path / "bpe.json").write_text(json.dumps(bpe))
-    from fastembed._tokenizers import wordpiece_from_json
-
     with pytest.raises(NotImplementedError, match="BPE model"):
-        wordpiece_from_json(tmp_path / "bpe.json")
+        fe.WordPiece.from_file(tmp_path / "bpe.json")
     assert model.encode([]).shape == (0, 4)
 
 
