@@ -42,3 +42,22 @@ class StaticEncode:
 
     def time_encode(self, method):
         self.run()
+
+
+class Tokenize:
+    params = ["fastembed WordPiece", "tokenizers encode_batch_fast", "tokenizers encode_batch", "UTF-8 encode and join"]
+    param_names = ["method"]
+    timeout = 300
+
+    def setup(self, method):
+        try:
+            methods = cases.tokenize_methods(N_SENTENCES)
+        except (FileNotFoundError, ImportError) as exc:
+            raise NotImplementedError(str(exc)) from None
+        if method not in methods:
+            raise NotImplementedError(f"{method} is not installed")
+        self.run = methods[method]
+        self.run()  # the character tables are built on the first call
+
+    def time_tokenize(self, method):
+        self.run()

@@ -19,6 +19,8 @@ GOALS = [
     ("pooled mean, dense 30522x256", "x EmbeddingBag(mean)", 3.0, "as many rows read in table order (no reuse)"),
     ("pooled mean, factorized r=64 -> 256", "x EmbeddingBag(mean) dense", 10.0, "B x r x d FMAs at the sgemm rate"),
     ("StaticEmbedding.encode, per-token weights", "x model2vec encode", 3.0, "the tokenizer alone"),
+    ("StaticEmbedding.encode, per-token weights (issue 19)", "x model2vec encode", 15.0, "the tokenizer alone"),
+    ("WordPiece tokenizer", "x tokenizers encode_batch_fast", 10.0, "UTF-8 encoding and joining the texts in Python"),
 ]
 
 
@@ -101,6 +103,31 @@ def rows_in_order(n):
     in_order = np.arange(ids.shape[0], dtype=ids.dtype) % V
     out = np.empty((offsets.shape[0] - 1, D), np.float32)
     return lambda: pooled_lookup(in_order, dense, offsets=offsets, out=out)
+
+
+def tokenize_methods(n):
+    """name -> zero-argument callable turning ``n`` sentences into ids (no special tokens, no
+    padding or truncation), fastembed.WordPiece and Hugging Face tokenizers (where installed)."""
+    from ._wordpiece import WordPiece
+    from .models import minilm_dir
+
+    texts = list(sentences(n))
+    path = minilm_dir() / "tokenizer.json"
+    ours = WordPiece.from_file(path)
+    methods = {
+        "fastembed WordPiece": lambda: ours.encode_batch(texts),
+        "UTF-8 encode and join": lambda: b"".join([t.encode("utf-8") for t in texts]),
+    }
+    try:
+        import tokenizers
+    except ImportError:
+        return methods
+    theirs = tokenizers.Tokenizer.from_file(str(path))
+    theirs.no_padding()
+    theirs.no_truncation()
+    methods["tokenizers encode_batch_fast"] = lambda: theirs.encode_batch_fast(texts, add_special_tokens=False)
+    methods["tokenizers encode_batch"] = lambda: theirs.encode_batch(texts, add_special_tokens=False)
+    return methods
 
 
 def encode_methods(n):
