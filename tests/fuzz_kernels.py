@@ -2,12 +2,13 @@
 
     python tests/fuzz_kernels.py -max_total_time=30 [-runs=N] [corpus_dir]
 
-Four targets, chosen by the input: public functions must return or raise
+Five targets, chosen by the input: public functions must return or raise
 IndexError/TypeError/ValueError/MemoryError; raw kernels, fed out-of-range indices
 on purpose, must skip and count those rows and never read out of bounds or crash;
 an ``out`` sharing memory with any input (every plan) must be a ValueError that
 leaves the memory as it was; fuzzed bytes as a safetensors or layer file must load
-or be a CheckpointError. Anything else is a finding: atheris stops
+or be a CheckpointError; fuzzed text through fastembed.WordPiece (a small vocabulary, every
+normalizer option) must give the ids of its exact Python path. Anything else is a finding: atheris stops
 and writes the input that caused it (crash-*), which becomes a regression test in
 tests/test_fuzz_regressions.py.
 """
@@ -185,7 +186,32 @@ def _files(fdp):
         os.unlink(path)
 
 
-TARGETS = (_public, _raw_kernels, _aliasing, _files)
+_WORDPIECE = {}
+
+
+def _wordpiece(fdp):
+    from fastembed import _wordpiece_exact
+
+    options = tuple(fdp.ConsumeBool() for _ in range(4))
+    if options not in _WORDPIECE:
+        tokens = ["[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "ab", "##a", "##b", "##ab", "é", "##é", "中", "x" * 5]
+        lowercase, strip, clean, cjk = options
+        _WORDPIECE[options] = fe.WordPiece.from_tokens(
+            tokens, lowercase, strip_accents=strip, clean_text=clean, handle_chinese_chars=cjk,
+            max_input_chars_per_word=fdp.ConsumeIntInRange(1, 8),
+        )
+    wordpiece = _WORDPIECE[options]
+    texts = [fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 40)) for _ in range(fdp.ConsumeIntInRange(0, 4))]
+    special = fdp.ConsumeBool()
+    max_length = fdp.ConsumeIntInRange(2, 12) if fdp.ConsumeBool() else None
+    ids, offsets = wordpiece.encode_batch(texts, add_special_tokens=special, max_length=max_length)
+    for i, text in enumerate(texts):
+        expected = _wordpiece_exact.encode(text, wordpiece.spec, special, max_length)
+        if ids[offsets[i] : offsets[i + 1]].tolist() != expected:
+            raise AssertionError(f"WordPiece kernel {ids[offsets[i]:offsets[i + 1]].tolist()} != exact {expected} on {text!r}")
+
+
+TARGETS = (_public, _raw_kernels, _aliasing, _files, _wordpiece)
 
 
 def one_input(data):
