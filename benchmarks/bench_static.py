@@ -7,19 +7,25 @@ from fastembed import _bench_static as cases
 N_SENTENCES = 10_000
 
 
+def warm_method(methods, method):
+    """The named callable of ``methods(N_SENTENCES)``, called once (JIT, pools, character tables);
+    NotImplementedError (asv: skipped) without the model package or the peer."""
+    try:
+        found = methods(N_SENTENCES)
+    except (FileNotFoundError, ImportError) as exc:
+        raise NotImplementedError(str(exc)) from None
+    if method not in found:
+        raise NotImplementedError(f"{method} is not installed")
+    found[method]()
+    return found[method]
+
+
 class PooledLookup:
     params = ["fastembed dense", "fastembed factorized r=64", "torch EmbeddingBag(mean)"]
     param_names = ["method"]
 
     def setup(self, method):
-        try:
-            methods = cases.pooled_methods(N_SENTENCES)
-        except (FileNotFoundError, ImportError) as exc:
-            raise NotImplementedError(str(exc)) from None  # asv: skipped (no model package)
-        if method not in methods:
-            raise NotImplementedError(f"{method} is not installed")
-        self.run = methods[method]
-        self.run()  # warm (JIT, pools)
+        self.run = warm_method(cases.pooled_methods, method)
 
     def time_pool(self, method):
         self.run()
@@ -31,14 +37,7 @@ class StaticEncode:
     timeout = 300
 
     def setup(self, method):
-        try:
-            methods = cases.encode_methods(N_SENTENCES)
-        except (FileNotFoundError, ImportError) as exc:
-            raise NotImplementedError(str(exc)) from None
-        if method not in methods:
-            raise NotImplementedError(f"{method} is not installed")
-        self.run = methods[method]
-        self.run()
+        self.run = warm_method(cases.encode_methods, method)
 
     def time_encode(self, method):
         self.run()
@@ -50,14 +49,7 @@ class Tokenize:
     timeout = 300
 
     def setup(self, method):
-        try:
-            methods = cases.tokenize_methods(N_SENTENCES)
-        except (FileNotFoundError, ImportError) as exc:
-            raise NotImplementedError(str(exc)) from None
-        if method not in methods:
-            raise NotImplementedError(f"{method} is not installed")
-        self.run = methods[method]
-        self.run()  # the character tables are built on the first call
+        self.run = warm_method(cases.tokenize_methods, method)
 
     def time_tokenize(self, method):
         self.run()
