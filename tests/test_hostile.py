@@ -291,9 +291,11 @@ def test_another_thread_rewriting_the_ids_never_crashes(backend, tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32", reason="POSIX signals")
-@pytest.mark.parametrize("case", ["fused", "dense"])
+@pytest.mark.parametrize("case", ["fused", "dense", "pooled", "wordpiece"])
 @pytest.mark.parametrize("backend", COMPILED)
 def test_ctrl_c_interrupts_a_long_kernel_call_inside_it(backend, case, tmp_path):
+    if case == "wordpiece" and backend != "cython":
+        pytest.skip("the tokenizer kernel is Cython only")
     # the call would run for minutes; the interrupt must surface from inside fastembed's call
     code = f"""
     import os, signal, sys, threading, traceback, numpy as np, fastembed as fe
@@ -303,12 +305,24 @@ def test_ctrl_c_interrupts_a_long_kernel_call_inside_it(backend, case, tmp_path)
         ids = rng.integers(0, 64, 1 << 18)
         call = lambda: fe.factorized_lookup(ids, E, P, plan="fused", backend="{backend}")
         warm = lambda: fe.factorized_lookup(ids[:8], E, P, plan="fused", backend="{backend}")
-    else:
+    elif "{case}" == "dense":
         E = rng.standard_normal((64, 4096)).astype(np.float32)
         ids = np.broadcast_to(rng.integers(0, 64, 1 << 12), (16, 1 << 12))
         out = np.empty(ids.shape + (4096,), np.float32)
         call = lambda: [fe.lookup(ids, E, out=out, backend="{backend}") for _ in range(1000)]
         warm = lambda: fe.lookup(ids[:1, :8], E, backend="{backend}")
+    elif "{case}" == "pooled":
+        E = rng.standard_normal((64, 2048)).astype(np.float32)
+        ids = rng.integers(0, 64, 1 << 24).astype(np.int32)
+        offsets = np.linspace(0, ids.size, 1025).astype(np.int64)
+        call = lambda: [fe.pooled_lookup(ids, E, offsets=offsets, backend="{backend}") for _ in range(100)]
+        warm = lambda: fe.pooled_lookup(ids[:8], E, offsets=np.array([0, 8]), backend="{backend}")
+    else:
+        words = ["alpha", "Beta,", "gamma!", "Δέλτα", "中文", "epsilon"] * 20
+        texts = [" ".join(words[i % 7 :]) for i in range(20000)]  # ~17 MB
+        wordpiece = fe.WordPiece.from_tokens(["[UNK]", "alpha", "beta", ",", "gamma", "!", "##a"])
+        call = lambda: [wordpiece.encode_batch(texts) for _ in range(1000)]
+        warm = lambda: wordpiece.encode_batch(texts[:2])
     warm()  # compiled first, so that the interrupt lands in the kernel calls, not in Numba's compiler
     threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
     try:
