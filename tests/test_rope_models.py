@@ -4,7 +4,6 @@ per-row offsets, and the precision of the phases at long positions."""
 
 import importlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,6 @@ import fastembed as fe
 from fastembed import reference
 from util import BACKENDS
 
-CONFIGS = Path(__file__).parent / "data" / "rope_configs"
 LONG = [1.0 + 0.9 * i for i in range(32)]
 SHORT = [1.0 + 0.03 * i for i in range(32)]
 
@@ -111,7 +109,9 @@ def test_every_type_matches_transformers_init_functions(scaling, seq_len):
 
 
 def load(name):
-    return json.loads((CONFIGS / f"{name}.json").read_text())
+    from fastembed.models import model_config
+
+    return model_config(name)
 
 
 ROTARY_CLASSES = {
