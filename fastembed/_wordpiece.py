@@ -15,6 +15,14 @@ from ._threads import for_work, resolve
 
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 BLOCK_BYTES = 1 << 25  # texts per kernel call: Ctrl-C is honoured between calls
+MAX_CHARS_LIMIT = 1 << 20  # max_input_chars_per_word: the kernel keeps a word buffer of 4x this per thread
+
+
+def _max_chars(value):
+    value = v.as_integer(value, "max_input_chars_per_word")
+    if not 1 <= value <= MAX_CHARS_LIMIT:
+        raise ValueError(f"max_input_chars_per_word must be in [1, {MAX_CHARS_LIMIT}], got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,7 @@ class WordPiece:
                 vocab=dict(vocab),
                 unk_id=int(vocab[unk]),
                 prefix=model.get("continuing_subword_prefix", "##"),
-                max_chars=v.as_integer(model.get("max_input_chars_per_word", 100), "max_input_chars_per_word"),
+                max_chars=_max_chars(model.get("max_input_chars_per_word", 100)),
                 added_tokens=added,
                 prefix_ids=prefix_ids,
                 suffix_ids=suffix_ids,
@@ -143,7 +151,7 @@ class WordPiece:
                 handle_chinese_chars=bool(handle_chinese_chars),
                 strip_accents=bool(lowercase if strip_accents is None else strip_accents),
                 lowercase=bool(lowercase),
-                max_chars=v.as_integer(max_input_chars_per_word, "max_input_chars_per_word"),
+                max_chars=_max_chars(max_input_chars_per_word),
                 added_tokens={t: vocab[t] for t in special_tokens if t in vocab},
                 prefix_ids=tuple(vocab[t] for t in specials[:1]),
                 suffix_ids=tuple(vocab[t] for t in specials[1:]),

@@ -324,6 +324,9 @@ def test_bad_files(tmp_path):
         fe.WordPiece.from_file(tmp_path / "bad.json")
     with pytest.raises(ValueError, match="unknown token"):
         fe.WordPiece.from_tokens(["a", "b"])
+    for bad in (0, -5, 2**40):
+        with pytest.raises(ValueError, match="max_input_chars_per_word must be in"):
+            fe.WordPiece.from_tokens(["[UNK]"], max_input_chars_per_word=bad)
     spec = _spec()
     spec["model"] = dict(spec["model"], unk_token="<unk>")
     with pytest.raises(ValueError, match="unknown token '<unk>'"):
