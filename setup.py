@@ -85,7 +85,10 @@ def _extensions():
 setup(
     packages=["fastembed", "fastembed._kernels"],
     package_dir={"fastembed": "fastembed", "fastembed._kernels": "kernels"},
-    package_data={"fastembed": ["py.typed", "data/*", "model_configs/*.json", "model_configs/README.md"], "fastembed._kernels": ["*.pyi", "*.pyx", "*.pxi"]},
+    package_data={
+        "fastembed": ["py.typed", "data/*", "model_configs/*.json", "model_configs/README.md"],
+        "fastembed._kernels": ["*.pyi", "*.pyx", "*.pxi"],
+    },
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildExtWithOpenMP},
     zip_safe=False,

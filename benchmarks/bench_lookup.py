@@ -1,4 +1,6 @@
-"""Fused factorized lookup, ALBERT shapes: fastembed backends against numpy and torch.
+"""Fused factorized lookup, ALBERT shapes: fastembed backends against the peers a user would pick
+(numpy, torch as written and at its best, torch.compile, ONNX Runtime: fastembed._peers, shared
+with the report).
 
 out = (E[ids] @ P) * sqrt(d) + sinusoidal positions, into a preallocated buffer.
 """
@@ -6,8 +8,9 @@ out = (E[ids] @ P) * sqrt(d) + sinusoidal positions, into a preallocated buffer.
 import numpy as np
 
 import fastembed as fe
+from fastembed._peers import lookup_peers
 
-from .common import backend_or_skip, dense, factors, positions, token_ids, torch_or_skip
+from .common import backend_or_skip, dense, factors, positions, token_ids
 
 METHODS = [
     "fastembed-cython",
@@ -15,8 +18,10 @@ METHODS = [
     "fastembed-direct-blas",  # the gather + BLAS + finish plan, to show what the fused kernel adds
     "fastembed-materialized",
     "numpy",
-    "torch-user",
-    "torch-best",
+    "torch (user)",
+    "torch (best)",
+    "torch.compile",
+    "onnxruntime",
 ]
 
 
@@ -48,23 +53,10 @@ class FactorizedLookup:
         if method == "fastembed-materialized":
             full = dense(self._shape_name())
             return lambda: fe.lookup(ids, full, scale=scale, pos_table=pos, out=out)
-        if method == "numpy":
-            return lambda: np.add(np.multiply(table[ids] @ proj, np.float32(scale)), pos[:L], out=out)
-        torch = torch_or_skip()
-        import torch.nn.functional as F
-
-        tt, tp, tpos = torch.from_numpy(table), torch.from_numpy(proj), torch.from_numpy(pos.copy())
-        tids, tout = torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(out)
-        if method == "torch-user":
-            return lambda: tout.copy_(F.embedding(tids, tt) @ tp * scale + tpos[:L])
-        gathered = torch.empty((B * L, table.shape[1]))
-
-        def best():
-            torch.index_select(tt, 0, tids.view(-1), out=gathered)
-            tout.copy_(tpos[:L].expand(B, L, -1))
-            tout.view(B * L, -1).addmm_(gathered, tp, alpha=scale)
-
-        return best
+        peers = lookup_peers(table, proj, pos, scale, ids, out, compile_torch=method == "torch.compile")
+        if method not in peers:
+            raise NotImplementedError(f"{method} is not installed")
+        return peers[method]
 
     def _shape_name(self):
         return "albert-base" if self.proj.shape[1] == 768 else "xxlarge"

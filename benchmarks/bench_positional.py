@@ -76,11 +76,24 @@ class Rope:
 
 ROPE_CASES = {
     "default": {},
-    "yarn": {"scaling": {"rope_type": "yarn", "factor": 40, "original_max_position_embeddings": 4096,
-                         "mscale": 1.0, "mscale_all_dim": 1.0}},
-    "longrope": {"scaling": {"rope_type": "longrope", "long_factor": [1.0 + i for i in range(64)],
-                             "short_factor": [1.0 + 0.01 * i for i in range(64)],
-                             "original_max_position_embeddings": 512, "max_position_embeddings": 131072}},
+    "yarn": {
+        "scaling": {
+            "rope_type": "yarn",
+            "factor": 40,
+            "original_max_position_embeddings": 4096,
+            "mscale": 1.0,
+            "mscale_all_dim": 1.0,
+        }
+    },
+    "longrope": {
+        "scaling": {
+            "rope_type": "longrope",
+            "long_factor": [1.0 + i for i in range(64)],
+            "short_factor": [1.0 + 0.01 * i for i in range(64)],
+            "original_max_position_embeddings": 512,
+            "max_position_embeddings": 131072,
+        }
+    },
     "proportional": {"scaling": {"rope_type": "proportional", "partial_rotary_factor": 0.25}},
     "ntk": {"scaling": {"rope_type": "ntk", "factor": 4.0}},
     "mrope": {"mrope_section": [16, 24, 24]},

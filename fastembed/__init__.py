@@ -12,8 +12,8 @@ from ._ragged import as_ragged, positions_from_offsets
 from ._rope_config import RopeConfig, rope_config
 from ._static import StaticEmbedding
 from ._threads import get_num_threads, num_threads, set_num_threads
-from ._wordpiece import WordPiece
 from ._version import __version__
+from ._wordpiece import WordPiece
 from .blocks import AlbertEmbedding, BertEmbedding
 from .factorize import ErrorReport, Factorization, factorize
 from .layers import Embedding, FactorizedEmbedding

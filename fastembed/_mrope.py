@@ -85,7 +85,10 @@ def mrope_positions(
     merge = v.as_integer(spatial_merge_size, "spatial_merge_size")
     if merge < 1:
         raise ValueError(f"spatial_merge_size must be >= 1, got {merge}")
-    grids = {IMAGE: iter(_grids(image_grid_thw, "image_grid_thw")), VIDEO: iter(_grids(video_grid_thw, "video_grid_thw"))}
+    grids = {
+        IMAGE: iter(_grids(image_grid_thw, "image_grid_thw")),
+        VIDEO: iter(_grids(video_grid_thw, "video_grid_thw")),
+    }
     n_videos = len(_grids(video_grid_thw, "video_grid_thw"))
     intervals = iter(_intervals(video_time_intervals, n_videos))
     positions = np.zeros((3,) + batch.shape, dtype=np.int64)
@@ -138,7 +141,7 @@ def _row_positions(types, grids, intervals, merge):
     starts = np.flatnonzero(np.diff(types, prepend=-1)) if types.size else np.zeros(0, np.intp)
     ends = np.append(starts[1:], types.size)
     current = 0
-    for start, end in zip(starts.tolist(), ends.tolist()):
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         kind = int(types[start])
         if kind == TEXT:
             out[:, start:end] = np.arange(current, current + end - start)

@@ -125,7 +125,9 @@ def rope_config(config, layer_type=None):
 def _text_config(config):
     """The language model's part of a multimodal config (Qwen-VL's ``text_config``)."""
     text = config.get("text_config")
-    if isinstance(text, Mapping) and not any(key in config for key in ("rope_parameters", "rope_scaling", "rope_theta")):
+    if isinstance(text, Mapping) and not any(
+        key in config for key in ("rope_parameters", "rope_scaling", "rope_theta")
+    ):
         return text
     return config
 

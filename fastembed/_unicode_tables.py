@@ -33,16 +33,31 @@ SPACE = 16  # pre-tokenizer: splits words and is dropped
 PUNCT = 32  # pre-tokenizer: a word of its own
 REORDER = 64  # canonical reordering may matter: the exact Python path takes the text
 
-WHITE_SPACE = frozenset([*range(0x9, 0xE), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029,
-                         0x202F, 0x205F, 0x3000])
-CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
-              (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+WHITE_SPACE = frozenset(
+    [*range(0x9, 0xE), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000]
+)
+CJK_RANGES = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B920, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+)
 CONTROL_CATEGORIES = frozenset(["Cc", "Cf", "Co", "Cs"])
 # lower case of letters added in Unicode 16.0 and 17.0 (UnicodeData.txt), used where the running
 # Python's database does not have them yet
 NEWER_LOWERCASE = {
-    0x1C89: 0x1C8A, 0xA7CB: 0x0264, 0xA7CC: 0xA7CD, 0xA7CE: 0xA7CF, 0xA7D2: 0xA7D3, 0xA7D4: 0xA7D5,
-    0xA7DA: 0xA7DB, 0xA7DC: 0x019B,
+    0x1C89: 0x1C8A,
+    0xA7CB: 0x0264,
+    0xA7CC: 0xA7CD,
+    0xA7CE: 0xA7CF,
+    0xA7D2: 0xA7D3,
+    0xA7D4: 0xA7D5,
+    0xA7DA: 0xA7DB,
+    0xA7DC: 0x019B,
     **{cp: cp + 0x20 for cp in range(0x10D50, 0x10D66)},  # Garay
     **{cp: cp + 0x1B for cp in range(0x16EA0, 0x16EB9)},  # Beria Erfe
 }
@@ -172,14 +187,16 @@ def _candidates_cached():
 @functools.lru_cache(maxsize=1)
 def assigned_marks():
     """Code points with a non-zero canonical combining class (in the running Python's database)."""
-    return tuple(cp for cp in range(0x300, N_CODE_POINTS) if not 0xD800 <= cp <= 0xDFFF and unicodedata.combining(chr(cp)))
+    return tuple(
+        cp for cp in range(0x300, N_CODE_POINTS) if not 0xD800 <= cp <= 0xDFFF and unicodedata.combining(chr(cp))
+    )
 
 
 @functools.lru_cache(maxsize=1)
 def _present_in_8_mask():
     edges = np.asarray(PRESENT_IN_8_0 + (N_CODE_POINTS,), dtype=np.int64)
     mask = np.zeros(N_CODE_POINTS, bool)
-    for start, stop in zip(edges[0::2], edges[1::2]):
+    for start, stop in zip(edges[0::2], edges[1::2], strict=True):
         mask[start:stop] = True
     mask[0xD800:0xE000] = False
     return mask

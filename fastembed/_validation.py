@@ -183,7 +183,8 @@ def integer_array(x, name):
     except ValueError as exc:  # numpy's "inhomogeneous shape" for rows of different lengths
         raise ValueError(
             f"{name} must be a rectangular array of integers; got a ragged sequence (rows of different "
-            "lengths): pad the rows to one length"
+            "lengths): pad the rows to one length, or pool them with fastembed.pooled_lookup (ragged ids, "
+            "see fastembed.as_ragged)"
         ) from exc
     if arr.dtype == object:
         flat = arr.reshape(-1)

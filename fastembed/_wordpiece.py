@@ -189,7 +189,8 @@ class WordPiece:
             template = {
                 "type": "TemplateProcessing",
                 "single": single,
-                "pair": single + [{"Sequence": {"id": "B", "type_id": 1}}]
+                "pair": single
+                + [{"Sequence": {"id": "B", "type_id": 1}}]
                 + [{"SpecialToken": {"id": t, "type_id": 1}} for t in specials[len(s.prefix_ids) :]],
                 "special_tokens": {t: {"id": t, "ids": [s.vocab[t]], "tokens": [t]} for t in specials},
             }
@@ -198,8 +199,15 @@ class WordPiece:
             "truncation": None,
             "padding": None,
             "added_tokens": [
-                {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
-                 "normalized": False, "special": True}
+                {
+                    "id": i,
+                    "content": t,
+                    "single_word": False,
+                    "lstrip": False,
+                    "rstrip": False,
+                    "normalized": False,
+                    "special": True,
+                }
                 for t, i in sorted(s.added_tokens.items(), key=lambda item: item[1])
             ],
             "normalizer": {
@@ -227,7 +235,9 @@ class WordPiece:
 
     # ---------------------------------------------------------------- encoding
 
-    def encode(self, text: str, *, add_special_tokens: bool = False, max_length: int | None = None) -> NDArray[np.int32]:
+    def encode(
+        self, text: str, *, add_special_tokens: bool = False, max_length: int | None = None
+    ) -> NDArray[np.int32]:
         """Ids of one text, int32 (see :meth:`encode_batch`)."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -276,7 +286,9 @@ class WordPiece:
         counts = np.empty(len(texts), np.int64)
         chunks, start = [], 0
         for stop in _blocks(encoded):
-            chunks.append(self._run(kernel, encoded[start:stop], counts[start:stop], add_special_tokens, budget, n_threads))
+            chunks.append(
+                self._run(kernel, encoded[start:stop], counts[start:stop], add_special_tokens, budget, n_threads)
+            )
             start = stop
         ids = np.concatenate(chunks) if len(chunks) != 1 else chunks[0]
         exact = np.flatnonzero(counts < 0)
@@ -296,8 +308,19 @@ class WordPiece:
         # a byte of text costs about what 8 elements of a memory-bound pass do (~13 ns measured)
         n_threads = for_work(resolve(n_threads), int(starts[-1]) * 8)
         return kernel.encode_batch(
-            buffer, starts, counts, *k["tables"], *k["whole"], *k["continuation"], *k["added"],
-            self.spec.unk_id, self.spec.max_chars, prefix, suffix, budget, _thread_count(n_threads),
+            buffer,
+            starts,
+            counts,
+            *k["tables"],
+            *k["whole"],
+            *k["continuation"],
+            *k["added"],
+            self.spec.unk_id,
+            self.spec.max_chars,
+            prefix,
+            suffix,
+            budget,
+            _thread_count(n_threads),
         )
 
     def _with_exact(self, ids, counts, exact, texts, add_special_tokens, max_length):
@@ -308,7 +331,9 @@ class WordPiece:
         np.cumsum(lengths, out=bounds[1:])
         pieces = [ids[bounds[i] : bounds[i + 1]] for i in range(len(texts))]
         for i in exact.tolist():
-            pieces[i] = np.asarray(_wordpiece_exact.encode(texts[i], self.spec, add_special_tokens, max_length), np.int32)
+            pieces[i] = np.asarray(
+                _wordpiece_exact.encode(texts[i], self.spec, add_special_tokens, max_length), np.int32
+            )
         return _concatenate(pieces, len(texts))
 
     def _inputs(self):
@@ -440,7 +465,11 @@ def _kernel_inputs(spec):
     )
     if map_pool.size == 0:
         map_pool = np.zeros(1, np.int32)
-    continuation = [(t[len(spec.prefix) :], i) for t, i in spec.vocab.items() if t.startswith(spec.prefix) and len(t) > len(spec.prefix)]
+    continuation = [
+        (t[len(spec.prefix) :], i)
+        for t, i in spec.vocab.items()
+        if t.startswith(spec.prefix) and len(t) > len(spec.prefix)
+    ]
     by_length = sorted(spec.added_tokens.items(), key=lambda item: -len(item[0].encode("utf-8")))
     added = [t.encode("utf-8") for t, _ in by_length]
     added_start = np.zeros(len(added) + 1, np.int64)
@@ -449,8 +478,11 @@ def _kernel_inputs(spec):
         "tables": (flags, map_offset, map_pool),
         "whole": _vocab_table(list(spec.vocab.items())),
         "continuation": _vocab_table(continuation),
-        "added": (np.frombuffer(b"".join(added) + b"\0", np.uint8), added_start,
-                  np.asarray([i for _, i in by_length], np.int32)),
+        "added": (
+            np.frombuffer(b"".join(added) + b"\0", np.uint8),
+            added_start,
+            np.asarray([i for _, i in by_length], np.int32),
+        ),
         "prefix": np.asarray(spec.prefix_ids, np.int32),
         "suffix": np.asarray(spec.suffix_ids, np.int32),
         "none": np.zeros(0, np.int32),

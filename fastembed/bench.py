@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from . import backends, factorized_lookup, lookup, sinusoidal
+from ._peers import lookup_peers
 from ._threads import available_cores
 
 ALBERT = dict(V=30000, r=128, d=768)
@@ -92,30 +93,6 @@ def _ids(kind, B, L, V):
     return np.minimum(ids, V - 1)
 
 
-def _torch_methods(E, P, pos, scale, ids, out):
-    try:
-        import torch
-        import torch.nn.functional as F
-    except ImportError:
-        return {}
-    torch.set_num_threads(available_cores())
-    tE, tP, tpos = torch.from_numpy(E), torch.from_numpy(P), torch.from_numpy(pos)
-    tids = torch.from_numpy(ids.astype(np.int64))
-    B, L = ids.shape
-    tout = torch.from_numpy(out)
-    G = torch.empty((B * L, E.shape[1]), dtype=tE.dtype)
-
-    def user():
-        tout.copy_(F.embedding(tids, tE) @ tP * scale + tpos[:L])
-
-    def best():
-        torch.index_select(tE, 0, tids.view(-1), out=G)
-        tout.copy_(tpos[:L].expand(B, L, -1))
-        tout.view(B * L, -1).addmm_(G, tP, alpha=scale)
-
-    return {"torch (user)": user, "torch (best)": best}
-
-
 def lookup_case(name, shape, kind, B, L, quick=False):
     V, r, d = shape["V"], shape["r"], shape["d"]
     rng = np.random.default_rng(0)
@@ -126,8 +103,8 @@ def lookup_case(name, shape, kind, B, L, quick=False):
     ids = _ids(kind, B, L, V)
     out = np.empty((B, L, d), np.float32)
     dense = E @ P
-    methods = {"numpy": lambda: np.multiply(E[ids] @ P, scale, out=out).__iadd__(pos[:L])}
-    methods.update(_torch_methods(E, P, pos, scale, ids, out))
+    # torch.compile takes tens of seconds to compile each shape: full runs only
+    methods = lookup_peers(E, P, pos, scale, ids, out, compile_torch=not quick)
     for backend in backends.available():
         if backend != "numpy":
             methods[f"fastembed {backend}"] = lambda b=backend: factorized_lookup(
@@ -306,7 +283,9 @@ def static_cases(quick=False):
     rows_in_order = best_time(in_order, repeat=repeat, min_seconds=0)
     encode_methods = cases.encode_methods(n)
     encode = {name: best_time(f, repeat=2 if quick else 3, min_seconds=0) for name, f in encode_methods.items()}
-    tokenize = {name: best_time(f, repeat=2 if quick else 3, min_seconds=0) for name, f in cases.tokenize_methods(n).items()}
+    tokenize = {
+        name: best_time(f, repeat=2 if quick else 3, min_seconds=0) for name, f in cases.tokenize_methods(n).items()
+    }
     same = None
     if "model2vec encode" in encode_methods:
         same = float(np.max(np.abs(encode_methods["fastembed encode"]() - encode_methods["model2vec encode"]())))
@@ -452,13 +431,25 @@ def format_report(report):
             + (f", FMA {fma * 1e3:.2f} ms" if fma else "")
             + f", output writes {memory * 1e3:.2f} ms"
         )
-        header = ("method", "ms", "vs torch user", "vs numpy", "compute bound", "FMA bound", "write bound")
-        lines.append("  {:24s} {:>9s} {:>14s} {:>9s} {:>14s} {:>10s} {:>12s}".format(*header))
+        peers = {k: v for k, v in s.items() if not k.startswith("fastembed")}
+        strongest = min(peers, key=peers.get)
+        lines.append(f"  strongest peer here: {strongest} ({peers[strongest] * 1e3:.3f} ms)")
+        header = (
+            "method",
+            "ms",
+            "vs strongest peer",
+            "vs torch user",
+            "vs numpy",
+            "compute bound",
+            "FMA bound",
+            "write bound",
+        )
+        lines.append("  {:24s} {:>9s} {:>18s} {:>14s} {:>9s} {:>14s} {:>10s} {:>12s}".format(*header))
         for method, t in sorted(s.items(), key=lambda kv: kv[1]):
             vs_user = f"{user / t:.2f}x" if user else "-"
             fma_share = f"{fma / t:.0%}" if fma else "-"
             lines.append(
-                f"  {method:24s} {t * 1e3:9.3f} {vs_user:>14s} {s['numpy'] / t:8.2f}x "
+                f"  {method:24s} {t * 1e3:9.3f} {peers[strongest] / t:17.2f}x {vs_user:>14s} {s['numpy'] / t:8.2f}x "
                 f"{compute / t:13.0%} {fma_share:>10s} {memory / t:11.0%}"
             )
         lines.append("")

@@ -17,12 +17,12 @@ multiplied by the scheme's attention factor (YaRN). Features from
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from . import _rope_frequencies as _frequencies
 from . import _validation as v
 from . import backends
-from ._threads import for_work, resolve
-from . import _rope_frequencies as _frequencies
 from ._mrope import mrope_axes
-from ._rope_frequencies import ROPE_TYPES, SCALINGS, check_rotary_dim
+from ._rope_frequencies import check_rotary_dim
+from ._threads import for_work, resolve
 from .positional import MAX_POSITION, _as_positions, fill_sincos, sincos_table
 
 STYLES = ("neox", "gptj")
@@ -160,8 +160,16 @@ def _mrope_tables(grid, inv_freq, attention, axes, dtype, backend, n_threads):
         for columns in _evenly_spaced_runs(np.flatnonzero(axes == axis)):
             count = len(range(half)[columns])
             fill_sincos(
-                both, grid[axis], inv_freq[columns], count, count,
-                columns.start, half + columns.start, columns.step, backend, n_threads,
+                both,
+                grid[axis],
+                inv_freq[columns],
+                count,
+                count,
+                columns.start,
+                half + columns.start,
+                columns.step,
+                backend,
+                n_threads,
             )
     sin, cos = both[:, :half], both[:, half:]
     if attention != 1.0:

@@ -197,7 +197,11 @@ def _wordpiece(fdp):
         tokens = ["[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "ab", "##a", "##b", "##ab", "é", "##é", "中", "x" * 5]
         lowercase, strip, clean, cjk = options
         _WORDPIECE[options] = fe.WordPiece.from_tokens(
-            tokens, lowercase, strip_accents=strip, clean_text=clean, handle_chinese_chars=cjk,
+            tokens,
+            lowercase,
+            strip_accents=strip,
+            clean_text=clean,
+            handle_chinese_chars=cjk,
             max_input_chars_per_word=fdp.ConsumeIntInRange(1, 8),
         )
     wordpiece = _WORDPIECE[options]
@@ -208,7 +212,9 @@ def _wordpiece(fdp):
     for i, text in enumerate(texts):
         expected = _wordpiece_exact.encode(text, wordpiece.spec, special, max_length)
         if ids[offsets[i] : offsets[i + 1]].tolist() != expected:
-            raise AssertionError(f"WordPiece kernel {ids[offsets[i]:offsets[i + 1]].tolist()} != exact {expected} on {text!r}")
+            raise AssertionError(
+                f"WordPiece kernel {ids[offsets[i] : offsets[i + 1]].tolist()} != exact {expected} on {text!r}"
+            )
 
 
 TARGETS = (_public, _raw_kernels, _aliasing, _files, _wordpiece)

@@ -22,19 +22,37 @@ TYPES = [
     {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64},
     {"rope_type": "yarn", "factor": 40, "original_max_position_embeddings": 4096, "mscale": 1.0, "mscale_all_dim": 1.0},
     {"rope_type": "yarn", "max_position_embeddings": 8192, "original_max_position_embeddings": 2048, "truncate": False},
-    {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-     "original_max_position_embeddings": 64},
-    {"rope_type": "longrope", "long_factor": LONG, "short_factor": SHORT, "original_max_position_embeddings": 256,
-     "max_position_embeddings": 8192},
-    {"rope_type": "longrope", "long_factor": LONG, "short_factor": SHORT, "original_max_position_embeddings": 256,
-     "factor": 2.0, "attention_factor": 1.3},
+    {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64,
+    },
+    {
+        "rope_type": "longrope",
+        "long_factor": LONG,
+        "short_factor": SHORT,
+        "original_max_position_embeddings": 256,
+        "max_position_embeddings": 8192,
+    },
+    {
+        "rope_type": "longrope",
+        "long_factor": LONG,
+        "short_factor": SHORT,
+        "original_max_position_embeddings": 256,
+        "factor": 2.0,
+        "attention_factor": 1.3,
+    },
     {"rope_type": "proportional", "partial_rotary_factor": 0.25},
     {"rope_type": "proportional", "partial_rotary_factor": 0.5, "factor": 2.0},
     {"rope_type": "ntk", "factor": 4.0},
     {"rope_type": "ntk", "factor": 4.0, "mixed_b": 0.75},
 ]
 TYPE_IDS = [
-    "-".join([t["rope_type"]] + sorted(k for k in t if k in ("mscale", "truncate", "attention_factor", "mixed_b", "factor")))
+    "-".join(
+        [t["rope_type"]] + sorted(k for k in t if k in ("mscale", "truncate", "attention_factor", "mixed_b", "factor"))
+    )
     for t in TYPES
 ]
 
@@ -92,7 +110,7 @@ def _hf_frequencies(scaling, dim, base, seq_len):
     return inv_freq.double().numpy(), float(attention)
 
 
-HF_TYPES = [(s, i) for s, i in zip(TYPES, TYPE_IDS) if s["rope_type"] not in ("default", "ntk")]
+HF_TYPES = [(s, i) for s, i in zip(TYPES, TYPE_IDS, strict=True) if s["rope_type"] not in ("default", "ntk")]
 
 
 @pytest.mark.parametrize("scaling", [s for s, _ in HF_TYPES], ids=[i for _, i in HF_TYPES])
@@ -130,7 +148,9 @@ def hf_rotary(raw):
     transformers = pytest.importorskip("transformers")
     text = json.loads(json.dumps(raw.get("text_config", raw)))
     model_type = text["model_type"]
-    config_class = transformers.Qwen2VLTextConfig if model_type == "qwen2_vl" else transformers.CONFIG_MAPPING[model_type]
+    config_class = (
+        transformers.Qwen2VLTextConfig if model_type == "qwen2_vl" else transformers.CONFIG_MAPPING[model_type]
+    )
     module, name = ROTARY_CLASSES[model_type]
     modeling = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
     return getattr(modeling, name)(config=config_class(**text)), modeling
@@ -167,8 +187,13 @@ def test_real_configs_rotate_as_transformers(name, layer_type, kind, head_dim, r
     cos, sin = rotary(torch.from_numpy(q), position_ids, **kwargs)
     grid = np.broadcast_to(positions, (3, positions.size)) if multimodal else positions
     ours_cos, ours_sin = fe.rope_cos_sin(
-        grid, config.rotary_dim, base=config.base, scaling=config.scaling, seq_len=int(positions.max()) + 1,
-        mrope_section=config.mrope_section, mrope_interleaved=config.mrope_interleaved,
+        grid,
+        config.rotary_dim,
+        base=config.base,
+        scaling=config.scaling,
+        seq_len=int(positions.max()) + 1,
+        mrope_section=config.mrope_section,
+        mrope_interleaved=config.mrope_interleaved,
     )
     # transformers forms the angle p * inv_freq in float32: off by up to ~p 2^-24 rad
     tol = 1e-6 + 1.2e-7 * positions.max()
@@ -184,8 +209,11 @@ def test_real_configs_rotate_as_transformers(name, layer_type, kind, head_dim, r
     # and against the float64 truth, to float32 rounding
     inv_freq, attention = reference.rope_frequencies(rotary_dim, config.base, config.scaling, int(positions.max()) + 1)
     truth = reference.rope(q, positions, config.style, rotary_dim, inv_freq, attention=attention)
-    np.testing.assert_allclose(ours if name != "deepseek_v3" else fe.apply_rope(q, positions=positions, **config),
-                               truth, atol=3e-6 * np.abs(q).max())
+    np.testing.assert_allclose(
+        ours if name != "deepseek_v3" else fe.apply_rope(q, positions=positions, **config),
+        truth,
+        atol=3e-6 * np.abs(q).max(),
+    )
 
 
 def test_legacy_phi3_su_reads_as_longrope():
@@ -200,8 +228,12 @@ def test_legacy_phi3_su_reads_as_longrope():
 def test_rope_config_reads_every_form():
     llama = fe.rope_config(load("llama3_1_8b"))
     assert dict(llama) == {
-        "rotary_dim": 128, "base": 500000.0, "scaling": llama.scaling, "style": "neox",
-        "mrope_section": None, "mrope_interleaved": False,
+        "rotary_dim": 128,
+        "base": 500000.0,
+        "scaling": llama.scaling,
+        "style": "neox",
+        "mrope_section": None,
+        "mrope_interleaved": False,
     }
     assert llama.scaling["original_max_position_embeddings"] == 8192
     deepseek = fe.rope_config(load("deepseek_v3"))
@@ -212,11 +244,15 @@ def test_rope_config_reads_every_form():
     assert fe.rope_config(load("qwen2_vl_7b")).mrope_section == (16, 24, 24)
     gemma_local = fe.rope_config(load("gemma3_4b_text"), layer_type="sliding_attention")
     assert (gemma_local.base, gemma_local.rope_type) == (10000.0, "default")
-    partial = fe.rope_config({"hidden_size": 2560, "num_attention_heads": 32, "partial_rotary_factor": 0.4,
-                              "rope_theta": 10000.0})
+    partial = fe.rope_config(
+        {"hidden_size": 2560, "num_attention_heads": 32, "partial_rotary_factor": 0.4, "rope_theta": 10000.0}
+    )
     assert (partial.head_dim, partial.rotary_dim) == (80, 32)
     gemma4 = {
-        "head_dim": 256, "global_head_dim": 512, "hidden_size": 2048, "num_attention_heads": 8,
+        "head_dim": 256,
+        "global_head_dim": 512,
+        "hidden_size": 2048,
+        "num_attention_heads": 8,
         "layer_types": ["sliding_attention", "full_attention"],
         "rope_parameters": {
             "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
@@ -244,7 +280,12 @@ def test_proportional_matches_transformers():
 @pytest.mark.parametrize(
     "config,layer_type,exc,match",
     [
-        ({"head_dim": 64, "rope_scaling": {"rope_type": "longrope2"}}, None, ValueError, "longrope2.*supported: default"),
+        (
+            {"head_dim": 64, "rope_scaling": {"rope_type": "longrope2"}},
+            None,
+            ValueError,
+            "longrope2.*supported: default",
+        ),
         (load("gemma3_nested"), None, ValueError, "layer_type"),
         (load("gemma3_nested"), "chunked_attention", ValueError, "chunked_attention"),
         ({"rope_theta": 10000.0}, None, ValueError, "head_dim"),
@@ -277,13 +318,20 @@ def hf_rope_index(types, mask, images, videos, merge, tokens_per_second, seconds
     from types import SimpleNamespace
 
     model = SimpleNamespace(
-        config=SimpleNamespace(vision_config=SimpleNamespace(spatial_merge_size=merge, tokens_per_second=tokens_per_second))
+        config=SimpleNamespace(
+            vision_config=SimpleNamespace(spatial_merge_size=merge, tokens_per_second=tokens_per_second)
+        )
     )
     model.get_vision_position_ids = lambda *a, **k: qwen.Qwen2_5_VLModel.get_vision_position_ids(model, *a, **k)
     ids = torch.zeros(types.shape, dtype=torch.long)
     positions, deltas = qwen.Qwen2_5_VLModel.get_rope_index(
-        model, ids, torch.from_numpy(types), torch.from_numpy(images), torch.from_numpy(videos),
-        second_per_grid_ts=torch.tensor(seconds), attention_mask=torch.from_numpy(mask),
+        model,
+        ids,
+        torch.from_numpy(types),
+        torch.from_numpy(images),
+        torch.from_numpy(videos),
+        second_per_grid_ts=torch.tensor(seconds),
+        attention_mask=torch.from_numpy(mask),
     )
     return positions.numpy(), deltas.numpy()[:, 0]
 
@@ -291,8 +339,9 @@ def hf_rope_index(types, mask, images, videos, merge, tokens_per_second, seconds
 def test_mrope_positions_match_transformers_get_rope_index():
     types, mask, images, videos = layout()
     theirs, their_deltas = hf_rope_index(types, mask, images, videos, 2, 2, [0.5])
-    ours, deltas = fe.mrope_positions(types, images, videos, spatial_merge_size=2, video_time_intervals=[2 * 0.5],
-                                      attention_mask=mask)
+    ours, deltas = fe.mrope_positions(
+        types, images, videos, spatial_merge_size=2, video_time_intervals=[2 * 0.5], attention_mask=mask
+    )
     np.testing.assert_array_equal(ours, theirs)
     np.testing.assert_array_equal(deltas, their_deltas)
     single, delta = fe.mrope_positions(types[0], images[:1], videos, spatial_merge_size=2)
@@ -302,9 +351,7 @@ def test_mrope_positions_match_transformers_get_rope_index():
 def test_mrope_positions_layout_by_hand():
     types = np.array([0, 0, 1, 1, 1, 1, 0])
     positions, delta = fe.mrope_positions(types, [[1, 4, 4]], spatial_merge_size=2)
-    np.testing.assert_array_equal(
-        positions, [[0, 1, 2, 2, 2, 2, 4], [0, 1, 2, 2, 3, 3, 4], [0, 1, 2, 3, 2, 3, 4]]
-    )
+    np.testing.assert_array_equal(positions, [[0, 1, 2, 2, 2, 2, 4], [0, 1, 2, 2, 3, 3, 4], [0, 1, 2, 3, 2, 3, 4]])
     assert delta == 5 - 7
 
 
@@ -353,8 +400,9 @@ def test_mrope_against_reference(backend, dtype, section, interleaved):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 3, 9, 20)).astype(dtype)
     positions = rng.integers(0, 3000, (3, 2, 1, 9))
-    got = fe.apply_rope(x, positions=positions, rotary_dim=16, mrope_section=section, mrope_interleaved=interleaved,
-                        backend=backend)
+    got = fe.apply_rope(
+        x, positions=positions, rotary_dim=16, mrope_section=section, mrope_interleaved=interleaved, backend=backend
+    )
     axes = reference.mrope_axes(8, section, interleaved)
     expected = reference.rope(x, positions, rotary_dim=16, axes=axes)
     np.testing.assert_allclose(got, expected, atol=2e-5 if dtype == np.float32 else 1e-11)
@@ -448,8 +496,16 @@ def test_unknown_rope_type_names_the_supported_ones():
     with pytest.raises(ValueError, match="unknown rope type 'su2'; supported: default, linear, dynamic, yarn"):
         fe.apply_rope(np.zeros((2, 8)), scaling={"type": "su2"})
     with pytest.raises(ValueError, match="short_factor must have rotary_dim / 2 = 4"):
-        fe.rope_frequencies(8, scaling={"rope_type": "longrope", "long_factor": [1] * 4, "short_factor": [1] * 3,
-                                        "original_max_position_embeddings": 4, "factor": 2})
+        fe.rope_frequencies(
+            8,
+            scaling={
+                "rope_type": "longrope",
+                "long_factor": [1] * 4,
+                "short_factor": [1] * 3,
+                "original_max_position_embeddings": 4,
+                "factor": 2,
+            },
+        )
     with pytest.raises(ValueError, match="needs 'long_factor'"):
         fe.rope_frequencies(8, scaling={"rope_type": "longrope", "original_max_position_embeddings": 4, "factor": 2})
 

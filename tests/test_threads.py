@@ -1,6 +1,9 @@
 """Thread counts: results do not depend on them; settings are per call or per thread."""
 
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import numpy as np
@@ -139,3 +142,33 @@ def test_no_thread_is_left_pinned_by_the_unstacking():
         fe.lookup(ids, E, n_threads=2)
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
         assert os.sched_getaffinity(int(task.name)) == allowed, task.name
+
+
+def test_beside_torch_two_openmp_runtimes_neither_crash_nor_oversubscribe(tmp_path):
+    """torch (with its own OpenMP runtime) imported first, then fastembed: both compute right, no
+    pool is larger than the cores, and fastembed leaves torch's thread setting alone."""
+    pytest.importorskip("torch")
+    code = textwrap.dedent(
+        """
+        import torch
+        torch.set_num_threads(2)
+        import numpy as np, fastembed as fe
+        from threadpoolctl import threadpool_info
+        from fastembed._threads import available_cores
+        rng = np.random.default_rng(0)
+        E, P = rng.standard_normal((5000, 64)).astype(np.float32), rng.standard_normal((64, 256)).astype(np.float32)
+        ids = rng.integers(0, 5000, (16, 512))
+        for _ in range(3):
+            got = fe.factorized_lookup(ids, E, P, n_threads=2)
+            fe.apply_rope(np.ones((4, 512, 64), np.float32), n_threads=2)
+            t = torch.from_numpy(E[ids]) @ torch.from_numpy(P)
+        assert np.allclose(got, t.numpy(), atol=1e-4)
+        assert torch.get_num_threads() == 2
+        pools = [(p["internal_api"], p["num_threads"]) for p in threadpool_info()]
+        assert all(n <= max(available_cores(), 2) for _, n in pools), pools
+        print("ok", sorted({api for api, _ in pools}))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("ok"), result.stdout

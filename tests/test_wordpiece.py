@@ -64,8 +64,13 @@ def hf_tokenizer(spec):
 def variant(lowercase, strip_accents, clean_text=True, handle_chinese_chars=True):
     """MiniLM's vocabulary under other normalizer options: (fastembed, tokenizers)."""
     spec = json.loads(MINILM.read_text())
-    spec["normalizer"] = {"type": "BertNormalizer", "clean_text": clean_text, "handle_chinese_chars":
-                          handle_chinese_chars, "strip_accents": strip_accents, "lowercase": lowercase}
+    spec["normalizer"] = {
+        "type": "BertNormalizer",
+        "clean_text": clean_text,
+        "handle_chinese_chars": handle_chinese_chars,
+        "strip_accents": strip_accents,
+        "lowercase": lowercase,
+    }
     return fe.WordPiece.from_json(spec), hf_tokenizer(spec)
 
 
@@ -139,7 +144,9 @@ def test_every_code_point_pre_tokenizes_as_tokenizers():
 
 
 def licence_texts():
-    paths = sorted(Path("/usr/share/common-licenses").glob("*")) + [Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"]
+    paths = sorted(Path("/usr/share/common-licenses").glob("*")) + [
+        Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"
+    ]
     texts = []
     for path in paths:
         try:
@@ -187,8 +194,11 @@ def test_licence_texts(ours, hf):
     assert_same_ids(ours, hf, texts)
 
 
-@pytest.mark.parametrize("options", [(True, None), (False, False), (True, False), (False, True)],
-                         ids=["uncased", "cased", "lower-keep-accents", "strip-keep-case"])
+@pytest.mark.parametrize(
+    "options",
+    [(True, None), (False, False), (True, False), (False, True)],
+    ids=["uncased", "cased", "lower-keep-accents", "strip-keep-case"],
+)
 def test_multilingual_sample(options):
     wordpiece, tokenizer = variant(*options)
     assert_same_ids(wordpiece, tokenizer, MULTILINGUAL)
