@@ -196,7 +196,8 @@ def assigned_marks():
 def _present_in_8_mask():
     edges = np.asarray(PRESENT_IN_8_0 + (N_CODE_POINTS,), dtype=np.int64)
     mask = np.zeros(N_CODE_POINTS, bool)
-    for start, stop in zip(edges[0::2], edges[1::2], strict=True):
+    # an inversion list ending in an unassigned run leaves edges odd: its last start pairs with nothing
+    for start, stop in zip(edges[0::2], edges[1::2], strict=False):
         mask[start:stop] = True
     mask[0xD800:0xE000] = False
     return mask
