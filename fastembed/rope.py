@@ -311,14 +311,15 @@ def apply_rope(
 
 
 def _rotary_dim(rotary_dim, D, scaling):
-    """The rotated width: given, or from the scaling's partial_rotary_factor, else D; even and <= D."""
+    """The rotated width: given, or from the scaling's partial_rotary_factor, else D; even and <= D.
+    A given width must agree with the factor, unless x holds only the rotated features."""
     scaling = scaling if isinstance(scaling, dict) else {}
     factor = scaling.get("partial_rotary_factor")
     proportional = scaling.get("rope_type", scaling.get("type")) == "proportional"
     implied = None if factor is None or proportional else int(D * v.as_real(factor, "partial_rotary_factor", above=0))
     if rotary_dim is None:
         rotary_dim = D if implied is None else implied
-    elif implied is not None and implied != rotary_dim:
+    elif implied is not None and implied != rotary_dim and rotary_dim != D:  # D == rotary_dim: x is the rotary part
         raise ValueError(
             f"rotary_dim {rotary_dim} disagrees with the scaling's partial_rotary_factor {factor} "
             f"(int({D} x {factor}) = {implied})"

@@ -488,6 +488,10 @@ def test_scaling_dict_carries_theta_and_partial_factor():
     np.testing.assert_array_equal(fe.apply_rope(x, scaling=scaling), fe.apply_rope(x, rotary_dim=16, base=1e6))
     with pytest.raises(ValueError, match="disagrees"):
         fe.apply_rope(x, scaling=scaling, rotary_dim=20)
+    rotary_part = np.ascontiguousarray(x[..., :16])  # x holding only the rotated features
+    np.testing.assert_array_equal(
+        fe.apply_rope(rotary_part, scaling=scaling, rotary_dim=16), fe.apply_rope(x, scaling=scaling)[..., :16]
+    )
     with pytest.raises(ValueError, match="disagree"):
         fe.apply_rope(x, scaling=scaling, base=5e5)
 
