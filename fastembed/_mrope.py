@@ -85,12 +85,9 @@ def mrope_positions(
     merge = v.as_integer(spatial_merge_size, "spatial_merge_size")
     if merge < 1:
         raise ValueError(f"spatial_merge_size must be >= 1, got {merge}")
-    grids = {
-        IMAGE: iter(_grids(image_grid_thw, "image_grid_thw")),
-        VIDEO: iter(_grids(video_grid_thw, "video_grid_thw")),
-    }
-    n_videos = len(_grids(video_grid_thw, "video_grid_thw"))
-    intervals = iter(_intervals(video_time_intervals, n_videos))
+    videos = _grids(video_grid_thw, "video_grid_thw")
+    grids = {IMAGE: iter(_grids(image_grid_thw, "image_grid_thw")), VIDEO: iter(videos)}
+    intervals = iter(_intervals(video_time_intervals, len(videos)))
     positions = np.zeros((3,) + batch.shape, dtype=np.int64)
     deltas = np.zeros(batch.shape[0], dtype=np.int64)
     for row in range(batch.shape[0]):

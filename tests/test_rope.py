@@ -6,7 +6,7 @@ import pytest
 
 import fastembed as fe
 from fastembed import reference
-from util import BACKENDS
+from util import BACKENDS, hf_rope_frequencies
 
 
 def rope_truth(x, positions, style, rotary_dim, inv_freq, attention=1.0):
@@ -96,27 +96,10 @@ SCALINGS = [
 ]
 
 
-def _hf_frequencies(scaling, dim, base, seq_len):
-    torch = pytest.importorskip("torch")
-    rope_utils = pytest.importorskip("transformers.modeling_rope_utils")
-    from transformers import LlamaConfig
-
-    params = dict(scaling, rope_theta=base)
-    config = LlamaConfig(
-        hidden_size=dim * 2,
-        num_attention_heads=2,
-        max_position_embeddings=scaling.get("max_position_embeddings", 256),
-        rope_parameters=params,
-    )
-    fn = rope_utils.ROPE_INIT_FUNCTIONS[scaling["rope_type"]]
-    inv_freq, attention = fn(config, torch.device("cpu"), seq_len=seq_len)
-    return inv_freq.double().numpy(), float(attention)
-
-
 @pytest.mark.parametrize("scaling", SCALINGS, ids=lambda s: s["rope_type"] + ("-mscale" if "mscale" in s else ""))
 def test_scaling_matches_transformers(scaling):
     dim, base, seq_len = 64, 10000.0, 300
-    theirs, their_attention = _hf_frequencies(scaling, dim, base, seq_len)
+    theirs, their_attention = hf_rope_frequencies(scaling, dim, base, seq_len)
     ours, attention = fe.rope_frequencies(dim, base=base, scaling=scaling, seq_len=seq_len)
     np.testing.assert_allclose(ours, theirs, rtol=2e-6)  # theirs is computed in float32
     assert attention == pytest.approx(their_attention, rel=1e-6)

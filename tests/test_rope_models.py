@@ -10,7 +10,7 @@ import pytest
 
 import fastembed as fe
 from fastembed import reference
-from util import BACKENDS
+from util import BACKENDS, hf_rope_frequencies
 
 LONG = [1.0 + 0.9 * i for i in range(32)]
 SHORT = [1.0 + 0.03 * i for i in range(32)]
@@ -89,27 +89,6 @@ def test_proportional_keeps_the_unrotated_pairs_exact():
     assert not np.allclose(got[..., :4], x[..., :4])
 
 
-def _hf_frequencies(scaling, dim, base, seq_len):
-    torch = pytest.importorskip("torch")
-    rope_utils = pytest.importorskip("transformers.modeling_rope_utils")
-    from transformers import LlamaConfig
-
-    params = {k: v for k, v in scaling.items() if k != "max_position_embeddings"}
-    params["rope_theta"] = base
-    if params["rope_type"] == "yarn":
-        params.setdefault("factor", None)  # transformers' validation wants the key; None implies the ratio
-    config = LlamaConfig(
-        hidden_size=dim * 2,
-        num_attention_heads=2,
-        max_position_embeddings=scaling.get("max_position_embeddings", 256),
-        rope_parameters=params,
-    )
-    inv_freq, attention = rope_utils.ROPE_INIT_FUNCTIONS[scaling["rope_type"]](
-        config, torch.device("cpu"), seq_len=seq_len
-    )
-    return inv_freq.double().numpy(), float(attention)
-
-
 HF_TYPES = [(s, i) for s, i in zip(TYPES, TYPE_IDS, strict=True) if s["rope_type"] not in ("default", "ntk")]
 
 
@@ -117,7 +96,7 @@ HF_TYPES = [(s, i) for s, i in zip(TYPES, TYPE_IDS, strict=True) if s["rope_type
 @pytest.mark.parametrize("seq_len", [100, 5000])
 def test_every_type_matches_transformers_init_functions(scaling, seq_len):
     dim = 64
-    theirs, their_attention = _hf_frequencies(scaling, dim, 10000.0, seq_len)
+    theirs, their_attention = hf_rope_frequencies(scaling, dim, 10000.0, seq_len)
     ours, attention = fe.rope_frequencies(dim, scaling=scaling, seq_len=seq_len)
     np.testing.assert_allclose(ours, theirs, rtol=2e-6, atol=0)  # theirs is float32
     assert attention == pytest.approx(their_attention, rel=1e-6)

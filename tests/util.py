@@ -8,6 +8,7 @@ products, so cancellation in a row cannot hide or fake an error.
 """
 
 import numpy as np
+import pytest
 
 import fastembed as fe
 from fastembed import reference
@@ -80,3 +81,26 @@ def layouts(x, layout):
         big[...] = x
         return big
     raise ValueError(layout)
+
+
+def hf_rope_frequencies(scaling, dim, base, seq_len):
+    """(inv_freq, attention_factor) from transformers' ROPE_INIT_FUNCTIONS for ``scaling`` on a
+    Llama config of head_dim ``dim`` (skips without torch / transformers)."""
+    torch = pytest.importorskip("torch")
+    rope_utils = pytest.importorskip("transformers.modeling_rope_utils")
+    from transformers import LlamaConfig
+
+    params = {k: v for k, v in scaling.items() if k != "max_position_embeddings"}
+    params["rope_theta"] = base
+    if params["rope_type"] == "yarn":
+        params.setdefault("factor", None)  # transformers' validation wants the key; None implies the ratio
+    config = LlamaConfig(
+        hidden_size=dim * 2,
+        num_attention_heads=2,
+        max_position_embeddings=scaling.get("max_position_embeddings", 256),
+        rope_parameters=params,
+    )
+    inv_freq, attention = rope_utils.ROPE_INIT_FUNCTIONS[scaling["rope_type"]](
+        config, torch.device("cpu"), seq_len=seq_len
+    )
+    return inv_freq.double().numpy(), float(attention)
