@@ -228,30 +228,27 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
                      real* out, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1,
                      Py_ssize_t nr, int width) noexcept nogil:
     cdef const real* a[MAX_MR]
-    cdef const real* q[MAX_MR]
     cdef const real* qj[MAX_MR]
-    cdef real* o[MAX_MR]
     cdef real* oj[MAX_MR]
     cdef const real* const* pos_tile = qj if q0 != NULL else NULL
     cdef const real* bj
     cdef Py_ssize_t ii, i, j, t
     cdef int m, w
-    ii = i0
-    while ii < i1:
-        m = <int>min(<Py_ssize_t>FE_MR, i1 - ii)
-        for i in range(FE_MR):
-            t = ii + (i if i < m else 0)
-            a[i] = t0 + _row(rows, t) * t_rs
-            o[i] = out + t * d
-            q[i] = q0 + q_rows[t] * q_rs if q0 != NULL else NULL
-        j = j0
-        while j < j1:
-            w = <int>min(nr, j1 - j)
+    # Column strips outside, row tiles inside: a strip of proj (r x nr) stays in L1 while every
+    # row tile of the task reads it; the other order streams all of proj from L2 or L3 per tile.
+    j = j0
+    while j < j1:
+        w = <int>min(nr, j1 - j)
+        bj = b0 + j if b0 != NULL else NULL
+        ii = i0
+        while ii < i1:
+            m = <int>min(<Py_ssize_t>FE_MR, i1 - ii)
             for i in range(FE_MR):
-                oj[i] = o[i] + j
+                t = ii + (i if i < m else 0)
+                a[i] = t0 + _row(rows, t) * t_rs
+                oj[i] = out + t * d + j
                 if q0 != NULL:
-                    qj[i] = q[i] + j
-            bj = b0 + j if b0 != NULL else NULL
+                    qj[i] = q0 + q_rows[t] * q_rs + j
             if real is float:
                 if width == 512:
                     fe_tile512_f32(a, t_cs, m, p0 + j, p_rs, r, w, scale, bj, pos_tile, oj)
@@ -262,8 +259,8 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
                     fe_tile512_f64(a, t_cs, m, p0 + j, p_rs, r, w, scale, bj, pos_tile, oj)
                 else:
                     fe_tile256_f64(a, t_cs, m, p0 + j, p_rs, r, w, scale, bj, pos_tile, oj)
-            j += nr
-        ii += FE_MR
+            ii += FE_MR
+        j += nr
 
 
 cdef void _task_loop(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const index_t* rows,
