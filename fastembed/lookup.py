@@ -31,10 +31,11 @@ def _prepare(ids, table, d, dtype, scale, bias, pos_table, offset, position_ids,
     # the overlap rule is about the caller's arrays, before any conversion copied them
     inputs = dict(inputs, ids=given_ids, bias=given_bias, pos_table=pos_table, position_ids=position_ids)
     if out is not None:  # a bad id is reported before an out shaped for other ids
-        v.check_index_range(given_ids, "ids", table.shape[0])
-    out = v.output(out, shape, dtype, inputs)
-    result = out if out is not None else np.empty(shape, dtype=dtype)  # a MemoryError before any copy of ids
-    ids = v.as_index_array(given_ids, "ids", table.shape[0])
+        ids = v.as_index_array(given_ids, "ids", table.shape[0])
+        result = v.output(out, shape, dtype, inputs)
+    else:
+        result = np.empty(shape, dtype=dtype)  # a MemoryError before any copy of ids
+        ids = v.as_index_array(given_ids, "ids", table.shape[0])
     positions = v.positions(ids.shape, pos_table, offset, position_ids, d, dtype)
     return _Call(ids.reshape(-1), shape, scale, bias, positions.table, positions.rows, result, resolve(n_threads))
 

@@ -249,5 +249,5 @@ def finish_pooled(real[:, ::1] out, double scale, const real[::1] bias, bint nor
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
-        for b in prange(n_bags, schedule="static"):
+        for b in prange(n_bags, schedule="guided"):
             _finish(&out[b, 0], d, 1, <real>scale, b0, normalize)

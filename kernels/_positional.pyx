@@ -42,7 +42,7 @@ def sincos_rows(real[:, ::1] out, const int64_t[::1] hi, const int64_t[::1] lo,
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
-        for n in prange(n_rows, schedule="static"):
+        for n in prange(n_rows, schedule="guided"):
             h = hi[n]
             l = lo[n]
             if h < 0 or h >= n_hi or l < 0 or l >= n_lo:
@@ -83,7 +83,7 @@ def rope_rows(const real[:, :] x, real[:, :] out, const int64_t[::1] table_rows,
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
-        for n in prange(n_rows, schedule="static"):
+        for n in prange(n_rows, schedule="guided"):
             t = table_rows[n]
             if t < 0 or t >= n_table:
                 skipped += 1

@@ -381,7 +381,7 @@ def project_rows(const real[:, :] table, const index_t[::1] rows, const real[:, 
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
-        for task in prange(n_tasks, schedule="static"):
+        for task in prange(n_tasks, schedule="dynamic"):
             rb = task // n_cb
             cb = task - rb * n_cb
             if width:

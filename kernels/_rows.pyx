@@ -116,7 +116,7 @@ def gather_rows(const real[:, :] src, const index_t[::1] rows, double scale,
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
-        for n in prange(n_out, schedule="static"):
+        for n in prange(n_out, schedule="guided"):
             r = rows[n]
             if r < 0 or r >= n_src:
                 skipped += 1
@@ -161,7 +161,7 @@ def finish_rows(real[:, ::1] out, double scale, const real[::1] bias,
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
-        for n in prange(n_out, schedule="static"):
+        for n in prange(n_out, schedule="guided"):
             if p0 != NULL:
                 q = pos_rows[n]
                 if q < 0 or q >= n_pos:
@@ -216,7 +216,7 @@ def row_error_stats(const real[:, ::1] orig, const real[:, ::1] recon, double[:,
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
-        for n in prange(n_rows, schedule="static"):
+        for n in prange(n_rows, schedule="guided"):
             e = 0
             a = 0
             b = 0
@@ -259,7 +259,7 @@ def gather_sum_layernorm(const real[:, :] word, const index_t[::1] ids,
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
-        for n in prange(n_out, schedule="static"):
+        for n in prange(n_out, schedule="guided"):
             r = ids[n]
             t = type_rows[n]
             q = pos_rows[n]
@@ -312,7 +312,7 @@ def gather_dequant(const compact_t[:, :] src, const index_t[::1] rows, const flo
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
-        for n in prange(n_out, schedule="static"):
+        for n in prange(n_out, schedule="guided"):
             r = rows[n]
             if r < 0 or r >= n_src:
                 skipped += 1
@@ -362,7 +362,7 @@ def row_sq_norms(const real[:, ::1] x, double[::1] out, int n_threads):
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
-        for n in prange(n_rows, schedule="static"):
+        for n in prange(n_rows, schedule="guided"):
             out[n] = _sq_sum(&x[n, 0], d) if d > 0 else 0
 
 

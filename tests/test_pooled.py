@@ -137,16 +137,24 @@ def test_awkward_shapes(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_thread_count_does_not_change_results(backend):
+    """The pooling kernels give the same bits on any thread count. The factorized modes may
+    project with BLAS (the pooled rows, or every token for max), whose sums may be ordered by its thread count
+    (OpenBLAS on an AVX-512 Zen 5 differs in the last bits between 1 and 2 threads): there the
+    runs agree to float32 rounding."""
     rng = np.random.default_rng(4)
     ids, offsets = _bags(rng, n_bags=3000, max_len=40)
     table, proj = rng.standard_normal((V, R)).astype(np.float32), rng.standard_normal((R, 64)).astype(np.float32)
     for mode in MODES:
-        runs = [
-            fe.pooled_lookup(ids, table, proj, offsets=offsets, mode=mode, backend=backend, n_threads=n)
-            for n in (1, 2, 64)
-        ]
-        np.testing.assert_array_equal(runs[0], runs[1])
-        np.testing.assert_array_equal(runs[0], runs[2])
+        for factors in ((table,), (table, proj)):
+            runs = [
+                fe.pooled_lookup(ids, *factors, offsets=offsets, mode=mode, backend=backend, n_threads=n)
+                for n in (1, 2, 64)
+            ]
+            for other in runs[1:]:
+                if len(factors) == 1:  # no BLAS in the path
+                    np.testing.assert_array_equal(other, runs[0])
+                else:
+                    np.testing.assert_allclose(other, runs[0], rtol=1e-5, atol=1e-5 * np.abs(runs[0]).max())
 
 
 def test_backends_agree_bit_for_bit():
