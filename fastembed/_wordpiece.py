@@ -441,7 +441,7 @@ def _kernel():
 def _thread_count(n_threads):
     from . import backends
 
-    return backends.kernels("cython")._thread_count(n_threads)
+    return backends.kernels("cython").thread_count(n_threads)
 
 
 def _vocab_table(items):

@@ -56,7 +56,7 @@ class KernelSet:
         CPU was available), so there the BLAS plans stay the default and ``plan="fused"`` opts in."""
         return self.simd_width >= 512
 
-    def _thread_count(self, n_threads):
+    def thread_count(self, n_threads):
         """The thread policy every kernel call passes through: at least 1, at most
         ``fastembed._threads.max_threads()`` (1 in a child forked after the pool ran)."""
         n = max(1, min(int(n_threads), _threads.max_threads()))
@@ -65,52 +65,52 @@ class KernelSet:
         return n
 
     def gather_rows(self, src, rows, scale, bias, pos, pos_rows, out, n_threads):
-        return self.rows.gather_rows(src, rows, scale, bias, pos, pos_rows, out, self._thread_count(n_threads))
+        return self.rows.gather_rows(src, rows, scale, bias, pos, pos_rows, out, self.thread_count(n_threads))
 
     def finish_rows(self, out, scale, bias, pos, pos_rows, n_threads):
-        return self.rows.finish_rows(out, scale, bias, pos, pos_rows, self._thread_count(n_threads))
+        return self.rows.finish_rows(out, scale, bias, pos, pos_rows, self.thread_count(n_threads))
 
     def dedupe(self, ids, marker, uniq, remap):
         return self.rows.dedupe(ids, marker, uniq, remap)
 
     def gather_dequant(self, src, rows, row_scale, row_offset, kind, out, n_threads):
-        return self.rows.gather_dequant(src, rows, row_scale, row_offset, kind, out, self._thread_count(n_threads))
+        return self.rows.gather_dequant(src, rows, row_scale, row_offset, kind, out, self.thread_count(n_threads))
 
     def row_error_stats(self, orig, recon, stats, n_threads):
-        return self.rows.row_error_stats(orig, recon, stats, self._thread_count(n_threads))
+        return self.rows.row_error_stats(orig, recon, stats, self.thread_count(n_threads))
 
     def row_sq_norms(self, x, out, n_threads):
-        return self.rows.row_sq_norms(x, out, self._thread_count(n_threads))
+        return self.rows.row_sq_norms(x, out, self.thread_count(n_threads))
 
     def sq_norms(self, x, weights, row_out, col_partial, n_threads):
-        return self.rows.sq_norms(x, weights, row_out, col_partial, self._thread_count(n_threads))
+        return self.rows.sq_norms(x, weights, row_out, col_partial, self.thread_count(n_threads))
 
     def gather_sum_layernorm(self, word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads):
         return self.rows.gather_sum_layernorm(
-            word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, self._thread_count(n_threads)
+            word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, self.thread_count(n_threads)
         )
 
     def sincos_rows(self, out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads):
         return self.positional.sincos_rows(
-            out, hi, lo, *tables, n_sin, n_cos, sin_col, cos_col, step, self._thread_count(n_threads)
+            out, hi, lo, *tables, n_sin, n_cos, sin_col, cos_col, step, self.thread_count(n_threads)
         )
 
     def rope_rows(self, x, out, table_rows, cos, sin, half, neox, n_threads):
-        return self.positional.rope_rows(x, out, table_rows, cos, sin, half, neox, self._thread_count(n_threads))
+        return self.positional.rope_rows(x, out, table_rows, cos, sin, half, neox, self.thread_count(n_threads))
 
     def pool_rows(self, out, table, row_scale, row_offset, *rest):
         """The arguments of kernels/_pool.pyx::pool_rows, ``n_threads`` last."""
         *arguments, n_threads = rest
-        return self.pool.pool_rows(out, table, row_scale, row_offset, *arguments, self._thread_count(n_threads))
+        return self.pool.pool_rows(out, table, row_scale, row_offset, *arguments, self.thread_count(n_threads))
 
     def finish_pooled(self, out, scale, bias, normalize, n_threads):
-        return self.pool.finish_pooled(out, scale, bias, normalize, self._thread_count(n_threads))
+        return self.pool.finish_pooled(out, scale, bias, normalize, self.thread_count(n_threads))
 
     def project_rows(self, table, rows, proj, scale, bias, pos, pos_rows, out, n_threads, simd=None):
         """``simd``: the widest micro-tile allowed in bits (default: the widest that runs here)."""
         width = self.simd_width if simd is None else min(int(simd), self.simd_width)
         return self.project.project_rows(
-            table, rows, proj, scale, bias, pos, pos_rows, out, width, self._thread_count(n_threads)
+            table, rows, proj, scale, bias, pos, pos_rows, out, width, self.thread_count(n_threads)
         )
 
 
@@ -135,7 +135,7 @@ class NumbaKernelSet(KernelSet):
         entry (tbb, omp); in a child forked after the pool ran, its serial compilation."""
         from ._kernels._numba_jit import serial
 
-        n = min(self._thread_count(n_threads), self._numba.config.NUMBA_NUM_THREADS)
+        n = min(self.thread_count(n_threads), self._numba.config.NUMBA_NUM_THREADS)
         if _threads.serial_reason() is not None:
             return serial(kernel)(*args)
         _threads.note_pool_start()  # the first parallel call starts Numba's pool, whatever n

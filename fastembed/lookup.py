@@ -5,7 +5,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _numpy_backend, _pipeline, _workspace, backends
+from . import _numpy_backend, _pipeline, _threads, _workspace, backends
 from . import _validation as v
 from ._threads import blas_limit, resolve
 
@@ -31,11 +31,10 @@ def _prepare(ids, table, d, dtype, scale, bias, pos_table, offset, position_ids,
     # the overlap rule is about the caller's arrays, before any conversion copied them
     inputs = dict(inputs, ids=given_ids, bias=given_bias, pos_table=pos_table, position_ids=position_ids)
     if out is not None:  # a bad id is reported before an out shaped for other ids
-        ids = v.as_index_array(given_ids, "ids", table.shape[0])
-        result = v.output(out, shape, dtype, inputs)
-    else:
-        result = np.empty(shape, dtype=dtype)  # a MemoryError before any copy of ids
-        ids = v.as_index_array(given_ids, "ids", table.shape[0])
+        v.check_index_range(given_ids, "ids", table.shape[0])
+    out = v.output(out, shape, dtype, inputs)
+    result = out if out is not None else np.empty(shape, dtype=dtype)  # a MemoryError before any copy of ids
+    ids = v.as_index_array(given_ids, "ids", table.shape[0])
     positions = v.positions(ids.shape, pos_table, offset, position_ids, d, dtype)
     return _Call(ids.reshape(-1), shape, scale, bias, positions.table, positions.rows, result, resolve(n_threads))
 
@@ -59,8 +58,38 @@ def _run(call, dtype, compute):
     return result
 
 
+def _fast(ids, table, proj, scale, pos_table, out, backend, n_threads):
+    """The latency path of the commonest call (C-contiguous numpy arrays, no bias, positions from
+    0, the fused plan with SIMD tiles): one compiled call that takes the arguments only when it
+    can prove them valid and returns None otherwise, for the general path to check and report.
+    At 1 x 128 ids it saves ~10 us of Python per call (AVX-512 Zen 5)."""
+    if backend not in ("auto", "cython"):
+        return None
+    k = backends.kernels(backends.resolve(backend))
+    if k is None or k.name != "cython" or not k.fused_simd:
+        return None
+    threads = resolve(n_threads)
+    result = k.project.project_call(
+        ids,
+        table,
+        proj,
+        scale,
+        pos_table,
+        out,
+        k.simd_width,
+        lambda flops: k.thread_count(_threads.for_flops(threads, flops, openmp=k.openmp)),
+    )
+    if result is not None and k.openmp:
+        _threads.note_openmp_kernel_end()
+    return result
+
+
 def _lookup(ids, table, proj, scale, bias, pos_table, offset, position_ids, out, backend, n_threads, plan):
     """The lookups' one implementation: factorized when ``proj`` is given, dense otherwise."""
+    if proj is not None and plan is None and bias is None and offset == 0 and position_ids is None:
+        result = _fast(ids, table, proj, scale, pos_table, out, backend, n_threads)
+        if result is not None:
+            return result
     name = backends.resolve(backend)
     table, proj, dtype, d = v.lookup_tables(table, proj)
     inputs = {"table": table, "proj": proj}

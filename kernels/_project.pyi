@@ -1,4 +1,6 @@
 # Stubs for kernels/_project.pyx (fastembed._kernels._project). real = float32 | float64, index = int32 | int64.
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -20,3 +22,13 @@ def project_rows(
     simd: int,
     n_threads: int,
 ) -> int: ...
+def project_call(
+    ids: _Index,
+    table: _Real,
+    proj: _Real,
+    scale: float,
+    pos: _Real | None,
+    out: _Real | None,
+    simd: int,
+    threads_for: Callable[[float], int],
+) -> _Real | None: ...

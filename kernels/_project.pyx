@@ -17,7 +17,11 @@ pass over the indices before anything is written, so that a wrong index from
 any caller is counted and nothing is read out of bounds.
 """
 
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cython.parallel cimport parallel, prange
+from libc.stdlib cimport free, malloc
+
+import numpy as np
 
 include "_common.pxi"
 
@@ -176,6 +180,7 @@ cdef extern from *:
 
 DEF MAX_MR = 8
 DEF ROWS_PER_TASK = 64
+DEF SIGNAL_CHECK_FLOPS = 2147483648.0  # fastembed._pipeline.SIGNAL_CHECK_FLOPS: one call, one signal check
 
 
 def simd_width():
@@ -316,7 +321,7 @@ def project_rows(const real[:, :] table, const index_t[::1] rows, const real[:, 
     cdef const int64_t* q_rows = NULL
     cdef const index_t* rows0 = NULL
     cdef real sc = <real>scale
-    cdef Py_ssize_t nr, want, rows_per_task, n_rb, n_cb, cb_width, n_tasks, task, rb, cb, x
+    cdef Py_ssize_t x
     cdef int width = _effective_width(simd)
     if proj.shape[0] != r or proj.shape[1] != d:
         raise ValueError("project_rows: proj shape mismatch")
@@ -362,6 +367,16 @@ def project_rows(const real[:, :] table, const index_t[::1] rows, const real[:, 
     t_cs = table.strides[1] // <Py_ssize_t>sizeof(real)
     p_rs = proj.strides[0] // <Py_ssize_t>sizeof(real)
 
+    _run_grid(t0, t_rs, t_cs, rows0, p0, p_rs, r, n, d, sc, b0, q0, q_rs, q_rows, &out[0, 0], width, n_threads)
+    return 0
+
+
+cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const index_t* rows0,
+                    const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t n, Py_ssize_t d, real sc,
+                    const real* b0, const real* q0, Py_ssize_t q_rs, const int64_t* q_rows,
+                    real* out0, int width, int n_threads) noexcept:
+    """The task grid of ``project_rows`` over checked arguments, on ``n_threads`` OpenMP threads."""
+    cdef Py_ssize_t nr, want, rows_per_task, n_rb, n_cb, cb_width, n_tasks, task, rb, cb
     # Tasks: row blocks of ROWS_PER_TASK; few rows are split into smaller blocks, then by columns,
     # so that every thread gets about four tasks.
     nr = FE_NV * ((width if width else 512) // 8 // <Py_ssize_t>sizeof(real))
@@ -385,11 +400,176 @@ def project_rows(const real[:, :] table, const index_t[::1] rows, const real[:, 
             rb = task // n_cb
             cb = task - rb * n_cb
             if width:
-                _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, &out[0, 0],
+                _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, out0,
                            rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
                            cb * cb_width, min(d, (cb + 1) * cb_width), nr, width)
             else:
-                _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, &out[0, 0],
+                _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, out0,
                            rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
                            cb * cb_width, min(d, (cb + 1) * cb_width))
+
+
+# The fast path of fastembed.factorized_lookup (fastembed/_fastpath.py decides when it may run). It
+# accepts only calls it can prove valid from the buffers alone and returns None for every other one,
+# which then takes the general path: validation and its messages live in fastembed/_validation.py only.
+
+cdef enum:
+    FE_F32 = 1
+    FE_F64 = 2
+    FE_I32 = 3
+    FE_I64 = 4
+
+
+cdef int _buffer_kind(Py_buffer* b) noexcept:
+    cdef const char* f = b.format
+    if f == NULL:
+        return 0
+    if f[0] == b'@' or f[0] == b'=' or f[0] == b'<':
+        f += 1
+    if f[0] == 0 or f[1] != 0:
+        return 0
+    if f[0] == b'f' and b.itemsize == 4:
+        return FE_F32
+    if f[0] == b'd' and b.itemsize == 8:
+        return FE_F64
+    if (f[0] == b'i' or f[0] == b'l' or f[0] == b'q') and b.itemsize == 4:
+        return FE_I32
+    if (f[0] == b'l' or f[0] == b'q') and b.itemsize == 8:
+        return FE_I64
     return 0
+
+
+cdef bint _apart(Py_buffer* a, Py_buffer* b) noexcept:
+    """True when two C-contiguous buffers share no byte."""
+    cdef const char* a0 = <const char*>a.buf
+    cdef const char* b0 = <const char*>b.buf
+    return a.len == 0 or b.len == 0 or a0 + a.len <= b0 or b0 + b.len <= a0
+
+
+cdef void _fast_grid(Py_buffer* bt, Py_buffer* bp, Py_buffer* bq, Py_buffer* bo, const int64_t* rows,
+                     const int64_t* q_rows, Py_ssize_t n, Py_ssize_t r, Py_ssize_t d, double scale,
+                     bint f64, int width, int n_threads) noexcept:
+    cdef const float* q32 = <const float*>bq.buf if bq != NULL else NULL
+    cdef const double* q64 = <const double*>bq.buf if bq != NULL else NULL
+    if f64:
+        _run_grid(<const double*>bt.buf, r, 1, rows, <const double*>bp.buf, d, r, n, d, <double>scale,
+                  <const double*>NULL, q64, d, q_rows if bq != NULL else NULL, <double*>bo.buf, width, n_threads)
+    else:
+        _run_grid(<const float*>bt.buf, r, 1, rows, <const float*>bp.buf, d, r, n, d, <float>scale,
+                  <const float*>NULL, q32, d, q_rows if bq != NULL else NULL, <float*>bo.buf, width, n_threads)
+
+
+def project_call(ids, table, proj, scale, pos, out, int simd, threads_for):
+    """``out = (table[ids] @ proj) * scale + pos[l]`` (l the position along the last axis of ids)
+    when every argument is a C-contiguous numpy array of the simple case, else None.
+
+    The simple case: ids int32/int64 of at least one dimension, every id in [0, V); table (V, r)
+    and proj (r, d) of one float dtype; pos None or (n_pos >= L, d); out None (a fresh array is
+    returned) or writable, of shape ids.shape + (d,) and the table's dtype, sharing no memory with
+    any input; ``scale`` a float or int. The ids are copied (and checked) before the kernel reads
+    them, so another thread writing to them cannot put an unchecked index in front of it.
+    ``threads_for(flops)`` gives the thread count. Anything else, or an out-of-range id: None,
+    with nothing written.
+    """
+    cdef Py_buffer bi, bt, bp, bq, bo
+    cdef bint has_i = False, has_t = False, has_p = False, has_q = False, has_o = False
+    cdef Py_ssize_t n, L, V, r, d, i, j
+    cdef int64_t* rows = NULL
+    cdef int64_t* q_rows = NULL
+    cdef const int32_t* ids32
+    cdef const int64_t* ids64
+    cdef int64_t v, bad = 0
+    cdef int kind, n_threads
+    cdef double sc
+    if type(ids) is not np.ndarray or type(table) is not np.ndarray or type(proj) is not np.ndarray:
+        return None
+    if (pos is not None and type(pos) is not np.ndarray) or (out is not None and type(out) is not np.ndarray):
+        return None
+    if type(scale) is float or type(scale) is int:
+        sc = scale
+    else:
+        return None
+    try:
+        PyObject_GetBuffer(ids, &bi, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        has_i = True
+        PyObject_GetBuffer(table, &bt, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        has_t = True
+        PyObject_GetBuffer(proj, &bp, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        has_p = True
+        if pos is not None:
+            PyObject_GetBuffer(pos, &bq, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            has_q = True
+        if out is not None:
+            PyObject_GetBuffer(out, &bo, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
+            has_o = True
+    except (BufferError, ValueError, TypeError):  # numpy: ValueError for a non-contiguous view
+        return _released(None, &bi, has_i, &bt, has_t, &bp, has_p, &bq, has_q, &bo, has_o)
+    try:
+        kind = _buffer_kind(&bt)
+        if (bi.ndim < 1 or bt.ndim != 2 or bp.ndim != 2 or kind == 0 or _buffer_kind(&bp) != kind
+                or (_buffer_kind(&bi) != FE_I32 and _buffer_kind(&bi) != FE_I64)):
+            return None
+        V, r, d = bt.shape[0], bt.shape[1], bp.shape[1]
+        L = bi.shape[bi.ndim - 1]
+        n = bi.len // bi.itemsize
+        if bp.shape[0] != r or n == 0 or r == 0 or d == 0 or 2.0 * n * r * d > SIGNAL_CHECK_FLOPS:
+            return None
+        if has_q and (bq.ndim != 2 or _buffer_kind(&bq) != kind or bq.shape[1] != d or bq.shape[0] < L):
+            return None
+        if has_o:
+            if _buffer_kind(&bo) != kind or bo.ndim != bi.ndim + 1 or bo.shape[bi.ndim] != d:
+                return None
+            for i in range(bi.ndim):
+                if bo.shape[i] != bi.shape[i]:
+                    return None
+            if not (_apart(&bo, &bi) and _apart(&bo, &bt) and _apart(&bo, &bp) and (not has_q or _apart(&bo, &bq))):
+                return None
+        rows = <int64_t*>malloc(2 * n * sizeof(int64_t))
+        if rows == NULL:
+            return None
+        q_rows = rows + n
+        if _buffer_kind(&bi) == FE_I32:
+            ids32 = <const int32_t*>bi.buf
+            for i in range(n):
+                rows[i] = ids32[i]
+        else:
+            ids64 = <const int64_t*>bi.buf
+            for i in range(n):
+                rows[i] = ids64[i]
+        for i in range(n):
+            v = rows[i]
+            bad |= (v < 0) | (v >= V)
+        if bad:
+            return None
+        if has_q:
+            for i in range(0, n, L):
+                for j in range(L):
+                    q_rows[i + j] = j
+        if not has_o:
+            result = np.empty(tuple(bi.shape[k] for k in range(bi.ndim)) + (d,), dtype=table.dtype)
+            PyObject_GetBuffer(result, &bo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+            has_o = True
+        else:
+            result = out
+        n_threads = threads_for(2.0 * n * r * d)
+        _fast_grid(&bt, &bp, &bq if has_q else NULL, &bo, rows, q_rows, n, r, d, sc, kind == FE_F64,
+                   _effective_width(simd), n_threads)
+        return result
+    finally:
+        free(rows)
+        _released(None, &bi, has_i, &bt, has_t, &bp, has_p, &bq, has_q, &bo, has_o)
+
+
+cdef object _released(object value, Py_buffer* a, bint ha, Py_buffer* b, bint hb, Py_buffer* c, bint hc,
+                      Py_buffer* e, bint he, Py_buffer* f, bint hf):
+    if ha:
+        PyBuffer_Release(a)
+    if hb:
+        PyBuffer_Release(b)
+    if hc:
+        PyBuffer_Release(c)
+    if he:
+        PyBuffer_Release(e)
+    if hf:
+        PyBuffer_Release(f)
+    return value

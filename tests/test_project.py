@@ -153,3 +153,113 @@ def test_simd_switch_is_reported_and_honoured(monkeypatch):
     monkeypatch.setenv("FASTEMBED_DISABLE_SIMD", "1")
     fresh = backends.KernelSet("cython", k.rows, k.positional, k.project)
     assert fresh.simd_width == 0 and fresh.fused_simd is False
+
+
+# ---------------------------------------------------------------- the latency path (project_call)
+
+
+def _call_kernels():
+    k = _kernels("cython")
+    if not k.fused_simd:
+        pytest.skip("the latency path runs where the fused plan is the default (AVX-512 tiles)")
+    return k
+
+
+def _project_call(k, ids, table, proj, scale, pos, out):
+    return k.project.project_call(ids, table, proj, scale, pos, out, k.simd_width, lambda flops: 2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("id_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("ids_shape", [(1,), (1, 128), (3, 17), (2, 2, 9)])
+@pytest.mark.parametrize("with_pos", [False, True])
+@pytest.mark.parametrize("with_out", [False, True])
+def test_latency_path_is_the_fused_kernel_bit_for_bit(dtype, id_dtype, ids_shape, with_pos, with_out):
+    """factorized_lookup's simple case runs project_call: the same tiles, the same bits as the
+    general path's fused plan, and the float64 reference's values."""
+    import fastembed as fe
+
+    k = _call_kernels()
+    rng = np.random.default_rng(7)
+    V, r, d = 50, 33, 100
+    table, proj = rng.standard_normal((V, r)).astype(dtype), rng.standard_normal((r, d)).astype(dtype)
+    pos = rng.standard_normal((ids_shape[-1] + 3, d)).astype(dtype) if with_pos else None
+    ids = rng.integers(0, V, ids_shape).astype(id_dtype)
+    out = np.full(ids_shape + (d,), np.nan, dtype) if with_out else None
+    got = _project_call(k, ids, table, proj, 1.5, pos, out)
+    assert got is not None and got.shape == ids_shape + (d,) and got.dtype == dtype
+    assert not with_out or got is out
+    general = fe.factorized_lookup(ids, table, proj, scale=1.5, pos_table=pos, plan="fused")
+    np.testing.assert_array_equal(got, general)
+    flat = ids.reshape(-1)
+    rows = np.tile(np.arange(ids_shape[-1]), flat.size // ids_shape[-1])
+    expected, magnitude = _reference(table, flat, proj, 1.5, None, pos, rows if with_pos else None)
+    _check(got.reshape(-1, d), expected, magnitude, dtype)
+
+
+def test_latency_path_declines_what_it_cannot_prove_valid():
+    """Every case outside the simple one returns None with out untouched: the general path then
+    checks the call and raises its own messages."""
+    k = _call_kernels()
+    rng = np.random.default_rng(8)
+    table = rng.standard_normal((20, 8)).astype(np.float32)
+    proj = rng.standard_normal((8, 16)).astype(np.float32)
+    pos = np.zeros((10, 16), np.float32)
+    ids = rng.integers(0, 20, (2, 5))
+    out = np.full((2, 5, 16), -3.0, np.float32)
+    assert _project_call(k, ids, table, proj, 1.0, pos, out) is out  # the simple case runs
+    out[...] = -3.0
+    big = np.zeros(4096, np.float32)
+    too_big, negative = ids.copy(), ids.copy()
+    too_big[1, 3], negative[0, 2] = 20, -1
+    declined = {
+        "float ids": (ids.astype(np.float64), table, proj, 1.0, pos, out),
+        "bool ids": (ids > 3, table, proj, 1.0, pos, out),
+        "uint64 ids": (ids.astype(np.uint64), table, proj, 1.0, pos, out),
+        "an id == V": (too_big, table, proj, 1.0, pos, out),
+        "a negative id": (negative, table, proj, 1.0, pos, out),
+        "int32 id == V": (too_big.astype(np.int32), table, proj, 1.0, pos, out),
+        "0-d ids": (np.array(3), table, proj, 1.0, pos, np.zeros(16, np.float32)),
+        "empty ids": (ids[:, :0], table, proj, 1.0, pos, out[:, :0]),
+        "list ids": (ids.tolist(), table, proj, 1.0, pos, out),
+        "strided ids": (np.repeat(ids, 2, axis=1)[:, ::2], table, proj, 1.0, pos, out),
+        "Fortran table": (ids, np.asfortranarray(table), proj, 1.0, pos, out),
+        "float64 proj": (ids, table, proj.astype(np.float64), 1.0, pos, out),
+        "proj rows != r": (ids, table, proj[:7], 1.0, pos, out),
+        "pos too short": (ids, table, proj, 1.0, pos[:4], out),
+        "pos too narrow": (ids, table, proj, 1.0, pos[:, :15], out),
+        "pos float64": (ids, table, proj, 1.0, pos.astype(np.float64), out),
+        "out float64": (ids, table, proj, 1.0, pos, out.astype(np.float64)),
+        "out misshaped": (ids, table, proj, 1.0, pos, out.reshape(5, 2, 16)),
+        "out read-only": (ids, table, proj, 1.0, pos, np.broadcast_to(out, out.shape)),
+        "out strided": (ids, table, proj, 1.0, pos, np.zeros((2, 5, 32), np.float32)[..., ::2]),
+        "bool scale": (ids, table, proj, True, pos, out),
+        "numpy scale": (ids, table, proj, np.float32(1.0), pos, out),
+        "out over table": (ids, big[:160].reshape(20, 8), proj, 1.0, pos, big[100:260].reshape(2, 5, 16)),
+        "out over proj": (ids, table, big[:128].reshape(8, 16), 1.0, pos, big[:160].reshape(2, 5, 16)),
+        "out over pos": (ids, table, proj, 1.0, big[:160].reshape(10, 16), big[150:310].reshape(2, 5, 16)),
+        "out over ids": (big[:10].view(np.int32).reshape(2, 5), table, proj, 1.0, pos, big[:160].reshape(2, 5, 16)),
+    }
+    for name, args in declined.items():
+        before = np.array(args[-1], copy=True)
+        assert _project_call(k, *args) is None, name
+        np.testing.assert_array_equal(args[-1], before, err_msg=name)
+
+
+def test_factorized_lookup_takes_the_latency_path_only_for_the_simple_case(monkeypatch):
+    import fastembed as fe
+
+    k = _call_kernels()
+    calls = []
+    original = k.project.project_call
+    monkeypatch.setattr(k.project, "project_call", lambda *a: calls.append(1) or original(*a))
+    table, proj = np.ones((10, 4), np.float32), np.ones((4, 8), np.float32)
+    fe.factorized_lookup([[1, 2]], table, proj)  # a list: declined inside, the general path runs
+    fe.factorized_lookup(np.array([[1, 2]]), table, proj, pos_table=np.zeros((4, 8), np.float32))
+    assert len(calls) == 2
+    for kwargs in ({"bias": np.ones(8, np.float32)}, {"plan": "direct"}, {"backend": "numba"}, {"offset": 1}):
+        if kwargs.get("backend") == "numba" and "numba" not in COMPILED:
+            continue
+        pos = {"pos_table": np.zeros((4, 8), np.float32)} if "offset" in kwargs else {}
+        fe.factorized_lookup(np.array([[1, 2]]), table, proj, **kwargs, **pos)
+    assert len(calls) == 2
