@@ -171,6 +171,12 @@ def _fused_block(k, table, ids, proj, scale, bias, pos, pos_rows, out, n_threads
         note_openmp_kernel_end()
 
 
+def fused_rows(k, table, proj, out, n_threads):
+    """out = table @ proj (every row of ``table``, any strides; ``proj`` C-contiguous) with the
+    fused kernel, in blocks short enough for Ctrl-C to be seen."""
+    _fused_block(k, table, None, proj, 1.0, None, None, None, out, n_threads)
+
+
 def _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
     """Gather, project into out and finish, by row blocks that stay in cache between the steps."""
     n, d = out.shape

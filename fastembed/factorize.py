@@ -393,8 +393,18 @@ def _codes(W, mu, vr, n_threads=1):
     """(W - mu) @ V_r in W's dtype, centred by a rank-1 correction (no V x d temporary)."""
     from ._workspace import fresh
 
-    v = vr.astype(W.dtype)
-    code = np.matmul(W, v, out=fresh((W.shape[0], v.shape[1]), W.dtype, n_threads))
+    from . import _pipeline, backends
+
+    v = np.ascontiguousarray(vr, dtype=W.dtype)
+    code = fresh((W.shape[0], v.shape[1]), W.dtype, n_threads)
+    k = backends.kernels("cython") if "cython" in backends.available() else None
+    if k is not None and k.fused_simd and W.dtype in (np.float32, np.float64):
+        # the fused kernel's tiles run this tall-skinny product ~2x faster than OpenBLAS here
+        # (30522 x 384 @ 384 x 128 float32, 2 threads, AVX-512 Zen 5: 9 vs 20 ms)
+        _pipeline.fused_rows(k, W, v, code, n_threads)
+    else:
+        with blas_limit(n_threads):
+            np.matmul(W, v, out=code)
     if mu is not None:
         code -= mu @ v
     return code
