@@ -21,6 +21,7 @@ import numpy as np
 from . import backends, factorized_lookup, lookup, sinusoidal
 from ._peers import lookup_peers
 from ._threads import available_cores
+from ._timing import wall_times
 
 ALBERT = dict(V=30000, r=128, d=768)
 XXLARGE = dict(V=30000, r=256, d=4096)
@@ -49,13 +50,7 @@ def best_time(fn, repeat=15, min_seconds=0.2, settle=0.1):
 def median_time(fn, repeat=11):
     """Median wall time of ``fn()`` over ``repeat`` runs after one warm-up: under contention the
     best time is luck, the median is what a caller sees."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return float(np.median(wall_times(fn, repeat)))
 
 
 @contextlib.contextmanager

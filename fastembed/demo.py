@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from . import backends, factorized_lookup, reference
+from ._timing import wall_times
 from .factorize import factorize
 from .io import load_safetensors
 from .models import minilm_dir
@@ -20,13 +21,7 @@ POSITION = "embeddings.position_embeddings.weight"
 
 
 def _best_time(fn, repeat=7):
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(wall_times(fn, repeat))
 
 
 def run(rank=128, batch=32, length=128, print_=print):

@@ -391,9 +391,8 @@ def _randomized_for_energy(X, w, mu, energy, seed):
 
 def _codes(W, mu, vr, n_threads=1):
     """(W - mu) @ V_r in W's dtype, centred by a rank-1 correction (no V x d temporary)."""
-    from ._workspace import fresh
-
     from . import _pipeline, backends
+    from ._workspace import fresh
 
     v = np.ascontiguousarray(vr, dtype=W.dtype)
     code = fresh((W.shape[0], v.shape[1]), W.dtype, n_threads)

@@ -65,9 +65,13 @@ def _fast(ids, table, proj, scale, pos_table, out, backend, n_threads):
     At 1 x 128 ids it saves ~10 us of Python per call (AVX-512 Zen 5)."""
     if backend not in ("auto", "cython"):
         return None
+    if type(ids) is not np.ndarray or type(table) is not np.ndarray or table.ndim != 2:
+        return None
     k = backends.kernels(backends.resolve(backend))
     if k is None or k.name != "cython" or not k.fused_simd:
         return None
+    if _pipeline.choose_plan(ids.size, table.shape[0], True, table.shape[1]) != "fused":
+        return None  # many repeated ids: the dedupe plan is the faster one
     threads = resolve(n_threads)
     result = k.project.project_call(
         ids,

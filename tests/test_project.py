@@ -254,9 +254,12 @@ def test_factorized_lookup_takes_the_latency_path_only_for_the_simple_case(monke
     original = k.project.project_call
     monkeypatch.setattr(k.project, "project_call", lambda *a: calls.append(1) or original(*a))
     table, proj = np.ones((10, 4), np.float32), np.ones((4, 8), np.float32)
-    fe.factorized_lookup([[1, 2]], table, proj)  # a list: declined inside, the general path runs
+    fe.factorized_lookup([[1, 2]], table, proj)  # a list: the general path converts and checks it
     fe.factorized_lookup(np.array([[1, 2]]), table, proj, pos_table=np.zeros((4, 8), np.float32))
+    fe.factorized_lookup(np.array([[1, 2]], np.int32), table, proj.T.copy().T)  # Fortran proj: declined inside
     assert len(calls) == 2
+    text_like = np.tile(np.arange(8), (4, 128))  # 4096 ids, 8 distinct, r = 128: the cost model picks dedupe
+    fe.factorized_lookup(text_like, np.ones((10, 128), np.float32), np.ones((128, 8), np.float32))
     for kwargs in ({"bias": np.ones(8, np.float32)}, {"plan": "direct"}, {"backend": "numba"}, {"offset": 1}):
         if kwargs.get("backend") == "numba" and "numba" not in COMPILED:
             continue
