@@ -20,6 +20,7 @@ METHODS = [
     "numpy",
     "torch (user)",
     "torch (best)",
+    "torch (dedupe)",
     "torch.compile",
     "onnxruntime",
 ]
