@@ -303,6 +303,7 @@ def test_ctrl_c_interrupts_a_long_kernel_call_inside_it(backend, case, tmp_path)
     # the call would run for minutes; the interrupt must surface from inside fastembed's call
     code = f"""
     import os, signal, sys, threading, traceback, numpy as np, fastembed as fe
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a parent started in the background ignores SIGINT
     rng = np.random.default_rng(0)
     if "{case}" == "fused":
         E = rng.standard_normal((64, 2048)).astype(np.float32); P = rng.standard_normal((2048, 1024)).astype(np.float32)
