@@ -156,10 +156,15 @@ def _fused(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
         _fused_block(k, g[:m], None, proj, scale, bias, pos, p_rows, out[rows], n_threads)
 
 
+def fused_threads(k, n_threads, flops):
+    """Threads for one call of the fused kernel of ``flops`` (at most ``n_threads``)."""
+    return k.thread_count(for_flops(n_threads, flops, openmp=k.openmp))
+
+
 def _fused_block(k, table, ids, proj, scale, bias, pos, pos_rows, out, n_threads):
     """The fused kernel over ``out``'s rows, in blocks short enough for Ctrl-C to be seen."""
     flops_per_row = 2.0 * out.shape[1] * max(1, table.shape[1])
-    threads = for_flops(n_threads, flops_per_row * out.shape[0], openmp=k.openmp)
+    threads = fused_threads(k, n_threads, flops_per_row * out.shape[0])
 
     def run(rows, p_rows, out, own_rows):  # without ids, out row n comes from table row n
         src = table if own_rows is None else own_rows

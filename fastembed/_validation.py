@@ -75,14 +75,7 @@ def lookup_tables(table, proj=None):
 
         if isinstance(table, CompactTable):
             proj = proj_float32(proj)
-        if not (
-            type(proj) is np.ndarray
-            and proj.ndim == 2
-            and proj.dtype == dtype
-            and proj.flags.c_contiguous
-            and proj.flags.aligned
-        ):
-            proj = as_float_matrix(proj, "proj", dtype)
+        proj = as_float_matrix(proj, "proj", dtype)
         if proj.shape[0] != table.shape[1]:
             raise ValueError(f"proj must have {table.shape[1]} rows to match table {table.shape}, got {proj.shape}")
     return table, proj, dtype, table.shape[1] if proj is None else proj.shape[1]

@@ -396,8 +396,8 @@ def _codes(W, mu, vr, n_threads=1):
 
     v = np.ascontiguousarray(vr, dtype=W.dtype)
     code = fresh((W.shape[0], v.shape[1]), W.dtype, n_threads)
-    k = backends.kernels("cython") if "cython" in backends.available() else None
-    if k is not None and k.fused_simd and W.dtype in (np.float32, np.float64):
+    k = backends.kernels("auto")
+    if k is not None and k.fused_simd:
         # the fused kernel's tiles run this tall-skinny product ~2x faster than OpenBLAS here
         # (30522 x 384 @ 384 x 128 float32, 2 threads, AVX-512 Zen 5: 9 vs 20 ms)
         _pipeline.fused_rows(k, W, v, code, n_threads)

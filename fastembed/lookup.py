@@ -81,7 +81,8 @@ def _fast(ids, table, proj, scale, pos_table, out, backend, n_threads):
         pos_table,
         out,
         k.simd_width,
-        lambda flops: k.thread_count(_threads.for_flops(threads, flops, openmp=k.openmp)),
+        _pipeline.SIGNAL_CHECK_FLOPS,
+        lambda flops: _pipeline.fused_threads(k, threads, flops),
     )
     if result is not None and k.openmp:
         _threads.note_openmp_kernel_end()

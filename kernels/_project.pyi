@@ -30,5 +30,6 @@ def project_call(
     pos: _Real | None,
     out: _Real | None,
     simd: int,
+    max_flops: float,
     threads_for: Callable[[float], int],
 ) -> _Real | None: ...

@@ -180,7 +180,6 @@ cdef extern from *:
 
 DEF MAX_MR = 8
 DEF ROWS_PER_TASK = 64
-DEF SIGNAL_CHECK_FLOPS = 2147483648.0  # fastembed._pipeline.SIGNAL_CHECK_FLOPS: one call, one signal check
 
 
 def simd_width():
@@ -409,7 +408,7 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
                            cb * cb_width, min(d, (cb + 1) * cb_width))
 
 
-# The fast path of fastembed.factorized_lookup (fastembed/_fastpath.py decides when it may run). It
+# The latency path of fastembed.factorized_lookup (fastembed/lookup.py::_fast decides when it may run). It
 # accepts only calls it can prove valid from the buffers alone and returns None for every other one,
 # which then takes the general path: validation and its messages live in fastembed/_validation.py only.
 
@@ -459,15 +458,16 @@ cdef void _fast_grid(Py_buffer* bt, Py_buffer* bp, Py_buffer* bq, Py_buffer* bo,
                   <const float*>NULL, q32, d, q_rows if bq != NULL else NULL, <float*>bo.buf, width, n_threads)
 
 
-def project_call(ids, table, proj, scale, pos, out, int simd, threads_for):
+def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, threads_for):
     """``out = (table[ids] @ proj) * scale + pos[l]`` (l the position along the last axis of ids)
     when every argument is a C-contiguous numpy array of the simple case, else None.
 
     The simple case: ids int32/int64 of at least one dimension, every id in [0, V); table (V, r)
     and proj (r, d) of one float dtype; pos None or (n_pos >= L, d); out None (a fresh array is
     returned) or writable, of shape ids.shape + (d,) and the table's dtype, sharing no memory with
-    any input; ``scale`` a float or int. The ids are copied (and checked) before the kernel reads
-    them, so another thread writing to them cannot put an unchecked index in front of it.
+    any input; ``scale`` a float or int; at most ``max_flops`` multiply-adds x 2 (one kernel call,
+    uninterruptible by Ctrl-C). The ids are copied (and checked) before the kernel reads them, so
+    another thread writing to them cannot put an unchecked index in front of it.
     ``threads_for(flops)`` gives the thread count. Anything else, or an out-of-range id: None,
     with nothing written.
     """
@@ -478,7 +478,8 @@ def project_call(ids, table, proj, scale, pos, out, int simd, threads_for):
     cdef int64_t* q_rows = NULL
     cdef const int32_t* ids32
     cdef const int64_t* ids64
-    cdef int64_t v, bad = 0
+    cdef int64_t bad = 0
+    cdef bint narrow
     cdef int kind, n_threads
     cdef double sc
     if type(ids) is not np.ndarray or type(table) is not np.ndarray or type(proj) is not np.ndarray:
@@ -490,21 +491,21 @@ def project_call(ids, table, proj, scale, pos, out, int simd, threads_for):
     else:
         return None
     try:
-        PyObject_GetBuffer(ids, &bi, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-        has_i = True
-        PyObject_GetBuffer(table, &bt, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-        has_t = True
-        PyObject_GetBuffer(proj, &bp, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-        has_p = True
-        if pos is not None:
-            PyObject_GetBuffer(pos, &bq, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-            has_q = True
-        if out is not None:
-            PyObject_GetBuffer(out, &bo, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
-            has_o = True
-    except (BufferError, ValueError, TypeError):  # numpy: ValueError for a non-contiguous view
-        return _released(None, &bi, has_i, &bt, has_t, &bp, has_p, &bq, has_q, &bo, has_o)
-    try:
+        try:
+            PyObject_GetBuffer(ids, &bi, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            has_i = True
+            PyObject_GetBuffer(table, &bt, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            has_t = True
+            PyObject_GetBuffer(proj, &bp, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            has_p = True
+            if pos is not None:
+                PyObject_GetBuffer(pos, &bq, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+                has_q = True
+            if out is not None:
+                PyObject_GetBuffer(out, &bo, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
+                has_o = True
+        except (BufferError, ValueError, TypeError):  # numpy: ValueError for a non-contiguous view
+            return None
         kind = _buffer_kind(&bt)
         if (bi.ndim < 1 or bt.ndim != 2 or bp.ndim != 2 or kind == 0 or _buffer_kind(&bp) != kind
                 or (_buffer_kind(&bi) != FE_I32 and _buffer_kind(&bi) != FE_I64)):
@@ -512,7 +513,7 @@ def project_call(ids, table, proj, scale, pos, out, int simd, threads_for):
         V, r, d = bt.shape[0], bt.shape[1], bp.shape[1]
         L = bi.shape[bi.ndim - 1]
         n = bi.len // bi.itemsize
-        if bp.shape[0] != r or n == 0 or r == 0 or d == 0 or 2.0 * n * r * d > SIGNAL_CHECK_FLOPS:
+        if bp.shape[0] != r or n == 0 or r == 0 or d == 0 or 2.0 * n * r * d > max_flops:
             return None
         if has_q and (bq.ndim != 2 or _buffer_kind(&bq) != kind or bq.shape[1] != d or bq.shape[0] < L):
             return None
@@ -528,17 +529,12 @@ def project_call(ids, table, proj, scale, pos, out, int simd, threads_for):
         if rows == NULL:
             return None
         q_rows = rows + n
-        if _buffer_kind(&bi) == FE_I32:
-            ids32 = <const int32_t*>bi.buf
-            for i in range(n):
-                rows[i] = ids32[i]
-        else:
-            ids64 = <const int64_t*>bi.buf
-            for i in range(n):
-                rows[i] = ids64[i]
-        for i in range(n):
-            v = rows[i]
-            bad |= (v < 0) | (v >= V)
+        narrow = _buffer_kind(&bi) == FE_I32
+        ids32 = <const int32_t*>bi.buf
+        ids64 = <const int64_t*>bi.buf
+        for i in range(n):  # each id read once, into the private copy that is checked and used
+            rows[i] = ids32[i] if narrow else ids64[i]
+            bad |= (rows[i] < 0) | (rows[i] >= V)
         if bad:
             return None
         if has_q:
@@ -557,19 +553,13 @@ def project_call(ids, table, proj, scale, pos, out, int simd, threads_for):
         return result
     finally:
         free(rows)
-        _released(None, &bi, has_i, &bt, has_t, &bp, has_p, &bq, has_q, &bo, has_o)
-
-
-cdef object _released(object value, Py_buffer* a, bint ha, Py_buffer* b, bint hb, Py_buffer* c, bint hc,
-                      Py_buffer* e, bint he, Py_buffer* f, bint hf):
-    if ha:
-        PyBuffer_Release(a)
-    if hb:
-        PyBuffer_Release(b)
-    if hc:
-        PyBuffer_Release(c)
-    if he:
-        PyBuffer_Release(e)
-    if hf:
-        PyBuffer_Release(f)
-    return value
+        if has_i:
+            PyBuffer_Release(&bi)
+        if has_t:
+            PyBuffer_Release(&bt)
+        if has_p:
+            PyBuffer_Release(&bp)
+        if has_q:
+            PyBuffer_Release(&bq)
+        if has_o:
+            PyBuffer_Release(&bo)

@@ -166,7 +166,7 @@ def _call_kernels():
 
 
 def _project_call(k, ids, table, proj, scale, pos, out):
-    return k.project.project_call(ids, table, proj, scale, pos, out, k.simd_width, lambda flops: 2)
+    return k.project.project_call(ids, table, proj, scale, pos, out, k.simd_width, 2.0**31, lambda flops: 2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -244,6 +244,10 @@ def test_latency_path_declines_what_it_cannot_prove_valid():
         before = np.array(args[-1], copy=True)
         assert _project_call(k, *args) is None, name
         np.testing.assert_array_equal(args[-1], before, err_msg=name)
+    # more work than one uninterruptible kernel call may take (2 * 10 * 8 * 16 flops here)
+    assert k.project.project_call(ids, table, proj, 1.0, pos, out, k.simd_width, 2559.0, lambda f: 2) is None
+    np.testing.assert_array_equal(out, -3.0)
+    assert k.project.project_call(ids, table, proj, 1.0, pos, out, k.simd_width, 2560.0, lambda f: 2) is out
 
 
 def test_factorized_lookup_takes_the_latency_path_only_for_the_simple_case(monkeypatch):
