@@ -82,9 +82,7 @@ def mrope_positions(
     if batch.size and (batch.min() < TEXT or batch.max() > VIDEO):
         raise ValueError("token_types must be 0 (text), 1 (image) or 2 (video)")
     mask = _mask(attention_mask, types.shape).reshape(batch.shape)
-    merge = v.as_integer(spatial_merge_size, "spatial_merge_size")
-    if merge < 1:
-        raise ValueError(f"spatial_merge_size must be >= 1, got {merge}")
+    merge = v.as_integer(spatial_merge_size, "spatial_merge_size", low=1)
     videos = _grids(video_grid_thw, "video_grid_thw")
     grids = {IMAGE: iter(_grids(image_grid_thw, "image_grid_thw")), VIDEO: iter(videos)}
     intervals = iter(_intervals(video_time_intervals, len(videos)))

@@ -22,7 +22,7 @@ and calls kernels.
 import numpy as np
 
 from . import _workspace
-from ._threads import blas_limit, for_flops, for_work, note_openmp_kernel_end
+from ._threads import blas_limit, for_flops, for_work
 from .quantize import CompactTable
 
 DEDUPE_MIN_TOKENS = 512
@@ -79,11 +79,6 @@ def distinct(k, ids, n_rows):
     return uniq[:n_unique], remap
 
 
-def _checked(skipped, kernel):
-    if skipped:
-        raise RuntimeError(f"{kernel} kernel skipped {skipped} rows with an index outside their table")
-
-
 def gather(k, src, rows, n_threads, scale=1.0, bias=None, pos=None, pos_rows=None, out=None):
     """out[n] = src[rows[n]] * scale + bias + pos[pos_rows[n]] with the backend's kernel.
 
@@ -96,15 +91,13 @@ def gather(k, src, rows, n_threads, scale=1.0, bias=None, pos=None, pos_rows=Non
 
     def run(rows, p_rows, out):
         if not compact:
-            _checked(k.gather_rows(src, rows, scale, bias, pos, p_rows, out, threads), "gather_rows")
+            k.gather_rows(src, rows, scale, bias, pos, p_rows, out, threads)
             return
-        _checked(k.gather_dequant(src.data, rows, src.scale, src.offset, src.kind, out, threads), "gather_dequant")
+        k.gather_dequant(src.data, rows, src.scale, src.offset, src.kind, out, threads)
         if scale != 1.0 or bias is not None or pos is not None:
-            _checked(k.finish_rows(out, scale, bias, pos, p_rows, threads), "finish_rows")
+            k.finish_rows(out, scale, bias, pos, p_rows, threads)
 
     blockwise(out.shape[0], SIGNAL_CHECK_BYTES // max(1, out.shape[1] * out.itemsize), run, rows, pos_rows, out)
-    if k.openmp:
-        note_openmp_kernel_end()
     return out
 
 
@@ -168,12 +161,10 @@ def _fused_block(k, table, ids, proj, scale, bias, pos, pos_rows, out, n_threads
 
     def run(rows, p_rows, out, own_rows):  # without ids, out row n comes from table row n
         src = table if own_rows is None else own_rows
-        _checked(k.project_rows(src, rows, proj, scale, bias, pos, p_rows, out, threads), "project_rows")
+        k.project_rows(src, rows, proj, scale, bias, pos, p_rows, out, k.simd_width, threads)
 
     own_rows = table[: out.shape[0]] if ids is None else None
     blockwise(out.shape[0], SIGNAL_CHECK_FLOPS // flops_per_row, run, ids, pos_rows, out, own_rows)
-    if k.openmp:
-        note_openmp_kernel_end()
 
 
 def fused_rows(k, table, proj, out, n_threads):
@@ -189,7 +180,7 @@ def _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
     if n <= block:
         rows = gather(k, table, ids, n_threads, out=_workspace.scratch("rows", (n, table.shape[1]), proj.dtype))
         project(rows, proj, out, n_threads)
-        _checked(k.finish_rows(out, scale, bias, pos, pos_rows, for_work(n_threads, out.size)), "finish_rows")
+        k.finish_rows(out, scale, bias, pos, pos_rows, for_work(n_threads, out.size))
         return
     g = _workspace.scratch("rows", (block, table.shape[1]), proj.dtype)
     for start in range(0, n, block):
@@ -199,7 +190,7 @@ def _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
         project(g[:m], proj, out[rows], n_threads)
         p_rows = None if pos_rows is None else pos_rows[rows]
         threads = for_work(n_threads, m * d)
-        _checked(k.finish_rows(out[rows], scale, bias, pos, p_rows, threads), "finish_rows")
+        k.finish_rows(out[rows], scale, bias, pos, p_rows, threads)
 
 
 def dense(k, ids, table, scale, bias, pos, pos_rows, out, n_threads):

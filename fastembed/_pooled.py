@@ -8,7 +8,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import _numpy_backend, _pipeline, _workspace, backends
 from . import _validation as v
 from ._ragged import as_ragged
-from ._threads import for_work, note_openmp_kernel_end, resolve
+from ._threads import for_work, resolve
 from .quantize import CompactTable
 
 MODES = ("sum", "mean", "sqrtn", "max")
@@ -145,11 +145,15 @@ def _compiled(k, tables, bags, mode, scale, bias, normalize, out, n_threads):
                 k.finish_pooled(out[start:stop], scale, bias, normalize, threads)
 
 
+_NO_ROW_TERMS = np.empty(0, np.float32)  # row_scale / row_offset of a table without int8 codes
+
+
 def _pool(k, table, bags, per_token_rows, tables, mode, scale, bias, normalize, out, n_threads):
     """The pool kernel over ``out``'s bags, in calls short enough for Ctrl-C to be seen."""
     compact = isinstance(table, CompactTable)
     data, kind = (table.data, table.kind) if compact else (table, FLOAT_KIND)
-    row_scale, row_offset = (table.scale, table.offset) if compact else (None, None)
+    int8 = compact and table.scale is not None
+    row_scale, row_offset = (table.scale, table.offset) if int8 else (_NO_ROW_TERMS, _NO_ROW_TERMS)
     token_map = None if per_token_rows else tables.token_map
     offsets, width = bags.offsets, data.shape[1]
     n_tokens = int(offsets[-1] - offsets[0])
@@ -158,7 +162,7 @@ def _pool(k, table, bags, per_token_rows, tables, mode, scale, bias, normalize, 
     per_call = max(1, n_bags * SIGNAL_CHECK_ELEMENTS // max(1, n_tokens * width))
     for start in range(0, n_bags, per_call):
         stop = min(start + per_call, n_bags)
-        skipped = k.pool_rows(
+        k.pool_rows(
             out[start:stop],
             data,
             row_scale,
@@ -177,10 +181,6 @@ def _pool(k, table, bags, per_token_rows, tables, mode, scale, bias, normalize, 
             normalize,
             threads,
         )
-        if skipped:
-            raise RuntimeError(f"pool_rows kernel skipped {skipped} bags with an index outside its table")
-    if k.openmp:
-        note_openmp_kernel_end()
 
 
 Mode = Literal["sum", "mean", "sqrtn", "max"]

@@ -140,8 +140,6 @@ def positions_from_offsets(offsets, start=0):
     given = v.integer_array(offsets, "offsets")
     n_ids = int(given[-1]) if given.ndim == 1 and given.size else 0
     offsets = v.as_offsets(given, n_ids)
-    start = v.as_integer(start, "start")
-    if start < 0:
-        raise ValueError(f"start must be >= 0, got {start}")
+    start = v.as_integer(start, "start", low=0)
     lengths = np.diff(offsets)
     return np.arange(n_ids, dtype=np.int64) - np.repeat(offsets[:-1] - start, lengths)

@@ -17,10 +17,8 @@ SCALINGS = ROPE_TYPES  # the name this tuple had before the newer types
 
 
 def check_rotary_dim(dim, name="rotary_dim"):
-    """``dim`` as a Python int: ValueError unless it is an even integer >= 2."""
-    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)) or dim < 2 or dim % 2:
-        raise ValueError(f"{name} must be an even integer >= 2, got {dim!r}")
-    return int(dim)
+    """``dim`` as a Python int: TypeError unless an integer, ValueError unless even and >= 2."""
+    return v.as_integer(dim, name, low=2, even=True)
 
 
 def rope_type(scaling):

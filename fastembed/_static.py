@@ -61,9 +61,7 @@ class StaticEmbedding:
         skip_unknown=True,
     ):
         if max_length is not None:
-            max_length = v.as_integer(max_length, "max_length")
-            if max_length < 1:
-                raise ValueError(f"max_length must be >= 1 or None, got {max_length}")
+            max_length = v.as_integer(max_length, "max_length", low=1)
         self.tokenizer = as_tokenizer(tokenizer, max_length)
         table = v.as_numpy(table, "table")
         if isinstance(table, np.ndarray) and table.dtype == np.float64:
@@ -128,9 +126,7 @@ class StaticEmbedding:
         """
         single = isinstance(texts, str)
         texts = _texts(texts)
-        batch_size = v.as_integer(batch_size, "batch_size")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = v.as_integer(batch_size, "batch_size", low=1)
         out = np.zeros((len(texts), self.dim), dtype=self._tables.dtype)
         starts = range(0, len(texts), batch_size)
         progress = _Progress(len(texts)) if show_progress else None

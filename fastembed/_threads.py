@@ -21,6 +21,8 @@ import os
 import threading
 import time
 
+from ._validation import as_integer
+
 # libgomp's default spin-wait (300000 spins) keeps idle OpenMP workers busy
 # while OpenBLAS runs the projection on the same cores, which made a
 # gather -> matmul sequence 15x slower on 2 cores. A short spin keeps region
@@ -92,12 +94,7 @@ def max_threads():
 
 
 def _checked(n):
-    if isinstance(n, bool) or not hasattr(n, "__index__"):
-        raise TypeError(f"thread count must be an integer, got {n!r}")
-    n = n.__index__()
-    if n < 1:
-        raise ValueError(f"thread count must be >= 1, got {n}")
-    return n
+    return as_integer(n, "thread count", low=1)
 
 
 def set_num_threads(n: int | None) -> None:

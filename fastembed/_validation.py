@@ -213,13 +213,26 @@ def check_offset(offset, length, limit, where=""):
     return offset
 
 
-def as_integer(value, name):
-    """``value`` as a Python int: TypeError unless it is an integer (bool is not)."""
+def as_integer(value, name, *, low=None, high=None, high_name=None, even=False):
+    """``value`` as a Python int: TypeError unless it is an integer (bool is not); ValueError
+    below ``low``, above ``high`` (written ``high_name`` in the message when given) or, with
+    ``even``, when odd. The one integer check of the package: every integer argument goes here."""
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
         value = value.item()
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
-    return operator.index(value)
+    value = operator.index(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        if high is None:
+            bounds = f">= {low}"
+        elif high_name is None:
+            bounds = f"in [{low}, {high}]"
+        else:
+            bounds = f"in [{low}, {high_name}] = [{low}, {high}]"
+        raise ValueError(f"{name} must be {'an even integer ' if even else ''}{bounds}, got {value}")
+    if even and value % 2:
+        raise ValueError(f"{name} must be an even integer, got {value}")
+    return value
 
 
 def as_real(value, name, *, above=None):
@@ -380,3 +393,29 @@ def as_float_vector(x, name, length, dtype, what):
     if copy.size and not np.isfinite(copy).all():
         raise ValueError(f"{name} contains NaN or inf")
     return copy
+
+
+FACTORIZE_METHODS = ("svd", "randomized")
+
+
+def factorize_arguments(shape, rank, energy, max_error, method):
+    """The rank, energy, max_error and method of a factorization of a (V, d) table, checked as
+    ``fastembed.factorize`` and ``fastembed.dask.factorize`` both check them: exactly one of the
+    first three, rank an integer in [1, min(V, d)], energy in (0, 1], max_error in [0, 1).
+    Returns ``rank`` as a Python int (or None)."""
+    if sum(x is not None for x in (rank, energy, max_error)) != 1:
+        raise ValueError("give exactly one of rank, energy, max_error")
+    if rank is not None:
+        rank = as_integer(rank, "rank", low=1, high=min(shape), high_name="min(V, d)")
+    if energy is not None and not 0 < as_real(energy, "energy") <= 1:
+        raise ValueError(f"energy must be in (0, 1], got {energy}")
+    if max_error is not None and not 0 <= as_real(max_error, "max_error") < 1:
+        raise ValueError(f"max_error must be in [0, 1), got {max_error}")
+    as_choice(method, "method", FACTORIZE_METHODS)
+    return rank
+
+
+def row_weights_shape(shape, n_rows):
+    """ValueError unless the row weights have shape (n_rows,), one per table row."""
+    if tuple(shape) != (n_rows,):
+        raise ValueError(f"row_weights must have shape ({n_rows},), got {tuple(shape)}")

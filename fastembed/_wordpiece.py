@@ -19,10 +19,7 @@ MAX_CHARS_LIMIT = 1 << 20  # max_input_chars_per_word: the kernel keeps a word b
 
 
 def _max_chars(value):
-    value = v.as_integer(value, "max_input_chars_per_word")
-    if not 1 <= value <= MAX_CHARS_LIMIT:
-        raise ValueError(f"max_input_chars_per_word must be in [1, {MAX_CHARS_LIMIT}], got {value}")
-    return value
+    return v.as_integer(value, "max_input_chars_per_word", low=1, high=MAX_CHARS_LIMIT)
 
 
 @dataclass(frozen=True)

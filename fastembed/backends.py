@@ -1,7 +1,7 @@
 """Which backends are importable here, and which one a call runs on.
 
 "cython" and "numba" are kernel sets with one interface (the functions of
-kernels/_rows.pyx, each taking ``n_threads`` last); "numpy" is the readable
+kernels/_protocol.py, each threaded one taking ``n_threads`` last); "numpy" is the readable
 pure-numpy implementation. "auto" means the first available of
 cython > numba > numpy. Nothing heavy is imported until a backend is used.
 """
@@ -13,25 +13,49 @@ import os
 import threading
 import warnings
 
-import numpy as np
-
 from . import _threads
 
 BACKENDS = ("cython", "numba", "numpy")
 
 
 class KernelSet:
-    """One backend's kernels behind the interface of kernels/_rows.pyx."""
+    """One backend's kernels: each function of ``kernels/_protocol.KERNELS`` as a method.
 
-    def __init__(
-        self, name, rows_module, positional_module=None, project_module=None, pool_module=None, wordpiece_module=None
-    ):
+    A threaded kernel's method takes the kernel's own arguments (``n_threads`` last) and passes
+    through one thread policy (``thread_count``) and one bookkeeping step (the OpenMP pool's
+    warmth, see ``fastembed._threads.for_work``); a kernel that counts rows skipped for an index
+    outside their table raises RuntimeError when it skipped any, since arguments arrive validated.
+    The raw kernels stay reachable as ``self.rows.gather_rows`` and so on.
+    """
+
+    def __init__(self, name, rows, positional=None, project=None, pool=None, wordpiece=None):
+        from ._kernels._protocol import KERNELS
+
         self.name = name
-        self.rows = rows_module
-        self.positional = positional_module
-        self.project = project_module
-        self.pool = pool_module
-        self.wordpiece = wordpiece_module  # Cython only: fastembed.WordPiece's kernel
+        self.rows, self.positional, self.project, self.pool = rows, positional, project, pool
+        self.wordpiece = wordpiece  # Cython only: fastembed.WordPiece's kernel
+        for kernel, spec in KERNELS.items():
+            module = getattr(self, spec.module)
+            if module is not None:
+                function = getattr(module, kernel)
+                setattr(self, kernel, self._bound(kernel, spec, function) if spec.threaded else function)
+
+    def _bound(self, kernel, spec, function):
+        def call(*arguments):
+            *rest, n_threads = arguments
+            result = self._enter(function, rest, self.thread_count(n_threads))
+            if self.openmp:
+                _threads.note_openmp_kernel_end()
+            if spec.skips is not None and result:
+                raise RuntimeError(f"{kernel} kernel skipped {result} {spec.skips} with an index outside their table")
+            return result
+
+        call.__name__ = call.__qualname__ = kernel
+        call.__doc__ = function.__doc__
+        return call
+
+    def _enter(self, function, arguments, n_threads):
+        return function(*arguments, n_threads)
 
     @functools.cached_property
     def openmp(self):
@@ -64,55 +88,6 @@ class KernelSet:
             _threads.note_pool_start()
         return n
 
-    def gather_rows(self, src, rows, scale, bias, pos, pos_rows, out, n_threads):
-        return self.rows.gather_rows(src, rows, scale, bias, pos, pos_rows, out, self.thread_count(n_threads))
-
-    def finish_rows(self, out, scale, bias, pos, pos_rows, n_threads):
-        return self.rows.finish_rows(out, scale, bias, pos, pos_rows, self.thread_count(n_threads))
-
-    def dedupe(self, ids, marker, uniq, remap):
-        return self.rows.dedupe(ids, marker, uniq, remap)
-
-    def gather_dequant(self, src, rows, row_scale, row_offset, kind, out, n_threads):
-        return self.rows.gather_dequant(src, rows, row_scale, row_offset, kind, out, self.thread_count(n_threads))
-
-    def row_error_stats(self, orig, recon, stats, n_threads):
-        return self.rows.row_error_stats(orig, recon, stats, self.thread_count(n_threads))
-
-    def row_sq_norms(self, x, out, n_threads):
-        return self.rows.row_sq_norms(x, out, self.thread_count(n_threads))
-
-    def sq_norms(self, x, weights, row_out, col_partial, n_threads):
-        return self.rows.sq_norms(x, weights, row_out, col_partial, self.thread_count(n_threads))
-
-    def gather_sum_layernorm(self, word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads):
-        return self.rows.gather_sum_layernorm(
-            word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, self.thread_count(n_threads)
-        )
-
-    def sincos_rows(self, out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads):
-        return self.positional.sincos_rows(
-            out, hi, lo, *tables, n_sin, n_cos, sin_col, cos_col, step, self.thread_count(n_threads)
-        )
-
-    def rope_rows(self, x, out, table_rows, cos, sin, half, neox, n_threads):
-        return self.positional.rope_rows(x, out, table_rows, cos, sin, half, neox, self.thread_count(n_threads))
-
-    def pool_rows(self, out, table, row_scale, row_offset, *rest):
-        """The arguments of kernels/_pool.pyx::pool_rows, ``n_threads`` last."""
-        *arguments, n_threads = rest
-        return self.pool.pool_rows(out, table, row_scale, row_offset, *arguments, self.thread_count(n_threads))
-
-    def finish_pooled(self, out, scale, bias, normalize, n_threads):
-        return self.pool.finish_pooled(out, scale, bias, normalize, self.thread_count(n_threads))
-
-    def project_rows(self, table, rows, proj, scale, bias, pos, pos_rows, out, n_threads, simd=None):
-        """``simd``: the widest micro-tile allowed in bits (default: the widest that runs here)."""
-        width = self.simd_width if simd is None else min(int(simd), self.simd_width)
-        return self.project.project_rows(
-            table, rows, proj, scale, bias, pos, pos_rows, out, width, self.thread_count(n_threads)
-        )
-
 
 class NumbaKernelSet(KernelSet):
     """Numba kernels: the thread count is Numba's per-thread setting, and entry
@@ -123,27 +98,29 @@ class NumbaKernelSet(KernelSet):
     simd_width = 0  # the mirror is the portable loop: correct, but the BLAS plans are faster
     openmp = False  # Numba's own pool, whichever threading layer it picked
 
-    def __init__(self, name, rows_module, positional_module=None, project_module=None, pool_module=None):
-        super().__init__(name, rows_module, positional_module, project_module, pool_module)
+    def __init__(self, name, rows, positional=None, project=None, pool=None):
         import numba
 
         self._numba = numba
+        super().__init__(name, rows, positional, project, pool)
 
-    def _run(self, kernel, n_threads, *args):
-        """Run a Numba kernel on at most ``n_threads`` threads (Numba's per-thread setting), with
-        entry into parallel regions serialised unless the threading layer supports concurrent
-        entry (tbb, omp); in a child forked after the pool ran, its serial compilation."""
+    def thread_count(self, n_threads):
+        return min(super().thread_count(n_threads), self._numba.config.NUMBA_NUM_THREADS)
+
+    def _enter(self, kernel, arguments, n_threads):
+        """Run a Numba kernel on ``n_threads`` threads (Numba's per-thread setting), with entry
+        into parallel regions serialised unless the threading layer supports concurrent entry
+        (tbb, omp); in a child forked after the pool ran, its serial compilation."""
         from ._kernels._numba_jit import serial
 
-        n = min(self.thread_count(n_threads), self._numba.config.NUMBA_NUM_THREADS)
         if _threads.serial_reason() is not None:
-            return serial(kernel)(*args)
+            return serial(kernel)(*arguments, n_threads)
         _threads.note_pool_start()  # the first parallel call starts Numba's pool, whatever n
         with self._maybe_serialised():
             previous = self._numba.get_num_threads()
-            self._numba.set_num_threads(n)
+            self._numba.set_num_threads(n_threads)
             try:
-                return kernel(*args)
+                return kernel(*arguments, n_threads)
             finally:
                 self._numba.set_num_threads(previous)
 
@@ -154,106 +131,28 @@ class NumbaKernelSet(KernelSet):
             layer = None
         return contextlib.nullcontext() if layer in ("tbb", "omp") else self._entry_lock
 
-    def gather_rows(self, src, rows, scale, bias, pos, pos_rows, out, n_threads):
-        return self._run(self.rows.gather_rows, n_threads, src, rows, out.dtype.type(scale), bias, pos, pos_rows, out)
-
-    def finish_rows(self, out, scale, bias, pos, pos_rows, n_threads):
-        return self._run(self.rows.finish_rows, n_threads, out, out.dtype.type(scale), bias, pos, pos_rows)
-
-    def gather_dequant(self, src, rows, row_scale, row_offset, kind, out, n_threads):
-        return self._run(self.rows.gather_dequant, n_threads, src, rows, row_scale, row_offset, kind, out)
-
-    def row_error_stats(self, orig, recon, stats, n_threads):
-        return self._run(self.rows.row_error_stats, n_threads, orig, recon, stats)
-
-    def row_sq_norms(self, x, out, n_threads):
-        return self._run(self.rows.row_sq_norms, n_threads, x, out)
-
-    def sq_norms(self, x, weights, row_out, col_partial, n_threads):
-        return self._run(self.rows.sq_norms, n_threads, x, weights, row_out, col_partial)
-
-    def gather_sum_layernorm(self, word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads):
-        return self._run(
-            self.rows.gather_sum_layernorm,
-            n_threads,
-            word,
-            ids,
-            token_type,
-            type_rows,
-            pos,
-            pos_rows,
-            gamma,
-            beta,
-            eps,
-            out,
-        )
-
-    def sincos_rows(self, out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads):
-        return self._run(
-            self.positional.sincos_rows, n_threads, out, hi, lo, *tables, n_sin, n_cos, sin_col, cos_col, step
-        )
-
-    def rope_rows(self, x, out, table_rows, cos, sin, half, neox, n_threads):
-        return self._run(self.positional.rope_rows, n_threads, x, out, table_rows, cos, sin, half, neox)
-
-    def pool_rows(self, out, table, row_scale, row_offset, *rest):
-        *arguments, scale, bias, normalize, n_threads = rest
-        if row_scale is None:  # typed arguments for the compact branch Numba compiles for every table
-            row_scale = row_offset = np.empty(0, np.float32)
-        return self._run(
-            self.pool.pool_rows,
-            n_threads,
-            out,
-            table,
-            row_scale,
-            row_offset,
-            *arguments,
-            out.dtype.type(scale),
-            bias,
-            normalize,
-        )
-
-    def finish_pooled(self, out, scale, bias, normalize, n_threads):
-        return self._run(self.pool.finish_pooled, n_threads, out, out.dtype.type(scale), bias, normalize)
-
-    def project_rows(self, table, rows, proj, scale, bias, pos, pos_rows, out, n_threads, simd=None):
-        return self._run(
-            self.project.project_rows, n_threads, table, rows, proj, out.dtype.type(scale), bias, pos, pos_rows, out
-        )
-
 
 @functools.cache
 def _load(name):
+    """The KernelSet of a compiled backend, or None when it cannot be imported here."""
     try:
-        if name == "cython":
-            rows = importlib.import_module("fastembed._kernels._rows")
-            if not rows.openmp_enabled():
-                warnings.warn(
-                    "fastembed's Cython kernels were built without OpenMP and run on one thread; "
-                    "rebuild with a compiler that supports -fopenmp for parallel kernels",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            return KernelSet(
-                name,
-                rows,
-                _optional("fastembed._kernels._positional"),
-                _optional("fastembed._kernels._project"),
-                _optional("fastembed._kernels._pool"),
-                _optional("fastembed._kernels._wordpiece"),
-            )
-        if name == "numba":
-            rows = importlib.import_module("fastembed._kernels._rows_numba")
-            return NumbaKernelSet(
-                name,
-                rows,
-                _optional("fastembed._kernels._positional_numba"),
-                _optional("fastembed._kernels._project_numba"),
-                _optional("fastembed._kernels._pool_numba"),
-            )
+        from ._kernels._protocol import MODULES
+
+        modules = MODULES[name]
+        rows = importlib.import_module(modules["rows"])
+        others = {role: _optional(module) for role, module in modules.items() if role != "rows"}
     except ImportError:
         return None
-    return "numpy"
+    if name == "numba":
+        return NumbaKernelSet(name, rows, **others)
+    if not rows.openmp_enabled():
+        warnings.warn(
+            "fastembed's Cython kernels were built without OpenMP and run on one thread; "
+            "rebuild with a compiler that supports -fopenmp for parallel kernels",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return KernelSet(name, rows, **others)
 
 
 def _optional(module):
@@ -263,34 +162,36 @@ def _optional(module):
         return None
 
 
+def _importable(name):
+    return name == "numpy" or _load(name) is not None
+
+
 def available() -> list[str]:
     """Names of the backends importable here, fastest first, e.g. ["cython", "numba", "numpy"]."""
-    return [name for name in BACKENDS if _load(name) is not None]
+    return [name for name in BACKENDS if _importable(name)]
 
 
 def resolve(backend: str) -> str:
     """The name of the backend a call with ``backend=`` runs on (ValueError if unknown or missing)."""
     if backend == "auto":
-        for name in BACKENDS:
-            if _load(name) is not None:
-                return name
+        return available()[0]
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {('auto',) + BACKENDS}")
-    if _load(backend) is None:
+    if not _importable(backend):
         raise ValueError(f"backend {backend!r} is not importable here; available: {available()}")
     return backend
 
 
 def kernels(backend):
     """The KernelSet of a compiled backend (None for "numpy")."""
-    loaded = _load(resolve(backend))
-    return None if loaded == "numpy" else loaded
+    name = resolve(backend)
+    return None if name == "numpy" else _load(name)
 
 
 def warm_up(backend: str = "numba") -> None:
     """Compile (or load from Numba's disk cache) the common kernel signatures now, so that the
     first call in a pipeline does not pay for it. A no-op for the cython and numpy backends."""
-    loaded = _load(resolve(backend))
+    loaded = kernels(backend)
     if isinstance(loaded, NumbaKernelSet):
         loaded.rows.warm_up()
         if loaded.project is not None:

@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from . import _validation as v
 from . import backends
 from ._pipeline import project
-from ._threads import blas_limit, resolve
+from ._threads import blas_limit, for_work, resolve
 from .io import CheckpointError, load_safetensors
 
 WORD = "embeddings.word_embeddings.weight"
@@ -164,7 +164,7 @@ class BertEmbedding:
             if k is None:
                 self._normalized_numpy(ids.reshape(-1), types, pos_rows, out)
             else:
-                skipped = k.gather_sum_layernorm(
+                k.gather_sum_layernorm(
                     self.word,
                     ids.reshape(-1),
                     self.token_type,
@@ -175,10 +175,8 @@ class BertEmbedding:
                     self.beta,
                     self.eps,
                     out,
-                    resolve(n_threads),
+                    for_work(resolve(n_threads), out.size, openmp=k.openmp),
                 )
-                if skipped:
-                    raise RuntimeError(f"gather_sum_layernorm skipped {skipped} rows")
         return out.reshape(ids.shape + (self.dim,))
 
     def _normalized_numpy(self, ids, types, pos_rows, out):
@@ -262,7 +260,5 @@ class AlbertEmbedding(BertEmbedding):
                 with blas_limit(n_threads):
                     out += self.mapping_bias
             else:
-                skipped = k.finish_rows(out, 1.0, self.mapping_bias, None, None, n_threads)
-                if skipped:
-                    raise RuntimeError(f"finish_rows skipped {skipped} rows")
+                k.finish_rows(out, 1.0, self.mapping_bias, None, None, for_work(n_threads, out.size, openmp=k.openmp))
         return out.reshape(normalized.shape[:-1] + (self.hidden_size,))

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _validation as v
 from . import backends
-from .factorize import ErrorReport, Factorization, _rank_for_energy, _validated, report_from_stats, row_stats
+from .factorize import ErrorReport, Factorization, _rank_for_energy, report_from_stats, row_stats
 from .lookup import factorized_lookup as _local_factorized_lookup
 from .lookup import lookup as _local_lookup
 
@@ -235,16 +235,7 @@ def factorize(
         W = W.rechunk({1: -1})
     if W.dtype not in (np.float32, np.float64):
         W = W.astype(np.float64)
-    # the same argument checks as the local call, on a tiny stand-in of W's shape and dtype
-    if rank is not None:
-        if isinstance(rank, (bool, np.bool_)) or not isinstance(rank, (int, np.integer)):
-            raise TypeError(f"rank must be an integer, got {rank!r}")
-        if not 1 <= rank <= min(W.shape):
-            raise ValueError(f"rank must be in [1, min(V, d)] = [1, {min(W.shape)}], got {rank}")
-    probe = np.zeros((1, 1), W.dtype)  # the remaining checks (one of rank/energy, energy's range) need no data
-    _validated(probe, 1 if rank is not None else None, energy, None, "svd", None, "table")
-    if method not in ("randomized", "svd"):
-        raise ValueError(f"unknown method {method!r}; choose 'randomized' or 'svd'")
+    rank = v.factorize_arguments(W.shape, rank, energy, None, method)
     if energy is not None and method != "svd":
         raise ValueError("energy= needs method='svd' here (the exact spectrum)")
     sqrt_w = None
@@ -253,8 +244,7 @@ def factorize(
         weights = row_weights
         if not isinstance(weights, da.Array):
             weights = da.from_array(np.asarray(weights, float), chunks=(W.chunks[0],))
-        if weights.shape != (W.shape[0],):
-            raise ValueError(f"row_weights must have shape ({W.shape[0]},), got {weights.shape}")
+        v.row_weights_shape(weights.shape, W.shape[0])
         weights = weights.rechunk((W.chunks[0],)).astype(np.float64)
         w_min, w_any = dask.compute(weights.min(), (weights > 0).any())
         if not np.isfinite(w_min) or w_min < 0 or not w_any:

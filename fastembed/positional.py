@@ -162,9 +162,7 @@ def sincos_table(positions, w, k=None, n_threads=1):
 def _kernel_fill(k, out, positions, w, n_sin, n_cos, sin_col, cos_col, step, n_threads):
     """sin/cos columns of ``out`` by the angle-addition kernel of kernel set ``k``."""
     hi, lo, tables = angle_tables(positions, w, k, n_threads)
-    skipped = k.sincos_rows(out, hi, lo, tables, n_sin, n_cos, sin_col, cos_col, step, n_threads)
-    if skipped:
-        raise RuntimeError(f"sincos_rows skipped {skipped} rows")
+    k.sincos_rows(out, hi, lo, *tables, n_sin, n_cos, sin_col, cos_col, step, n_threads)
 
 
 def angle_tables(positions, w, k=None, n_threads=1):
@@ -250,8 +248,7 @@ def sinusoidal(
     -------
     ndarray, shape (n, d) or positions.shape + (d,)
     """
-    if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or d < 1:
-        raise ValueError(f"d must be an integer >= 1, got {d!r}")
+    d = v.as_integer(d, "d", low=1)
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")

@@ -302,9 +302,7 @@ def apply_rope(
     if k is None or k.positional is None:
         _rope_numpy(source, work, table_rows, cos, sin, rotary_dim // 2, style == "neox")
     else:
-        skipped = k.rope_rows(source, work, table_rows, cos, sin, rotary_dim // 2, style == "neox", n_threads)
-        if skipped:
-            raise RuntimeError(f"rope_rows skipped {skipped} rows")
+        k.rope_rows(source, work, table_rows, cos, sin, rotary_dim // 2, style == "neox", n_threads)
     if result2 is None:
         result[...] = work.reshape(x.shape)
     return result

@@ -1,8 +1,9 @@
 """Numba mirror of _pool.pyx: ``pool_rows`` and ``finish_pooled`` compute what their Cython twins
 compute, in the same order of operations (tests/test_parity.py checks they agree bit for bit).
 
-Arguments arrive validated; ``scale`` arrives in the output dtype. The thread count is set by the
-caller with numba.set_num_threads.
+Arguments arrive validated, with the signatures of kernels/_protocol.py; ``scale`` is cast to the
+output dtype here, as the Cython kernel casts it. The thread count is set by the caller with
+numba.set_num_threads.
 """
 
 import math
@@ -82,9 +83,12 @@ def pool_rows(
     scale,
     bias,
     normalize,
+    n_threads,
 ):
-    """Pool each bag's rows into out[b]; mirrors _pool.pool_rows (same arguments without n_threads;
-    ``kind`` is -1 for a float table, whose row_scale and row_offset are then empty float32 arrays)."""
+    """Pool each bag's rows into out[b]; mirrors _pool.pool_rows (same arguments; ``n_threads`` is set
+    by the caller, see _rows_numba.py). ``row_scale`` and ``row_offset`` are float32 arrays, empty
+    unless the table holds int8 codes: Numba types them even where ``kind`` never reads them."""
+    sc = out.dtype.type(scale)
     n_bags, d = out.shape
     n_ids = ids.shape[0]
     n_rows = table.shape[0]
@@ -147,14 +151,15 @@ def pool_rows(
             divide[0] = count
         elif mode == MODE_SQRTN:
             divide[0] = math.sqrt(count)
-        _finish(o, divide[0], scale, bias, normalize)
+        _finish(o, divide[0], sc, bias, normalize)
     return skipped
 
 
 @jit(parallel=True)
-def finish_pooled(out, scale, bias, normalize):
+def finish_pooled(out, scale, bias, normalize, n_threads):
     """In place: out[b] = out[b] * scale + bias, L2-normalized when ``normalize``; mirrors
     _pool.finish_pooled."""
+    sc = out.dtype.type(scale)
     one = np.ones(1, out.dtype)
     for b in nb.prange(out.shape[0]):
-        _finish(out[b], one[0], scale, bias, normalize)
+        _finish(out[b], one[0], sc, bias, normalize)

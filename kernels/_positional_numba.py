@@ -1,5 +1,6 @@
 """Numba mirror of _positional.pyx: each function computes what its Cython twin
-of the same name computes, in the same order of operations."""
+of the same name computes, in the same order of operations, from the same arguments
+(``n_threads`` last, set by the caller with numba.set_num_threads: see _rows_numba.py)."""
 
 import numba as nb
 
@@ -7,7 +8,7 @@ from ._numba_jit import jit
 
 
 @jit(parallel=True)
-def sincos_rows(out, hi, lo, sin_hi, cos_hi, sin_lo, cos_lo, n_sin, n_cos, sin_col, cos_col, step):
+def sincos_rows(out, hi, lo, sin_hi, cos_hi, sin_lo, cos_lo, n_sin, n_cos, sin_col, cos_col, step, n_threads):
     """Angle-addition sin/cos columns; mirrors _positional.sincos_rows."""
     skipped = 0
     for n in nb.prange(out.shape[0]):
@@ -25,7 +26,7 @@ def sincos_rows(out, hi, lo, sin_hi, cos_hi, sin_lo, cos_lo, n_sin, n_cos, sin_c
 
 
 @jit(parallel=True)
-def rope_rows(x, out, table_rows, cos, sin, half, neox):
+def rope_rows(x, out, table_rows, cos, sin, half, neox, n_threads):
     """Rotary rotation of each row; mirrors _positional.rope_rows."""
     skipped = 0
     width = x.shape[1]

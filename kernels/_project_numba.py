@@ -13,12 +13,14 @@ from ._numba_jit import jit
 
 
 @jit(parallel=True)
-def project_rows(table, rows, proj, scale, bias, pos, pos_rows, out):
+def project_rows(table, rows, proj, scale, bias, pos, pos_rows, out, simd, n_threads):
     """out[n, :] = (table[rows[n], :] @ proj) * scale + bias + pos[pos_rows[n], :]; mirrors _project.project_rows.
 
     ``rows`` None means rows[n] == n. Returns the number of out-of-range indices; when it is not 0
-    nothing was written.
+    nothing was written. ``simd`` is accepted for the shared signature and ignored (this is the
+    portable loop); ``n_threads`` is set by the caller, see _rows_numba.py.
     """
+    sc = out.dtype.type(scale)
     n, d = out.shape
     r = table.shape[1]
     bad = 0
@@ -42,7 +44,7 @@ def project_rows(table, rows, proj, scale, bias, pos, pos_rows, out):
             for j in range(d):
                 o[j] = o[j] + x * p[j]
         for j in range(d):
-            o[j] = o[j] * scale
+            o[j] = o[j] * sc
         if bias is not None:
             for j in range(d):
                 o[j] = o[j] + bias[j]
@@ -64,6 +66,6 @@ def warm_up():
         pos_rows = np.zeros(2, np.int64)
         for itype in (np.int32, np.int64):
             rows = np.zeros(2, itype)
-            project_rows(table, rows, proj, dtype(1), None, None, None, out)
-            project_rows(table, rows, proj, dtype(1), bias, pos, pos_rows, out)
-        project_rows(table, None, proj, dtype(1), None, None, None, out)
+            project_rows(table, rows, proj, 1.0, None, None, None, out, 0, 1)
+            project_rows(table, rows, proj, 1.0, bias, pos, pos_rows, out, 0, 1)
+        project_rows(table, None, proj, 1.0, None, None, None, out, 0, 1)

@@ -2,8 +2,10 @@
 Cython twin of the same name computes, in the same order of operations
 (tests/test_parity.py checks they agree bit for bit).
 
-The thread count is set by the caller with numba.set_num_threads (per
-calling thread); arguments arrive validated and normalised.
+Each takes the arguments of its Cython twin (kernels/_protocol.py; stubs in _rows.pyi), scalars as
+Python numbers, cast here to the output dtype as the Cython kernel casts them. ``n_threads`` is
+the last argument for the shared signature only: the caller (fastembed.backends.NumbaKernelSet)
+sets it with numba.set_num_threads, per calling thread, before entry.
 """
 
 import numba as nb
@@ -24,8 +26,9 @@ def _emit_row(o, s, sc, b, p):
 
 
 @jit(parallel=True)
-def gather_rows(src, rows, scale, bias, pos, pos_rows, out):
+def gather_rows(src, rows, scale, bias, pos, pos_rows, out, n_threads):
     """out[n, :] = src[rows[n], :] * scale + bias + pos[pos_rows[n], :]; mirrors _rows.gather_rows."""
+    sc = out.dtype.type(scale)
     n_out = out.shape[0]
     n_src = src.shape[0]
     skipped = 0
@@ -34,30 +37,31 @@ def gather_rows(src, rows, scale, bias, pos, pos_rows, out):
         if r < 0 or r >= n_src:
             skipped += 1
         elif pos is None:
-            _emit_row(out[n], src[r], scale, bias, None)
+            _emit_row(out[n], src[r], sc, bias, None)
         else:
             q = pos_rows[n]
             if q < 0 or q >= pos.shape[0]:
                 skipped += 1
             else:
-                _emit_row(out[n], src[r], scale, bias, pos[q])
+                _emit_row(out[n], src[r], sc, bias, pos[q])
     return skipped
 
 
 @jit(parallel=True)
-def finish_rows(out, scale, bias, pos, pos_rows):
+def finish_rows(out, scale, bias, pos, pos_rows, n_threads):
     """In place: out[n, :] = out[n, :] * scale + bias + pos[pos_rows[n], :]; mirrors _rows.finish_rows."""
+    sc = out.dtype.type(scale)
     n_out = out.shape[0]
     skipped = 0
     for n in nb.prange(n_out):
         if pos is None:
-            _emit_row(out[n], out[n], scale, bias, None)
+            _emit_row(out[n], out[n], sc, bias, None)
         else:
             q = pos_rows[n]
             if q < 0 or q >= pos.shape[0]:
                 skipped += 1
             else:
-                _emit_row(out[n], out[n], scale, bias, pos[q])
+                _emit_row(out[n], out[n], sc, bias, pos[q])
     return skipped
 
 
@@ -92,15 +96,15 @@ def warm_up():
         pos_rows = np.zeros(2, np.int64)
         for itype in (np.int32, np.int64):
             rows = np.zeros(2, itype)
-            gather_rows(src, rows, dtype(1), None, None, None, out)
-            gather_rows(src, rows, dtype(1), bias, src, pos_rows, out)
+            gather_rows(src, rows, 1.0, None, None, None, out, 1)
+            gather_rows(src, rows, 1.0, bias, src, pos_rows, out, 1)
             dedupe(rows, np.full(2, -1, itype), np.empty(2, itype), np.empty(2, itype))
-        finish_rows(out, dtype(1), bias, src, pos_rows)
-        finish_rows(out, dtype(1), None, None, None)
+        finish_rows(out, 1.0, bias, src, pos_rows, 1)
+        finish_rows(out, 1.0, None, None, None, 1)
 
 
 @jit(parallel=True)
-def row_error_stats(orig, recon, stats):
+def row_error_stats(orig, recon, stats, n_threads):
     """Per row, in float64: (||o - r||^2, ||o||^2, ||r||^2, o . r); mirrors _rows.row_error_stats."""
     for n in nb.prange(orig.shape[0]):
         e = 0.0
@@ -121,7 +125,7 @@ def row_error_stats(orig, recon, stats):
 
 
 @jit(parallel=True)
-def gather_sum_layernorm(word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out):
+def gather_sum_layernorm(word, ids, token_type, type_rows, pos, pos_rows, gamma, beta, eps, out, n_threads):
     """BERT/ALBERT embedding block per row; mirrors _rows.gather_sum_layernorm."""
     d = out.shape[1]
     skipped = 0
@@ -167,7 +171,7 @@ def _half_bits_to_float_bits(h):
 
 
 @jit(parallel=True)
-def gather_dequant(src, rows, row_scale, row_offset, kind, out):
+def gather_dequant(src, rows, row_scale, row_offset, kind, out, n_threads):
     """out[n] = dequant(src[rows[n]]) in float32; mirrors _rows.gather_dequant."""
     n_src = src.shape[0]
     skipped = 0
@@ -212,14 +216,14 @@ def _sq_sum(row):
 
 
 @jit(parallel=True)
-def row_sq_norms(x, out):
+def row_sq_norms(x, out, n_threads):
     """out[n] = sum_j x[n, j]^2 in float64, four interleaved partial sums; mirrors _rows.row_sq_norms."""
     for n in nb.prange(x.shape[0]):
         out[n] = _sq_sum(x[n])
 
 
 @jit(parallel=True)
-def sq_norms(x, weights, row_out, col_partial):
+def sq_norms(x, weights, row_out, col_partial, n_threads):
     """Row and (weighted) column sums of squares in one pass; mirrors _rows.sq_norms."""
     n_rows = x.shape[0]
     n_parts = col_partial.shape[0]

@@ -91,7 +91,7 @@ def _raw_kernels(fdp):
     src = np.arange(n_src * d, dtype=dtype).reshape(n_src, d)
     rows = np.array([fdp.PickValueInList(EDGES + list(range(-2, n_src + 2))) for _ in range(n)], dtype=np.int64)
     out = np.full((n, d), -7, dtype)
-    skipped = k.gather_rows(src, rows, 1.0, None, None, None, out, fdp.ConsumeIntInRange(1, 3))
+    skipped = k.rows.gather_rows(src, rows, 1.0, None, None, None, out, fdp.ConsumeIntInRange(1, 3))
     bad = (rows < 0) | (rows >= n_src)
     if skipped != int(bad.sum()):
         raise AssertionError(f"gather_rows skipped {skipped}, {int(bad.sum())} rows were out of range")
@@ -104,7 +104,7 @@ def _raw_kernels(fdp):
     proj = np.ones((d, fdp.ConsumeIntInRange(1, 60)), dtype)
     out = np.full((n, proj.shape[1]), -7, dtype)
     simd = fdp.PickValueInList([512, 256, 0])
-    counted = k.project_rows(src, rows, proj, 1.0, None, None, None, out, fdp.ConsumeIntInRange(1, 3), simd=simd)
+    counted = k.project.project_rows(src, rows, proj, 1.0, None, None, None, out, simd, fdp.ConsumeIntInRange(1, 3))
     if counted != int(bad.sum()):
         raise AssertionError(f"project_rows counted {counted}, {int(bad.sum())} rows were out of range")
     if bad.any() and not (out == -7).all():

@@ -59,7 +59,7 @@ def test_kernels_skip_and_count_bad_rows_instead_of_reading_out_of_bounds(pair):
     rows = np.array([0, 4, -1, 3, 2**40], np.int64)
     for k in pair:
         out = np.zeros((5, 3), np.float32)
-        assert k.gather_rows(src, rows, 1.0, None, None, None, out, 1) == 3
+        assert k.rows.gather_rows(src, rows, 1.0, None, None, None, out, 1) == 3
         np.testing.assert_array_equal(out[[0, 3]], 1.0)
         np.testing.assert_array_equal(out[[1, 2, 4]], 0.0)
         marker = np.full(4, -1, np.int64)
@@ -100,7 +100,7 @@ def test_project_rows(pair, dtype, itype):
     for k in pair:
         for simd in (512, 256, 0):
             out = np.empty((99, 53), dtype)
-            assert k.project_rows(table, rows, proj, 1.3, bias, pos, pos_rows, out, 2, simd=simd) == 0
+            assert k.project_rows(table, rows, proj, 1.3, bias, pos, pos_rows, out, simd, 2) == 0
             outs.append(out)
     tol = 1e-5 if dtype == np.float32 else 1e-13
     for other in outs[1:]:

@@ -98,7 +98,7 @@ def test_cache_is_bounded_and_read_only():
     "kwargs,exc",
     [
         (dict(positions=10, d=0), ValueError),
-        (dict(positions=10, d=2.0), ValueError),
+        (dict(positions=10, d=2.0), TypeError),  # a non-integer is a TypeError, as for every integer argument
         (dict(positions=10, d=4, layout="sideways"), ValueError),
         (dict(positions=10, d=4, layout="interleaved", endpoint=True), ValueError),
         (dict(positions=10, d=4, dtype=np.int32), ValueError),

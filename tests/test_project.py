@@ -71,7 +71,7 @@ def test_project_rows_matches_reference(backend, simd, dtype, itype, shape, term
     for layout in ("C", "F", "strided"):
         table, rows, proj, bias, pos, pos_rows = _case(rng, shape, dtype, itype, layout, terms)
         out = np.full((shape[0], shape[3]), np.nan, dtype)
-        assert k.project_rows(table, rows, proj, 1.7, bias, pos, pos_rows, out, 2, simd=simd) == 0
+        assert k.project_rows(table, rows, proj, 1.7, bias, pos, pos_rows, out, simd, 2) == 0
         _check(out, *_reference(table, rows, proj, 1.7, bias, pos, pos_rows), dtype)
 
 
@@ -82,12 +82,15 @@ def test_identity_rows_and_zero_rank(backend, simd, dtype):
     rng = np.random.default_rng(5)
     table, proj = rng.standard_normal((20, 6)).astype(dtype), rng.standard_normal((6, 50)).astype(dtype)
     out = np.empty((20, 50), dtype)
-    assert k.project_rows(table, None, proj, 1.0, None, None, None, out, 2, simd=simd) == 0
+    assert k.project_rows(table, None, proj, 1.0, None, None, None, out, simd, 2) == 0
     _check(out, *_reference(table, None, proj, 1.0, None, None, None), dtype)
     bias = rng.standard_normal(50).astype(dtype)
     out = np.full((4, 50), np.nan, dtype)
     empty = np.empty((3, 0), dtype)
-    assert k.project_rows(empty, np.array([0, 2, 1, 0]), np.empty((0, 50), dtype), 3.0, bias, None, None, out, 1) == 0
+    assert (
+        k.project_rows(empty, np.array([0, 2, 1, 0]), np.empty((0, 50), dtype), 3.0, bias, None, None, out, simd, 1)
+        == 0
+    )
     np.testing.assert_array_equal(out, np.broadcast_to(bias, out.shape))
 
 
@@ -100,7 +103,7 @@ def test_result_is_bitwise_the_same_for_every_thread_count(backend, simd):
     outs = []
     for n_threads in (1, 2, 3, 8):
         out = np.empty((203, 150), np.float32)
-        k.project_rows(table, rows, proj, 0.5, bias, pos, pos_rows, out, n_threads, simd=simd)
+        k.project_rows(table, rows, proj, 0.5, bias, pos, pos_rows, out, simd, n_threads)
         outs.append(out)
     for other in outs[1:]:
         np.testing.assert_array_equal(other, outs[0])
@@ -118,7 +121,7 @@ def test_bad_indices_are_counted_and_nothing_is_written(backend, simd):
     ]:
         out = np.full((5, 5), -7, np.float32)
         terms = (pos, pos_rows) if pos_rows is not None else (None, None)
-        assert k.project_rows(table, rows, proj, 1.0, None, *terms, out, 2, simd=simd) == bad
+        assert k.project.project_rows(table, rows, proj, 1.0, None, *terms, out, simd, 2) == bad
         assert (out == -7).all()
 
 
@@ -128,14 +131,14 @@ def test_cython_refuses_mismatched_shapes():
     table, proj, out = np.ones((4, 3), np.float32), np.ones((3, 5), np.float32), np.empty((2, 5), np.float32)
     rows = np.zeros(2, np.int64)
     with pytest.raises(ValueError, match="proj shape"):
-        k.project_rows(table, rows, np.ones((2, 5), np.float32), 1.0, None, None, None, out, 1)
+        k.project_rows(table, rows, np.ones((2, 5), np.float32), 1.0, None, None, None, out, 0, 1)
     with pytest.raises(ValueError, match="rows shape"):
-        k.project_rows(table, np.zeros(3, np.int64), proj, 1.0, None, None, None, out, 1)
+        k.project_rows(table, np.zeros(3, np.int64), proj, 1.0, None, None, None, out, 0, 1)
     with pytest.raises(ValueError, match="bias shape"):
-        k.project_rows(table, rows, proj, 1.0, np.ones(4, np.float32), None, None, out, 1)
+        k.project_rows(table, rows, proj, 1.0, np.ones(4, np.float32), None, None, out, 0, 1)
     with pytest.raises(ValueError, match="unit column stride"):
         pos = np.ones((3, 10), np.float32)[:, ::2]
-        k.project_rows(table, rows, proj, 1.0, None, pos, np.zeros(2, np.int64), out, 1)
+        k.project_rows(table, rows, proj, 1.0, None, pos, np.zeros(2, np.int64), out, 0, 1)
 
 
 def test_simd_switch_is_reported_and_honoured(monkeypatch):

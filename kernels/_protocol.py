@@ -1,0 +1,52 @@
+"""The kernel protocol: the functions every compiled kernel set exports, with one signature each.
+
+The Cython kernels (``_rows.pyx``, ``_positional.pyx``, ``_project.pyx``, ``_pool.pyx``) and their
+Numba mirrors (``_rows_numba.py``, ...) both define every function listed here, with the arguments
+of the ``.pyi`` stub beside the Cython module: arrays arrive validated and normalised, scalars as
+Python numbers, and a threaded kernel takes ``n_threads`` last. ``fastembed.backends.KernelSet``
+binds each one to the package's thread policy; nothing else adapts arguments between the sets.
+"""
+
+from typing import NamedTuple
+
+
+class Kernel(NamedTuple):
+    """How the package calls one kernel of the protocol."""
+
+    module: str  # which module of a set defines it: "rows", "positional", "project" or "pool"
+    threaded: bool  # takes ``n_threads`` last and runs on the set's thread pool
+    skips: str | None  # what its returned count counts when an index is outside its table, if it counts
+
+
+KERNELS = {
+    "gather_rows": Kernel("rows", True, "rows"),
+    "finish_rows": Kernel("rows", True, "rows"),
+    "gather_dequant": Kernel("rows", True, "rows"),
+    "gather_sum_layernorm": Kernel("rows", True, "rows"),
+    "row_error_stats": Kernel("rows", True, None),
+    "row_sq_norms": Kernel("rows", True, None),
+    "sq_norms": Kernel("rows", True, None),
+    "dedupe": Kernel("rows", False, None),  # returns the number of distinct ids, -1 for a bad id
+    "sincos_rows": Kernel("positional", True, "rows"),
+    "rope_rows": Kernel("positional", True, "rows"),
+    "project_rows": Kernel("project", True, "rows"),
+    "pool_rows": Kernel("pool", True, "bags"),
+    "finish_pooled": Kernel("pool", True, None),
+}
+
+# The importable module of each role, per kernel set (the role "rows" is required, the others optional).
+MODULES = {
+    "cython": {
+        "rows": "fastembed._kernels._rows",
+        "positional": "fastembed._kernels._positional",
+        "project": "fastembed._kernels._project",
+        "pool": "fastembed._kernels._pool",
+        "wordpiece": "fastembed._kernels._wordpiece",
+    },
+    "numba": {
+        "rows": "fastembed._kernels._rows_numba",
+        "positional": "fastembed._kernels._positional_numba",
+        "project": "fastembed._kernels._project_numba",
+        "pool": "fastembed._kernels._pool_numba",
+    },
+}
