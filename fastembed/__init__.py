@@ -6,21 +6,21 @@ when its backend is first used.
 """
 
 from . import backends, reference
+from ._blocks import AlbertEmbedding, BertEmbedding
+from ._factorize import ErrorReport, Factorization, factorize
+from ._layers import Embedding, FactorizedEmbedding
+from ._lookup import factorized_lookup, lookup
 from ._mrope import mrope_positions
 from ._pooled import pooled_lookup
+from ._positional import make_positions, positions_from_mask, sinusoidal
+from ._quantize import QuantizedRows, quantize_rows
 from ._ragged import as_ragged, positions_from_offsets
+from ._rope import apply_rope, convert_rope_weight, rope_cos_sin, rope_frequencies, rope_permutation
 from ._rope_config import RopeConfig, rope_config
 from ._static import StaticEmbedding
 from ._threads import get_num_threads, num_threads, set_num_threads
 from ._version import __version__
 from ._wordpiece import WordPiece
-from .blocks import AlbertEmbedding, BertEmbedding
-from .factorize import ErrorReport, Factorization, factorize
-from .layers import Embedding, FactorizedEmbedding
-from .lookup import factorized_lookup, lookup
-from .positional import make_positions, positions_from_mask, sinusoidal
-from .quantize import QuantizedRows, quantize_rows
-from .rope import apply_rope, convert_rope_weight, rope_cos_sin, rope_frequencies, rope_permutation
 
 __all__ = [
     "__version__",

@@ -54,10 +54,10 @@ def build_parser():
     demo.add_argument("--batch", type=int, default=32)
     demo.add_argument("--length", type=int, default=128)
     sub.add_parser("info", help="same as --info")
-    from .cli_factorize import add_arguments
+    from ._cli_factorize import add_arguments
 
     add_arguments(sub.add_parser("factorize", help="factorize a checkpoint's word-embedding matrix into E @ P"))
-    from .cli_static import add_distill_arguments, add_encode_arguments
+    from ._cli_static import add_distill_arguments, add_encode_arguments
 
     add_encode_arguments(sub.add_parser("encode", help="texts (one per line) -> vectors.npy with a static model"))
     add_distill_arguments(sub.add_parser("distill", help="distill a transformer folder into a static model"))
@@ -97,7 +97,7 @@ def main(argv=None):
         print("\n".join(info()))
         return 0
     if args.command == "demo":
-        from .demo import run
+        from ._demo import run
 
         try:
             run(rank=args.rank, batch=args.batch, length=args.length)
@@ -106,11 +106,11 @@ def main(argv=None):
             return 2
         return 0
     if args.command in ("encode", "distill"):
-        from . import cli_static
+        from . import _cli_static as cli_static
 
         return cli_static.run_encode(args) if args.command == "encode" else cli_static.run_distill(args)
     if args.command == "factorize":
-        from .cli_factorize import run
+        from ._cli_factorize import run
 
         run(args)
         return 0

@@ -27,7 +27,7 @@ GOALS = [
 @functools.cache
 def sentences(n):
     """``n`` real English sentences (a fixed cycle of the stdlib docstrings' sentences)."""
-    from .cli_static import real_sentences
+    from .text import real_sentences
 
     base = real_sentences(10**6)
     return tuple((base * (n // len(base) + 1))[:n])

@@ -54,7 +54,7 @@ def zipf_probabilities(n):
 
 
 def distill(cls, model_dir, rank, sif_coefficient, batch_size, max_length, n_threads):
-    from .factorize import factorize
+    from ._factorize import factorize
 
     vectors, tokenizer = token_vectors(model_dir, batch_size, n_threads)
     p = zipf_probabilities(vectors.shape[0])

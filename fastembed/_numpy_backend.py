@@ -3,7 +3,7 @@ in the table's dtype. Readable, and the baseline every kernel must beat."""
 
 import numpy as np
 
-from .quantize import CompactTable
+from ._quantize import CompactTable
 
 
 def _take(table, ids):

@@ -22,8 +22,8 @@ and calls kernels.
 import numpy as np
 
 from . import _workspace
+from ._quantize import CompactTable
 from ._threads import blas_limit, for_flops, for_work
-from .quantize import CompactTable
 
 DEDUPE_MIN_TOKENS = 512
 DEDUPE_MAX_UNIQUE_FRACTION = 0.8  # with BLAS projections

@@ -7,9 +7,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _numpy_backend, _pipeline, _workspace, backends
 from . import _validation as v
+from ._quantize import CompactTable
 from ._ragged import as_ragged
 from ._threads import for_work, resolve
-from .quantize import CompactTable
 
 MODES = ("sum", "mean", "sqrtn", "max")
 MODE_CODES = {name: code for code, name in enumerate(MODES)}

@@ -10,9 +10,9 @@ import numpy as np
 
 from . import _pooled
 from . import _validation as v
+from ._quantize import CompactTable, QuantizedRows
 from ._tokenizers import as_tokenizer, median_token_length
 from .io import load_safetensors, save_safetensors
-from .quantize import CompactTable, QuantizedRows
 
 MODEL2VEC_DEFAULT_MAX_LENGTH = 512
 

@@ -55,7 +55,7 @@ def as_lookup_table(table, name="table"):
     int8 rows) whose lookups produce float32."""
     if type(table) is np.ndarray and table.ndim == 2 and table.dtype in FLOAT_DTYPES:
         return usable_strides(table), table.dtype  # the common case, without the general checks
-    from .quantize import as_compact
+    from ._quantize import as_compact
 
     table = as_numpy(table, name)
 
@@ -71,7 +71,7 @@ def lookup_tables(table, proj=None):
     (r, d) in the output dtype (float32 for a compact table), d the output width."""
     table, dtype = as_lookup_table(table)
     if proj is not None:
-        from .quantize import CompactTable, proj_float32
+        from ._quantize import CompactTable, proj_float32
 
         if isinstance(table, CompactTable):
             proj = proj_float32(proj)

@@ -217,7 +217,7 @@ def positional_cases(quick=False):
     shape = (2, 32, 512, 128) if quick else (4, 32, 1024, 128)
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     y = np.empty_like(x)
-    from .rope import apply_rope, rope_cos_sin
+    from ._rope import apply_rope, rope_cos_sin
 
     methods = {}
     try:
@@ -257,7 +257,7 @@ def positional_cases(quick=False):
 
 
 def factorize_case(quick=False):
-    from .factorize import factorize
+    from ._factorize import factorize
 
     try:
         from .io import load_safetensors

@@ -15,9 +15,9 @@ import numpy as np
 
 from . import _validation as v
 from . import backends
-from .factorize import ErrorReport, Factorization, _rank_for_energy, report_from_stats, row_stats
-from .lookup import factorized_lookup as _local_factorized_lookup
-from .lookup import lookup as _local_lookup
+from ._factorize import ErrorReport, Factorization, rank_for_energy, report_from_stats, row_stats
+from ._lookup import factorized_lookup as _local_factorized_lookup
+from ._lookup import lookup as _local_lookup
 
 
 def _dask():
@@ -259,7 +259,7 @@ def factorize(
         s2, vecs = np.linalg.eigh(gram)
         order = np.argsort(s2)[::-1]
         all_s2, vecs = np.clip(s2[order], 0, None), vecs[:, order]
-        r = rank if rank is not None else _rank_for_energy(all_s2, energy)
+        r = rank if rank is not None else rank_for_energy(all_s2, energy)
         vr = vecs[:, :r]
     else:
         vr = _randomized_right_vectors(X, rank, seed, n_iter, oversample, finite)

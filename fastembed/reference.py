@@ -1,4 +1,7 @@
-"""The truth: every lookup, the rotary embedding and its frequencies, written as formulas, in float64.
+"""The truth: every public computation written as a formula, in float64.
+
+Lookups (dense, factorized, pooled), sinusoidal tables, the rotary embedding and its frequencies
+under every scaling, the BERT and ALBERT embedding blocks (LayerNorm), and factorize's optimum.
 
 These functions validate nothing and are not fast; they define what every
 backend must compute (tests compare each backend against them, as
@@ -250,3 +253,58 @@ def pooled_lookup(
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         out = np.where(norms > 0, out / np.where(norms > 0, norms, 1), out)
     return out
+
+
+def embedding_block(
+    ids,
+    word,
+    position,
+    token_type,
+    gamma,
+    beta,
+    eps=1e-12,
+    token_type_ids=None,
+    position_ids=None,
+    mapping=None,
+    mapping_bias=None,
+):
+    """float64 BERT embedding block, and ALBERT's with ``mapping``:
+    ``x = word[ids] + token_type[types] + position[positions]`` (types 0 and positions 0..L-1 by
+    default), ``y = (x - mean(x)) / sqrt(var(x) + eps) * gamma + beta`` over the last axis, then for
+    ALBERT ``y @ mapping.T + mapping_bias``; shape ids.shape + (d,) (ALBERT: + (H,))."""
+    ids = np.asarray(ids, dtype=np.int64)
+    types = np.zeros(ids.shape, np.int64) if token_type_ids is None else np.asarray(token_type_ids, np.int64)
+    rows = positions_rows(ids.shape, 0, position_ids)
+    word, position, token_type = (np.asarray(t, dtype=np.float64) for t in (word, position, token_type))
+    x = word[ids] + token_type[np.broadcast_to(types, ids.shape)] + position[rows]
+    mean = x.mean(axis=-1, keepdims=True)
+    variance = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    y = (x - mean) / np.sqrt(variance + eps) * np.asarray(gamma, np.float64) + np.asarray(beta, np.float64)
+    if mapping is None:
+        return y
+    return y @ np.asarray(mapping, np.float64).T + np.asarray(mapping_bias, np.float64)
+
+
+def factorize(W, rank, row_weights=None, center=False):
+    """float64 optimum of ``min sum_i w_i ||W_i - mu - (table @ proj)_i||^2`` over rank-``rank``
+    factors (Eckart-Young with row weights inside the fit), from a full SVD.
+
+    ``mu`` is the weighted mean row when ``center`` (else 0); with ``X = diag(sqrt(w)) (W - mu)``
+    and ``X = U S V^T``, the optimum is ``mu + (W - mu) V_r V_r^T``: every row (weight 0 included)
+    projected on the top ``rank`` right singular vectors.
+
+    Returns
+    -------
+    dense : (V, d) float64, the optimal reconstruction ``mu + (W - mu) V_r V_r^T``
+    singular_values : (min(V, d),) float64, all of X's, descending
+    optimal_relative_error : float, ``||X - X_r||_F / ||diag(sqrt(w)) W||_F``
+    """
+    W = np.asarray(W, dtype=np.float64)
+    w = np.ones(W.shape[0]) if row_weights is None else np.asarray(row_weights, dtype=np.float64)
+    mu = (w @ W) / w.sum() if center else np.zeros(W.shape[1])
+    X = np.sqrt(w)[:, None] * (W - mu)
+    _, s, vt = np.linalg.svd(X, full_matrices=False)
+    basis = vt[:rank]
+    dense = mu + (W - mu) @ basis.T @ basis
+    optimal = float(np.sqrt(np.sum(s[rank:] ** 2)) / np.linalg.norm(np.sqrt(w)[:, None] * W))
+    return dense, s, optimal

@@ -55,3 +55,15 @@ def english_corpus(min_chars=200, max_texts=None):
                 if max_texts is not None and len(texts) >= max_texts:
                     return texts
     return texts
+
+
+def real_sentences(n):
+    """``n`` English sentences from the standard library's docstrings (stdlib only, fixed order)."""
+    import re
+
+    sentences = []
+    for doc in english_corpus():
+        sentences.extend(s for s in re.split(r"(?<=[.!?])\s+", doc) if len(s) > 20)
+        if len(sentences) >= n:
+            break
+    return sentences[:n]

@@ -408,7 +408,7 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
                            cb * cb_width, min(d, (cb + 1) * cb_width))
 
 
-# The latency path of fastembed.factorized_lookup (fastembed/lookup.py::_fast decides when it may run). It
+# The latency path of fastembed.factorized_lookup (fastembed/_lookup.py::_fast decides when it may run). It
 # accepts only calls it can prove valid from the buffers alone and returns None for every other one,
 # which then takes the general path: validation and its messages live in fastembed/_validation.py only.
 

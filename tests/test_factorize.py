@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastembed as fe
-from fastembed.factorize import error_report
+from fastembed._factorize import error_report
 
 
 def _low_rank_plus_noise(rng, V=400, d=48, rank=8, noise=0.05, dtype=np.float64):

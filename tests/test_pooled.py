@@ -6,7 +6,7 @@ import pytest
 
 import fastembed as fe
 from fastembed import reference
-from fastembed.quantize import quantize_rows
+from fastembed._quantize import as_compact, quantize_rows
 from util import BACKENDS, DTYPES, assert_matches_reference, layouts
 
 MODES = ["sum", "mean", "sqrtn", "max"]
@@ -110,7 +110,7 @@ def test_compact_tables_match_their_dequantized_values(backend, kind, factorized
         "bfloat16": lambda: (dense.view(np.uint32) >> 16).astype(np.uint16),
         "int8": lambda: quantize_rows(dense),
     }[kind]()
-    values = fe.quantize.as_compact(table).dequantize().astype(np.float64)
+    values = as_compact(table).dequantize().astype(np.float64)
     weights = rng.uniform(0.5, 1.5, len(ids))
     for mode in MODES:
         got = fe.pooled_lookup(ids, table, proj, offsets=offsets, mode=mode, weights=weights, backend=backend)

@@ -8,7 +8,7 @@ import pytest
 
 import fastembed as fe
 from fastembed import reference
-from fastembed.positional import table_cache
+from fastembed._positional import table_cache
 from util import BACKENDS
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import fastembed as fe
 from fastembed import reference
-from fastembed.cli_static import real_sentences
+from fastembed.text import real_sentences
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

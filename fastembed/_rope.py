@@ -21,9 +21,9 @@ from . import _rope_frequencies as _frequencies
 from . import _validation as v
 from . import backends
 from ._mrope import mrope_axes
+from ._positional import MAX_POSITION, _as_positions, fill_sincos, sincos_table
 from ._rope_frequencies import check_rotary_dim
 from ._threads import for_work, resolve
-from .positional import MAX_POSITION, _as_positions, fill_sincos, sincos_table
 
 STYLES = ("neox", "gptj")
 DEFAULT_BASE = 10000.0

@@ -65,10 +65,10 @@ class Progress:
 
 
 def run(args, out=sys.stdout):
-    from .blocks import load_state_dict
-    from .factorize import factorize
+    from ._blocks import load_state_dict
+    from ._factorize import factorize
+    from ._layers import FactorizedEmbedding
     from .io import CheckpointError
-    from .layers import FactorizedEmbedding
 
     if not str(args.output).endswith((".safetensors", ".npz")):
         raise SystemExit(f"fastembed factorize: -o {args.output}: the output must end in .safetensors or .npz")
@@ -117,7 +117,7 @@ def run(args, out=sys.stdout):
         progress(f"quantizing the table to {args.quantize}")
         layer = layer.astype_float32() if W.dtype != np.float32 else layer
         layer = layer.quantize(args.quantize)
-        from .factorize import error_report
+        from ._factorize import error_report
 
         quantized_report = error_report(W, layer.table.dequantize(), layer.proj, layer.bias, row_weights=weights)
     progress(f"writing {args.output}")
@@ -164,7 +164,7 @@ def plot_spectrum(W, weights, center, rank, path):
         import matplotlib.pyplot as plt
     except ImportError:
         raise SystemExit("fastembed factorize: --plot needs matplotlib (pip install matplotlib)") from None
-    from .factorize import factorize
+    from ._factorize import factorize
 
     full = factorize(W, min(W.shape), row_weights=weights, center=center)
     s = full.all_singular_values

@@ -9,10 +9,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _validation as v
+from ._lookup import factorized_lookup, lookup
+from ._quantize import FLOAT16, INT8, CompactTable, QuantizedRows, proj_float32, quantize_rows
 from ._version import __version__
 from .io import CheckpointError, load_npz, load_safetensors, read_safetensors_header, save_safetensors
-from .lookup import factorized_lookup, lookup
-from .quantize import FLOAT16, INT8, CompactTable, QuantizedRows, proj_float32, quantize_rows
 
 FORMAT_KEY = "fastembed.format"
 
@@ -264,7 +264,7 @@ class FactorizedEmbedding(Embedding):
         With ``center=True`` the mean row is fitted and added to ``bias``.
         The Factorization is kept as ``layer.factorization``.
         """
-        from .factorize import factorize
+        from ._factorize import factorize
 
         fac = factorize(W, rank, energy=energy, max_error=max_error, **factorize_options)
         if fac.bias is not None:

@@ -10,8 +10,8 @@ import time
 import numpy as np
 
 from . import backends, factorized_lookup, reference
+from ._factorize import factorize
 from ._timing import wall_times
-from .factorize import factorize
 from .io import load_safetensors
 from .models import minilm_dir
 from .text import real_text_ids

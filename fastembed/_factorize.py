@@ -147,7 +147,7 @@ def _check_magnitude(peak, dtype):
         raise _NeedsRescale(_shift_for(peak))
 
 
-def _rank_for_energy(s2, energy):
+def rank_for_energy(s2, energy):
     """Smallest r with sum(s2[:r]) >= energy * sum(s2)."""
     total = s2.sum()
     if total == 0:
@@ -317,7 +317,7 @@ def _factorize(W, w, rank, energy, method, center, scale_into, seed, n_threads):
     w_norm2 = np.full(W.shape[0], np.nan)  # filled by the Gram pass where there is one
     if method == "svd":
         vecs, all_s2 = _right_vectors_exact(W, w, mu, w_norm2)
-        r = rank if rank is not None else _rank_for_energy(all_s2, energy)
+        r = rank if rank is not None else rank_for_energy(all_s2, energy)
         vr, s2 = vecs[:, :r], all_s2[:r]
     elif rank is not None:
         vr, s2 = _right_vectors_randomized(W, w, mu, rank, seed)

@@ -56,20 +56,6 @@ def run_encode(args):
     return 0
 
 
-def real_sentences(n):
-    """``n`` English sentences from the standard library's docstrings (stdlib only, fixed order)."""
-    import re
-
-    from .text import english_corpus
-
-    sentences = []
-    for doc in english_corpus():
-        sentences.extend(s for s in re.split(r"(?<=[.!?])\s+", doc) if len(s) > 20)
-        if len(sentences) >= n:
-            break
-    return sentences[:n]
-
-
 def run_distill(args):
     from ._static import StaticEmbedding
 
@@ -84,6 +70,7 @@ def run_distill(args):
     print(f"distilled {args.model} -> {args.output}: {model} in {time.perf_counter() - start:.1f} s")
     if args.check:
         from ._distill import agreement, sentence_vectors
+        from .text import real_sentences
 
         texts = real_sentences(args.check)
         full = sentence_vectors(args.model, texts, n_threads=args.threads)
