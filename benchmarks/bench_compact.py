@@ -9,15 +9,16 @@ import functools
 import numpy as np
 
 import fastembed as fe
+from fastembed import _bench_cases as cases
 
-from .common import backend_or_skip, factors, positions, token_ids
+from .common import backend_or_skip, token_ids
 
 KINDS = ["float32", "float16", "bfloat16", "int8"]
 
 
 @functools.cache
 def compact(kind):
-    table, proj = factors("albert-base")
+    table, proj = cases.factors("albert-base")
     layer = fe.FactorizedEmbedding(table, proj)
     return layer if kind == "float32" else layer.quantize(kind)
 
@@ -31,7 +32,7 @@ class CompactLookup:
         backend_or_skip(backend)
         self.layer = compact(kind)
         self.ids = token_ids(ids_kind, 32, 512, 30000)
-        self.layer.positional = positions(512, 768)
+        self.layer.positional = cases.positions(512, 768)
         self.layer.scale = float(np.sqrt(768))
         self.out = np.empty((32, 512, 768), np.float32)
         self.time_lookup(kind, backend, ids_kind)

@@ -1,6 +1,6 @@
-"""Fused factorized lookup, ALBERT shapes: fastembed backends against the peers a user would pick
-(numpy, torch as written and at its best, torch.compile, ONNX Runtime: fastembed._peers, shared
-with the report).
+"""Fused factorized lookup, ALBERT shapes: fastembed's methods against the peers a user would pick
+(numpy, torch as written, at its best and with a dedupe, torch.compile, ONNX Runtime). Cases and
+methods are fastembed._bench_cases, which the report times too.
 
 out = (E[ids] @ P) * sqrt(d) + sinusoidal positions, into a preallocated buffer.
 """
@@ -8,61 +8,23 @@ out = (E[ids] @ P) * sqrt(d) + sinusoidal positions, into a preallocated buffer.
 import numpy as np
 
 import fastembed as fe
-from fastembed._peers import lookup_peers
+from fastembed import _bench_cases as cases
 
-from .common import backend_or_skip, dense, factors, positions, token_ids
-
-METHODS = [
-    "fastembed-cython",
-    "fastembed-numba",
-    "fastembed-direct-blas",  # the gather + BLAS + finish plan, to show what the fused kernel adds
-    "fastembed-materialized",
-    "numpy",
-    "torch (user)",
-    "torch (best)",
-    "torch (dedupe)",
-    "torch.compile",
-    "onnxruntime",
-]
+from .common import available, backend_or_skip, lookup_data
 
 
 class FactorizedLookup:
-    params = [METHODS, [("albert-base", 32, 512), ("albert-base", 1, 128), ("xxlarge", 8, 512)], ["text", "uniform"]]
-    param_names = ["method", "shape", "ids"]
+    params = [cases.LOOKUP_METHODS + cases.PEERS, [c.key for c in cases.LOOKUP_CASES]]
+    param_names = ["method", "case"]
     timeout = 300
 
-    def setup(self, method, shape, kind):
-        name, B, L = shape
-        self.table, self.proj = factors(name)
-        V, d = self.table.shape[0], self.proj.shape[1]
-        self.ids = token_ids(kind, B, L, V)
-        self.pos = positions(max(L, 512), d)
-        self.scale = float(np.sqrt(d))
-        self.out = np.empty((B, L, d), np.float32)
-        self.run = self._method(method, B, L)
-        self.run()  # warm: JIT, caches, thread pools
+    def setup(self, method, case_key):
+        case, data = lookup_data(case_key)
+        # torch.compile compiles each shape for tens of seconds: only when it is what is timed
+        methods = cases.lookup_methods(case, data, compile_torch=method == "torch.compile")
+        self.run = available(methods, method)
 
-    def _method(self, method, B, L):
-        table, proj, ids, pos, scale, out = self.table, self.proj, self.ids, self.pos, self.scale, self.out
-        if method == "fastembed-direct-blas":
-            backend_or_skip("cython")
-            return lambda: fe.factorized_lookup(ids, table, proj, scale=scale, pos_table=pos, out=out, plan="direct")
-        if method.startswith("fastembed-") and method != "fastembed-materialized":
-            backend = method.split("-", 1)[1]
-            backend_or_skip(backend)
-            return lambda: fe.factorized_lookup(ids, table, proj, scale=scale, pos_table=pos, out=out, backend=backend)
-        if method == "fastembed-materialized":
-            full = dense(self._shape_name())
-            return lambda: fe.lookup(ids, full, scale=scale, pos_table=pos, out=out)
-        peers = lookup_peers(table, proj, pos, scale, ids, out, compile_torch=method == "torch.compile")
-        if method not in peers:
-            raise NotImplementedError(f"{method} is not installed")
-        return peers[method]
-
-    def _shape_name(self):
-        return "albert-base" if self.proj.shape[1] == 768 else "xxlarge"
-
-    def time_lookup(self, method, shape, kind):
+    def time_lookup(self, method, case_key):
         self.run()
 
 
@@ -73,9 +35,9 @@ class DenseLookup:
     def setup(self, backend, shape):
         backend_or_skip(backend)
         B, L = shape
-        self.table = dense("albert-base")
-        self.ids = token_ids("uniform", B, L, self.table.shape[0])
-        self.pos = positions(512, 768)
+        self.table = cases.dense("albert-base")
+        self.ids = cases.token_ids("uniform", B, L, self.table.shape[0])
+        self.pos = cases.positions(512, 768)
         self.out = np.empty((B, L, 768), np.float32)
         self.time_lookup(backend, shape)
 
@@ -86,16 +48,16 @@ class DenseLookup:
 class LookupPeakMemory:
     """Memory of the table footprints: factors vs dense (what factorization saves)."""
 
-    params = [["albert-base", "xxlarge"]]
+    params = [list(cases.SHAPES)]
     param_names = ["shape"]
 
     def track_factor_bytes(self, shape):
-        table, proj = factors(shape)
+        table, proj = cases.factors(shape)
         return table.nbytes + proj.nbytes
 
     def track_dense_bytes(self, shape):
-        table, proj = factors(shape)
-        return table.shape[0] * proj.shape[1] * 4
+        V, _, d = cases.SHAPES[shape]
+        return V * d * 4
 
     track_factor_bytes.unit = "bytes"
     track_dense_bytes.unit = "bytes"

@@ -4,6 +4,8 @@ with the report)."""
 
 from fastembed import _bench_static as cases
 
+from .common import available
+
 N_SENTENCES = 10_000
 
 
@@ -14,10 +16,7 @@ def warm_method(methods, method):
         found = methods(N_SENTENCES)
     except (FileNotFoundError, ImportError) as exc:
         raise NotImplementedError(str(exc)) from None
-    if method not in found:
-        raise NotImplementedError(f"{method} is not installed")
-    found[method]()
-    return found[method]
+    return available(found, method)
 
 
 class PooledLookup:

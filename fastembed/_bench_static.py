@@ -19,7 +19,7 @@ GOALS = [
     ("pooled mean, dense 30522x256", "x EmbeddingBag(mean)", 3.0, "as many rows read in table order (no reuse)"),
     ("pooled mean, factorized r=64 -> 256", "x EmbeddingBag(mean) dense", 10.0, "B x r x d FMAs at the sgemm rate"),
     ("StaticEmbedding.encode, per-token weights", "x model2vec encode", 3.0, "the tokenizer alone"),
-    ("StaticEmbedding.encode, per-token weights (issue 19)", "x model2vec encode", 15.0, "the tokenizer alone"),
+    ("StaticEmbedding.encode, per-token weights", "x model2vec encode", 15.0, "the tokenizer alone"),
     ("WordPiece tokenizer", "x tokenizers encode_batch_fast", 10.0, "UTF-8 encoding and joining the texts in Python"),
 ]
 

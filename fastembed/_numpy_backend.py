@@ -11,22 +11,22 @@ def _take(table, ids):
     return table.take(ids) if isinstance(table, CompactTable) else table[ids]
 
 
-def factorized(ids, table, proj, scale, bias, pos, pos_rows, out):
+def factorized(ids, table, proj, scale, bias, pos_table, pos_rows, out):
     """out = table[ids] @ proj * scale + bias + pos[pos_rows] (N x d)."""
-    return _finish(_take(table, ids) @ proj, scale, bias, pos, pos_rows, out)
+    return _finish(_take(table, ids) @ proj, scale, bias, pos_table, pos_rows, out)
 
 
-def dense(ids, table, scale, bias, pos, pos_rows, out):
+def dense(ids, table, scale, bias, pos_table, pos_rows, out):
     """out = table[ids] * scale + bias + pos[pos_rows] (N x d)."""
-    return _finish(_take(table, ids), scale, bias, pos, pos_rows, out)
+    return _finish(_take(table, ids), scale, bias, pos_table, pos_rows, out)
 
 
-def _finish(rows, scale, bias, pos, pos_rows, out):
+def _finish(rows, scale, bias, pos_table, pos_rows, out):
     np.multiply(rows, rows.dtype.type(scale), out=out)
     if bias is not None:
         out += bias
-    if pos is not None:
-        out += pos[pos_rows]
+    if pos_table is not None:
+        out += pos_table[pos_rows]
     return out
 
 

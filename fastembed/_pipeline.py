@@ -79,7 +79,7 @@ def distinct(k, ids, n_rows):
     return uniq[:n_unique], remap
 
 
-def gather(k, src, rows, n_threads, scale=1.0, bias=None, pos=None, pos_rows=None, out=None):
+def gather(k, src, rows, n_threads, scale=1.0, bias=None, pos_table=None, pos_rows=None, out=None):
     """out[n] = src[rows[n]] * scale + bias + pos[pos_rows[n]] with the backend's kernel.
 
     A CompactTable ``src`` is dequantized to float32 in the gather; its other terms follow in place.
@@ -91,11 +91,11 @@ def gather(k, src, rows, n_threads, scale=1.0, bias=None, pos=None, pos_rows=Non
 
     def run(rows, p_rows, out):
         if not compact:
-            k.gather_rows(src, rows, scale, bias, pos, p_rows, out, threads)
+            k.gather_rows(src, rows, scale, bias, pos_table, p_rows, out, threads)
             return
         k.gather_dequant(src.data, rows, src.scale, src.offset, src.kind, out, threads)
-        if scale != 1.0 or bias is not None or pos is not None:
-            k.finish_rows(out, scale, bias, pos, p_rows, threads)
+        if scale != 1.0 or bias is not None or pos_table is not None:
+            k.finish_rows(out, scale, bias, pos_table, p_rows, threads)
 
     blockwise(out.shape[0], SIGNAL_CHECK_BYTES // max(1, out.shape[1] * out.itemsize), run, rows, pos_rows, out)
     return out
@@ -107,9 +107,9 @@ def project(g, proj, out, n_threads):
         return np.matmul(g, proj, out=out)
 
 
-def factorized(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads, plan=None):
+def factorized(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_threads, plan=None):
     """out (N x d, C-contiguous) = table[ids] @ proj * scale + bias + pos[pos_rows]."""
-    unit_pos = pos is None or pos.shape[1] <= 1 or pos.strides[1] == pos.itemsize
+    unit_pos = pos_table is None or pos_table.shape[1] <= 1 or pos_table.strides[1] == pos_table.itemsize
     fused_fast = k.fused_simd and unit_pos
     plan = plan or choose_plan(ids.shape[0], table.shape[0], fused_fast, table.shape[1])
     if plan == "dedupe":
@@ -121,23 +121,23 @@ def factorized(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads, 
             else:
                 rows = _workspace.scratch("rows", (uniq.shape[0], table.shape[1]), proj.dtype)
                 project(gather(k, table, uniq, n_threads, out=rows), proj, projected, n_threads)
-            return gather(k, projected, remap, n_threads, scale, bias, pos, pos_rows, out)
+            return gather(k, projected, remap, n_threads, scale, bias, pos_table, pos_rows, out)
         plan = "fused" if fused_fast else "direct"
     if plan == "fused":
         if not unit_pos:
-            pos = np.ascontiguousarray(pos)
-        _fused(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads)
+            pos_table = np.ascontiguousarray(pos_table)
+        _fused(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_threads)
     else:
-        _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads)
+        _direct(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_threads)
     return out
 
 
-def _fused(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
+def _fused(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_threads):
     """The fused kernel; a compact table is first dequantized, by row blocks, into scratch."""
     proj = np.ascontiguousarray(proj)
     n, r = out.shape[0], table.shape[1]
     if not isinstance(table, CompactTable):
-        _fused_block(k, table, ids, proj, scale, bias, pos, pos_rows, out, n_threads)
+        _fused_block(k, table, ids, proj, scale, bias, pos_table, pos_rows, out, n_threads)
         return
     block = max(256, DIRECT_CHUNK_BYTES // max(1, r * proj.itemsize))
     g = _workspace.scratch("rows", (min(n, block), r), proj.dtype)
@@ -146,7 +146,7 @@ def _fused(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
         m = rows.stop - rows.start
         gather(k, table, ids[rows], n_threads, out=g[:m])
         p_rows = None if pos_rows is None else pos_rows[rows]
-        _fused_block(k, g[:m], None, proj, scale, bias, pos, p_rows, out[rows], n_threads)
+        _fused_block(k, g[:m], None, proj, scale, bias, pos_table, p_rows, out[rows], n_threads)
 
 
 def fused_threads(k, n_threads, flops):
@@ -154,14 +154,14 @@ def fused_threads(k, n_threads, flops):
     return k.thread_count(for_flops(n_threads, flops, openmp=k.openmp))
 
 
-def _fused_block(k, table, ids, proj, scale, bias, pos, pos_rows, out, n_threads):
+def _fused_block(k, table, ids, proj, scale, bias, pos_table, pos_rows, out, n_threads):
     """The fused kernel over ``out``'s rows, in blocks short enough for Ctrl-C to be seen."""
     flops_per_row = 2.0 * out.shape[1] * max(1, table.shape[1])
     threads = fused_threads(k, n_threads, flops_per_row * out.shape[0])
 
     def run(rows, p_rows, out, own_rows):  # without ids, out row n comes from table row n
         src = table if own_rows is None else own_rows
-        k.project_rows(src, rows, proj, scale, bias, pos, p_rows, out, k.simd_width, threads)
+        k.project_rows(src, rows, proj, scale, bias, pos_table, p_rows, out, k.simd_width, threads)
 
     own_rows = table[: out.shape[0]] if ids is None else None
     blockwise(out.shape[0], SIGNAL_CHECK_FLOPS // flops_per_row, run, ids, pos_rows, out, own_rows)
@@ -173,14 +173,14 @@ def fused_rows(k, table, proj, out, n_threads):
     _fused_block(k, table, None, proj, 1.0, None, None, None, out, n_threads)
 
 
-def _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
+def _direct(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_threads):
     """Gather, project into out and finish, by row blocks that stay in cache between the steps."""
     n, d = out.shape
     block = max(256, DIRECT_CHUNK_BYTES // (d * out.itemsize))
     if n <= block:
         rows = gather(k, table, ids, n_threads, out=_workspace.scratch("rows", (n, table.shape[1]), proj.dtype))
         project(rows, proj, out, n_threads)
-        k.finish_rows(out, scale, bias, pos, pos_rows, for_work(n_threads, out.size))
+        k.finish_rows(out, scale, bias, pos_table, pos_rows, for_work(n_threads, out.size))
         return
     g = _workspace.scratch("rows", (block, table.shape[1]), proj.dtype)
     for start in range(0, n, block):
@@ -190,9 +190,9 @@ def _direct(k, ids, table, proj, scale, bias, pos, pos_rows, out, n_threads):
         project(g[:m], proj, out[rows], n_threads)
         p_rows = None if pos_rows is None else pos_rows[rows]
         threads = for_work(n_threads, m * d)
-        k.finish_rows(out[rows], scale, bias, pos, p_rows, threads)
+        k.finish_rows(out[rows], scale, bias, pos_table, p_rows, threads)
 
 
-def dense(k, ids, table, scale, bias, pos, pos_rows, out, n_threads):
+def dense(k, ids, table, scale, bias, pos_table, pos_rows, out, n_threads):
     """out (N x d, C-contiguous) = table[ids] * scale + bias + pos[pos_rows]."""
-    return gather(k, table, ids, n_threads, scale, bias, pos, pos_rows, out)
+    return gather(k, table, ids, n_threads, scale, bias, pos_table, pos_rows, out)

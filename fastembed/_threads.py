@@ -156,7 +156,8 @@ MIN_ELEMENTS_PER_THREAD_WARM = 1 << 14
 _passive = os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive" or os.environ.get("GOMP_SPINCOUNT") == "0"
 WARM_POOL_SECONDS = 0.0 if _passive else 30e-6
 # Compute-bound kernels: a warm pool pays from a few microseconds of FMAs per thread; an idle one
-# only when half the work saves more than the wake-up (100-250 us here): ~64 MFLOP per thread.
+# only when half the work saves more than the wake-up (100-250 us, measured on 2-vCPU KVM guests):
+# ~64 MFLOP per thread.
 MIN_FLOPS_PER_THREAD = 2_000_000
 MIN_FLOPS_PER_THREAD_COLD = 64_000_000
 _last_openmp_kernel_end = float("-inf")

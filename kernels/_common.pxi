@@ -12,7 +12,7 @@ ctypedef fused index_t:
     int64_t
 
 
-# After the CPUs idle, this VM's scheduler (Linux wake-affine placement) often wakes an OpenMP
+# After the CPUs idle, a VM's scheduler (Linux wake-affine placement) often wakes an OpenMP
 # worker on the CPU of the thread that woke it and leaves both there for a second or more: a
 # 2-thread region then runs 3-5x slower than one thread. fe_unstack(cpu of the calling thread),
 # run by each thread at the start of a task, moves a worker found on that CPU elsewhere: it
