@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from . import _validation as v
 from . import backends
 from ._pipeline import project
-from ._threads import blas_limit, for_work, resolve
+from ._threads import blas_limit, resolve
 from .io import CheckpointError, load_safetensors
 
 WORD = "embeddings.word_embeddings.weight"
@@ -175,7 +175,7 @@ class BertEmbedding:
                     self.beta,
                     self.eps,
                     out,
-                    for_work(resolve(n_threads), out.size, openmp=k.openmp),
+                    k.for_work(resolve(n_threads), out.size),
                 )
         return out.reshape(ids.shape + (self.dim,))
 
@@ -260,5 +260,5 @@ class AlbertEmbedding(BertEmbedding):
                 with blas_limit(n_threads):
                     out += self.mapping_bias
             else:
-                k.finish_rows(out, 1.0, self.mapping_bias, None, None, for_work(n_threads, out.size, openmp=k.openmp))
+                k.finish_rows(out, 1.0, self.mapping_bias, None, None, k.for_work(n_threads, out.size))
         return out.reshape(normalized.shape[:-1] + (self.hidden_size,))

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _workspace
 from ._quantize import CompactTable
-from ._threads import blas_limit, for_flops, for_work
+from ._threads import blas_limit
 
 DEDUPE_MIN_TOKENS = 512
 DEDUPE_MAX_UNIQUE_FRACTION = 0.8  # with BLAS projections
@@ -87,7 +87,7 @@ def gather(k, src, rows, n_threads, scale=1.0, bias=None, pos_table=None, pos_ro
     compact = isinstance(src, CompactTable)
     if out is None:
         out = np.empty((rows.shape[0], src.shape[1]), dtype=np.float32 if compact else src.dtype)
-    threads = for_work(n_threads, out.size, openmp=k.openmp)
+    threads = k.for_work(n_threads, out.size)
 
     def run(rows, p_rows, out):
         if not compact:
@@ -151,7 +151,7 @@ def _fused(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_threads
 
 def fused_threads(k, n_threads, flops):
     """Threads for one call of the fused kernel of ``flops`` (at most ``n_threads``)."""
-    return k.thread_count(for_flops(n_threads, flops, openmp=k.openmp))
+    return k.thread_count(k.for_flops(n_threads, flops))
 
 
 def _fused_block(k, table, ids, proj, scale, bias, pos_table, pos_rows, out, n_threads):
@@ -180,7 +180,7 @@ def _direct(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_thread
     if n <= block:
         rows = gather(k, table, ids, n_threads, out=_workspace.scratch("rows", (n, table.shape[1]), proj.dtype))
         project(rows, proj, out, n_threads)
-        k.finish_rows(out, scale, bias, pos_table, pos_rows, for_work(n_threads, out.size))
+        k.finish_rows(out, scale, bias, pos_table, pos_rows, k.for_work(n_threads, out.size))
         return
     g = _workspace.scratch("rows", (block, table.shape[1]), proj.dtype)
     for start in range(0, n, block):
@@ -189,8 +189,7 @@ def _direct(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_thread
         gather(k, table, ids[rows], n_threads, out=g[:m])
         project(g[:m], proj, out[rows], n_threads)
         p_rows = None if pos_rows is None else pos_rows[rows]
-        threads = for_work(n_threads, m * d)
-        k.finish_rows(out[rows], scale, bias, pos_table, p_rows, threads)
+        k.finish_rows(out[rows], scale, bias, pos_table, p_rows, k.for_work(n_threads, m * d))
 
 
 def dense(k, ids, table, scale, bias, pos_table, pos_rows, out, n_threads):

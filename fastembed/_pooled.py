@@ -7,9 +7,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _numpy_backend, _pipeline, _workspace, backends
 from . import _validation as v
-from ._quantize import CompactTable
+from ._quantize import INT8, CompactTable
 from ._ragged import as_ragged
-from ._threads import for_work, resolve
+from ._threads import resolve
 
 MODES = ("sum", "mean", "sqrtn", "max")
 MODE_CODES = {name: code for code, name in enumerate(MODES)}
@@ -141,7 +141,7 @@ def _compiled(k, tables, bags, mode, scale, bias, normalize, out, n_threads):
             _pool(k, table, block, False, tables, mode, 1.0, None, False, rows, n_threads)
             _pipeline.project(rows, proj, out[start:stop], n_threads)
             if finish:
-                threads = for_work(n_threads, rows.shape[0] * tables.d, openmp=k.openmp)
+                threads = k.for_work(n_threads, rows.shape[0] * tables.d)
                 k.finish_pooled(out[start:stop], scale, bias, normalize, threads)
 
 
@@ -152,12 +152,12 @@ def _pool(k, table, bags, per_token_rows, tables, mode, scale, bias, normalize, 
     """The pool kernel over ``out``'s bags, in calls short enough for Ctrl-C to be seen."""
     compact = isinstance(table, CompactTable)
     data, kind = (table.data, table.kind) if compact else (table, FLOAT_KIND)
-    int8 = compact and table.scale is not None
+    int8 = compact and table.kind == INT8
     row_scale, row_offset = (table.scale, table.offset) if int8 else (_NO_ROW_TERMS, _NO_ROW_TERMS)
     token_map = None if per_token_rows else tables.token_map
     offsets, width = bags.offsets, data.shape[1]
     n_tokens = int(offsets[-1] - offsets[0])
-    threads = for_work(n_threads, n_tokens * width, openmp=k.openmp)
+    threads = k.for_work(n_threads, n_tokens * width)
     n_bags = out.shape[0]
     per_call = max(1, n_bags * SIGNAL_CHECK_ELEMENTS // max(1, n_tokens * width))
     for start in range(0, n_bags, per_call):

@@ -32,7 +32,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _validation as v
 from . import backends
-from ._threads import for_work, resolve
+from ._threads import resolve
 
 ANGLE_BLOCK = 1024
 MAX_POSITION = 2**40
@@ -160,9 +160,11 @@ def sincos_table(positions, w, k=None, n_threads=1):
 
 
 def _kernel_fill(k, out, positions, w, n_sin, n_cos, sin_col, cos_col, step, n_threads):
-    """sin/cos columns of ``out`` by the angle-addition kernel of kernel set ``k``."""
+    """sin/cos columns of ``out`` by the angle-addition kernel of kernel set ``k``, on at most
+    ``n_threads`` threads (fewer for a small fill)."""
     hi, lo, tables = angle_tables(positions, w, k, n_threads)
-    k.sincos_rows(out, hi, lo, *tables, n_sin, n_cos, sin_col, cos_col, step, n_threads)
+    threads = k.for_work(n_threads, positions.size * (n_sin + n_cos))
+    k.sincos_rows(out, hi, lo, *tables, n_sin, n_cos, sin_col, cos_col, step, threads)
 
 
 def angle_tables(positions, w, k=None, n_threads=1):
@@ -199,7 +201,7 @@ def fill_sincos(out, positions, w, n_sin, n_cos, sin_col, cos_col, step, backend
         out[:, sin_col : sin_col + step * n_sin : step] = sin[:, :n_sin]
         out[:, cos_col : cos_col + step * n_cos : step] = cos[:, :n_cos]
         return out
-    _kernel_fill(k, out, positions, w, n_sin, n_cos, sin_col, cos_col, step, for_work(resolve(n_threads), out.size))
+    _kernel_fill(k, out, positions, w, n_sin, n_cos, sin_col, cos_col, step, resolve(n_threads))
     return out
 
 

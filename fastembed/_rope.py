@@ -23,7 +23,7 @@ from . import backends
 from ._mrope import mrope_axes
 from ._positional import MAX_POSITION, _as_positions, fill_sincos, sincos_table
 from ._rope_frequencies import check_rotary_dim
-from ._threads import for_work, resolve
+from ._threads import resolve
 
 STYLES = ("neox", "gptj")
 DEFAULT_BASE = 10000.0
@@ -142,9 +142,7 @@ def rope_cos_sin(
 
 def _tables(flat, inv_freq, attention, dtype, backend, n_threads):
     """(cos, sin) in ``dtype``, (n, half), from float64 angles, times the attention factor."""
-    sin, cos = sincos_table(
-        flat, inv_freq, backends.kernels(backend), for_work(resolve(n_threads), flat.size * inv_freq.size)
-    )
+    sin, cos = sincos_table(flat, inv_freq, backends.kernels(backend), resolve(n_threads))
     if attention != 1.0:
         sin, cos = sin * attention, cos * attention
     return np.ascontiguousarray(cos, dtype=dtype), np.ascontiguousarray(sin, dtype=dtype)
@@ -155,7 +153,6 @@ def _mrope_tables(grid, inv_freq, attention, axes, dtype, backend, n_threads):
     the angle-addition kernel, one call per evenly spaced run of an axis's frequencies."""
     n, half = grid.shape[1], inv_freq.size
     both = np.empty((n, 2 * half))  # sin | cos, float64
-    n_threads = for_work(resolve(n_threads), n * half)
     for axis in range(3):
         for columns in _evenly_spaced_runs(np.flatnonzero(axes == axis)):
             count = len(range(half)[columns])

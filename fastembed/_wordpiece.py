@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from . import _unicode_tables, _wordpiece_exact
 from . import _validation as v
-from ._threads import for_work, resolve
+from ._threads import resolve
 
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 BLOCK_BYTES = 1 << 25  # texts per kernel call: Ctrl-C is honoured between calls
@@ -303,7 +303,7 @@ class WordPiece:
         k = self._inputs()
         prefix, suffix = (k["prefix"], k["suffix"]) if add_special_tokens else (k["none"], k["none"])
         # a byte of text costs about what 8 elements of a memory-bound pass do (~13 ns measured)
-        n_threads = for_work(resolve(n_threads), int(starts[-1]) * 8)
+        n_threads = kernel.for_work(resolve(n_threads), int(starts[-1]) * 8)
         return kernel.encode_batch(
             buffer,
             starts,
@@ -317,7 +317,7 @@ class WordPiece:
             prefix,
             suffix,
             budget,
-            _thread_count(n_threads),
+            n_threads,
         )
 
     def _with_exact(self, ids, counts, exact, texts, add_special_tokens, max_length):
@@ -429,29 +429,24 @@ def _concatenate(pieces, n):
 
 
 def _kernel():
+    """The Cython kernel set when it carries the tokenizer's kernel, else None."""
     from . import backends
 
     k = backends.kernels("cython") if "cython" in backends.available() else None
-    return getattr(k, "wordpiece", None) if k is not None else None
-
-
-def _thread_count(n_threads):
-    from . import backends
-
-    return backends.kernels("cython").thread_count(n_threads)
+    return k if k is not None and k.wordpiece is not None else None
 
 
 def _vocab_table(items):
     """(keys, key_start, slots, ids, longest key in characters) of (token, id) pairs."""
     from . import backends
 
-    module = backends.kernels("cython").wordpiece
+    k = backends.kernels("cython")
     encoded = [token.encode("utf-8") for token, _ in items]
     keys = np.frombuffer(b"".join(encoded) + b"\0", np.uint8)
     key_start = np.zeros(len(encoded) + 1, np.int64)
     np.cumsum([len(e) for e in encoded], out=key_start[1:])
     slots = np.full(1 << max(4, (2 * len(encoded) + 1).bit_length()), -1, np.int32)
-    module.build_slots(keys, key_start, slots)
+    k.build_slots(keys, key_start, slots)
     ids = np.asarray([i for _, i in items], np.int32)
     return keys, key_start, slots, ids, max((len(t) for t, _ in items), default=0)
 

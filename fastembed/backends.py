@@ -80,6 +80,15 @@ class KernelSet:
         CPU was available), so there the BLAS plans stay the default and ``plan="fused"`` opts in."""
         return self.simd_width >= 512
 
+    def for_work(self, n_threads, n_elements):
+        """Threads worth waking for a memory-bound pass over ``n_elements`` on this set's pool (at
+        most ``n_threads``; see ``fastembed._threads.for_work``)."""
+        return _threads.for_work(n_threads, n_elements, openmp=self.openmp)
+
+    def for_flops(self, n_threads, flops):
+        """Threads worth waking for a compute-bound call of ``flops`` on this set's pool."""
+        return _threads.for_flops(n_threads, flops, openmp=self.openmp)
+
     def thread_count(self, n_threads):
         """The thread policy every kernel call passes through: at least 1, at most
         ``fastembed._threads.max_threads()`` (1 in a child forked after the pool ran)."""

@@ -32,9 +32,12 @@ KERNELS = {
     "project_rows": Kernel("project", True, "rows"),
     "pool_rows": Kernel("pool", True, "bags"),
     "finish_pooled": Kernel("pool", True, None),
+    "encode_batch": Kernel("wordpiece", True, None),  # returns the ids; Cython only
+    "build_slots": Kernel("wordpiece", False, None),
 }
 
-# The importable module of each role, per kernel set (the role "rows" is required, the others optional).
+# The importable module of each role, per kernel set (the role "rows" is required, the others optional;
+# the WordPiece tokenizer's kernel is Cython only).
 MODULES = {
     "cython": {
         "rows": "fastembed._kernels._rows",

@@ -1,6 +1,11 @@
 """The Numba kernels mirror the Cython kernels of the same name: same results, bit for bit (the fused
 projection within rounding: compilers differ in fusing a multiply-add)."""
 
+import ast
+import importlib
+import inspect
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -105,3 +110,32 @@ def test_project_rows(pair, dtype, itype):
     tol = 1e-5 if dtype == np.float32 else 1e-13
     for other in outs[1:]:
         np.testing.assert_allclose(other, outs[0], rtol=tol, atol=tol * np.abs(outs[0]).max())
+
+
+def _stub_parameters(module):
+    """Parameter names of each function in the ``.pyi`` stub installed beside a Cython module."""
+    path = Path(importlib.import_module(module).__file__)
+    stub = path.with_name(path.name.split(".")[0] + ".pyi")
+    tree = ast.parse(stub.read_text())
+    return {f.name: [a.arg for a in f.args.args] for f in tree.body if isinstance(f, ast.FunctionDef)}
+
+
+def test_both_sets_satisfy_the_one_protocol():
+    """Every kernel of kernels/_protocol.py is defined by each set that has its module, the Numba mirror
+    with the Cython stub's parameters in the same order, and a threaded kernel takes n_threads last."""
+    from fastembed._kernels._protocol import KERNELS, MODULES
+
+    stubs = {role: _stub_parameters(module) for role, module in MODULES["cython"].items()}
+    for name, spec in KERNELS.items():
+        expected = stubs[spec.module][name]
+        assert (expected[-1] == "n_threads") == spec.threaded, name
+        for set_name, kernel_set in (("cython", backends.kernels("cython")), ("numba", backends.kernels("numba"))):
+            module = getattr(kernel_set, spec.module)
+            if module is None:
+                assert spec.module not in MODULES[set_name], (set_name, name)
+                continue
+            assert callable(getattr(kernel_set, name)), (set_name, name)
+            if set_name == "numba":
+                function = getattr(module, name)
+                py_func = getattr(function, "py_func", function)
+                assert list(inspect.signature(py_func).parameters) == expected, name
