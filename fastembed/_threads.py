@@ -150,11 +150,15 @@ def _clamped_environment_default():
 # many elements per thread a kernel runs on fewer threads ...
 MIN_ELEMENTS_PER_THREAD = 1 << 18
 # ... unless calls come back to back: when an OpenMP kernel ended within
-# WARM_POOL_SECONDS, its workers are still spin-waiting (about 50 us with the
-# spin count above), so passes down to this size use them.
+# WARM_POOL_SECONDS, its workers (spinning, then parked on a futex, their CPUs
+# not yet idled by the host) wake quickly, so passes down to this size use them.
+# Measured on a 2-vCPU KVM guest (Zen 4) with the 1 x 128 fused lookup (25 MFLOP)
+# after the calling thread slept for a gap: 2 threads took 155-175 us against
+# 255-290 us on one for gaps up to 400 us, and 350-700 us from 700 us on (the
+# vCPUs had idled); 200 us keeps a margin below that crossover.
 MIN_ELEMENTS_PER_THREAD_WARM = 1 << 14
 _passive = os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive" or os.environ.get("GOMP_SPINCOUNT") == "0"
-WARM_POOL_SECONDS = 0.0 if _passive else 30e-6
+WARM_POOL_SECONDS = 0.0 if _passive else 200e-6
 # Compute-bound kernels: a warm pool pays from a few microseconds of FMAs per thread; an idle one
 # only when half the work saves more than the wake-up (100-250 us, measured on 2-vCPU KVM guests):
 # ~64 MFLOP per thread.

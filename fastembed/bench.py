@@ -59,6 +59,19 @@ def best_time(fn, repeat=15, min_seconds=0.2, settle=0.1):
     return min(times)
 
 
+def interleaved_best_times(methods, rounds=3, repeat=15):
+    """``{name: best time}`` of every method, timed in ``rounds`` interleaved rounds (each round
+    every method in turn, the order rotating) and the best of all rounds kept. A VM's speed drifts
+    by tens of percent over seconds (a neighbour, the host's clocks); timing each method once, one
+    after the other, would put that drift into the ratios between methods."""
+    names = list(methods)
+    best = dict.fromkeys(names, float("inf"))
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            best[name] = min(best[name], best_time(methods[name], repeat=max(3, repeat // rounds)))
+    return best
+
+
 def median_time(fn, repeat=11):
     """Median wall time of ``fn()`` over ``repeat`` runs after one warm-up: under contention the
     best time is luck, the median is what a caller sees."""
@@ -139,7 +152,7 @@ def lookup_case(case, quick=False):
     B, L = data.ids.shape
     # torch.compile takes tens of seconds to compile each shape: full runs only
     methods = lookup_methods(case, data, compile_torch=not quick)
-    times = {m: best_time(fn, repeat=5 if quick else 15) for m, fn in methods.items()}
+    times = interleaved_best_times(methods, rounds=2 if quick else 3, repeat=6 if quick else 15)
     with one_core_busy() as busy:
         busy_times = {m: median_time(fn, repeat=5 if quick else 11) for m, fn in methods.items()} if busy else {}
     kernel = _materialized_kernel_time(data.ids, dense(case.shape), data.scale, data.pos_table[:L], data.out, quick)

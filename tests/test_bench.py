@@ -156,3 +156,12 @@ def test_each_goal_is_one_row_and_its_words_come_from_its_threshold():
     assert goal.met  # 150 / 70 us = 2.1x
     (goal,) = bench.evaluate(report, [row._replace(threshold=2.5)])
     assert not goal.met and "2.5x" in goal.goal
+
+
+def test_interleaved_rounds_time_every_method_in_every_round(monkeypatch):
+    calls = []
+    monkeypatch.setattr(bench, "best_time", lambda fn, repeat: fn() or calls[-1][1])
+    methods = {name: (lambda name=name: calls.append((name, len(calls) + 1))) for name in "abc"}
+    best = bench.interleaved_best_times(methods, rounds=3, repeat=9)
+    assert [name for name, _ in calls] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert best == {"a": 1, "b": 2, "c": 3}  # the smallest "time" each method had over its rounds
