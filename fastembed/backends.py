@@ -182,8 +182,8 @@ def available() -> list[str]:
 
 def resolve(backend: str) -> str:
     """The name of the backend a call with ``backend=`` runs on (ValueError if unknown or missing)."""
-    if backend == "auto":
-        return available()[0]
+    if backend == "auto":  # the first importable, without importing the ones after it (Numba: ~0.2 s)
+        return next(name for name in BACKENDS if _importable(name))
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {('auto',) + BACKENDS}")
     if not _importable(backend):

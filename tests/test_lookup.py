@@ -209,3 +209,21 @@ def test_plan_choice_follows_the_cost_model():
     assert dedupe_limit(128, fused=False) == DEDUPE_MAX_UNIQUE_FRACTION
     assert 0.6 < dedupe_limit(128, fused=True) < 0.8 < dedupe_limit(512, fused=True) + 0.05
     assert dedupe_limit(128, fused=True) > dedupe_limit(64, fused=True) > dedupe_limit(16, fused=True)
+
+
+@pytest.mark.skipif("cython" not in BACKENDS, reason="the Cython kernels are the default here")
+def test_the_default_backend_does_not_import_the_others(tmp_path):
+    """backend="auto" takes the first importable backend without importing the ones after it: the
+    first call of a process must not pay Numba's ~0.2 s import (or its JIT) when Cython runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, fastembed as fe\n"
+        "fe.factorized_lookup([[1, 2]], np.ones((5, 3), np.float32), np.ones((3, 4), np.float32))\n"
+        "fe.lookup([[1, 2]], np.ones((5, 3), np.float32))\n"
+        "fe.pooled_lookup([[1, 2]], np.ones((5, 3), np.float32))\n"
+        "fe.apply_rope(np.ones((2, 4, 8), np.float32)); fe.sinusoidal(100, 8, cache=False)\n"
+        "assert 'numba' not in sys.modules, 'numba was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=120)
