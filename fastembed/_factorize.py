@@ -85,31 +85,21 @@ class Factorization:
         return self.table.size + self.proj.size + (0 if self.bias is None else self.bias.size)
 
 
-def _non_finite():
-    return ValueError("W contains NaN or inf")
-
-
 def _validated(W, rank, energy, max_error, method, row_weights, scale_into):
     W = np.asarray(v.as_numpy(W, "W"))
-    if W.ndim != 2:
-        raise ValueError(f"W must be 2-D, got shape {W.shape}")
+    v.table_to_factorize(W.shape)
     if W.dtype not in (np.float32, np.float64):
         if W.dtype.kind not in "iuf":
             raise ValueError(f"W must be a real float array, got {W.dtype}")
         W = W.astype(np.float64)
-    if W.size == 0:
-        raise ValueError(f"W is empty (shape {W.shape})")
-    if method != "svd" and not math.isfinite(_peak(W)):  # the exact method checks its Gram pass instead
-        raise _non_finite()
+    if method != "svd":  # the exact method checks its Gram pass instead
+        v.require_finite(math.isfinite(_peak(W)))
     v.factorize_arguments(W.shape, rank, energy, max_error, method)
     v.as_choice(scale_into, "scale_into", SCALE_INTO)
     if row_weights is not None:
         row_weights = np.asarray(row_weights, dtype=np.float64)
         v.row_weights_shape(row_weights.shape, W.shape[0])
-        if not np.isfinite(row_weights).all() or (row_weights < 0).any():
-            raise ValueError("row_weights must be finite and >= 0")
-        if not row_weights.any():
-            raise ValueError("row_weights are all zero")
+        v.row_weights_values(row_weights.min(), row_weights.any())
     return W, row_weights
 
 
@@ -194,8 +184,7 @@ def _right_vectors_exact(X, w, mu, row_norms=None):
             row_norms = np.empty(X.shape[0])
         g = gram(X, w, mu, row_norms)
         peak = math.sqrt(float(row_norms.max()))  # NaN or inf exactly when X has one
-        if not math.isfinite(peak):
-            raise _non_finite()
+        v.require_finite(math.isfinite(peak))
         if not np.isfinite(g).all():  # finite rows whose products overflowed
             raise _NeedsRescale(_shift_for(peak))
         _check_magnitude(peak, X.dtype)
@@ -203,8 +192,7 @@ def _right_vectors_exact(X, w, mu, row_norms=None):
         order = np.argsort(s2)[::-1]
         return vecs[:, order], np.clip(s2[order], 0, None)
     Xw = np.vstack(list(_row_chunks(X.astype(np.float64), w, mu)))
-    if not math.isfinite(_peak(X)):
-        raise _non_finite()
+    v.require_finite(math.isfinite(_peak(X)))
     _check_magnitude(_peak(X), X.dtype)
     _, s, vt = np.linalg.svd(Xw, full_matrices=False)
     return vt.T, s**2

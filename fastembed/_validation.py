@@ -415,6 +415,30 @@ def factorize_arguments(shape, rank, energy, max_error, method):
     return rank
 
 
+def table_to_factorize(shape):
+    """ValueError unless a table to factorize has shape (V, d) with V, d >= 1 (``fastembed.factorize``
+    and ``fastembed.dask.factorize`` both check it)."""
+    if len(shape) != 2:
+        raise ValueError(f"W must be 2-D, got shape {tuple(shape)}")
+    if 0 in shape:
+        raise ValueError(f"W is empty (shape {tuple(shape)})")
+
+
+def require_finite(all_finite, name="W"):
+    """ValueError when a table holds NaN or inf (``all_finite``: the check's outcome)."""
+    if not all_finite:
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+def row_weights_values(smallest, any_positive):
+    """ValueError unless the row weights are finite and >= 0 (``smallest``: their minimum, NaN when
+    one is NaN) and not all zero (``any_positive``)."""
+    if not np.isfinite(smallest) or smallest < 0:
+        raise ValueError("row_weights must be finite and >= 0")
+    if not any_positive:
+        raise ValueError("row_weights are all zero")
+
+
 def row_weights_shape(shape, n_rows):
     """ValueError unless the row weights have shape (n_rows,), one per table row."""
     if tuple(shape) != (n_rows,):

@@ -228,9 +228,10 @@ def factorize(
     """
     dask, da = _dask()
     if not isinstance(W, da.Array):
-        W = da.from_array(np.asarray(W), chunks=(max(1, min(len(W), 65536)), -1))
-    if W.ndim != 2:
-        raise ValueError(f"W must be 2-D, got shape {W.shape}")
+        W = np.asarray(W)
+    v.table_to_factorize(W.shape)
+    if not isinstance(W, da.Array):
+        W = da.from_array(W, chunks=(min(W.shape[0], 65536), -1))
     if W.numblocks[1] != 1:
         W = W.rechunk({1: -1})
     if W.dtype not in (np.float32, np.float64):
@@ -241,21 +242,19 @@ def factorize(
     sqrt_w = None
     weights = None
     if row_weights is not None:
-        weights = row_weights
-        if not isinstance(weights, da.Array):
-            weights = da.from_array(np.asarray(weights, float), chunks=(W.chunks[0],))
+        weights = row_weights if isinstance(row_weights, da.Array) else np.asarray(row_weights, float)
         v.row_weights_shape(weights.shape, W.shape[0])
+        if not isinstance(weights, da.Array):
+            weights = da.from_array(weights, chunks=(W.chunks[0],))
         weights = weights.rechunk((W.chunks[0],)).astype(np.float64)
-        w_min, w_any = dask.compute(weights.min(), (weights > 0).any())
-        if not np.isfinite(w_min) or w_min < 0 or not w_any:
-            raise ValueError("row_weights must be finite, >= 0 and not all zero")
+        v.row_weights_values(*dask.compute(weights.min(), (weights > 0).any()))
         sqrt_w = da.sqrt(weights).astype(W.dtype)
     finite = da.isfinite(W).all()
     X = _weighted_rows(W, sqrt_w)
     all_s2 = None
     if method == "svd":
         gram, ok = dask.compute((X.T @ X).astype(np.float64), finite)
-        _require_finite(ok)
+        v.require_finite(ok)
         s2, vecs = np.linalg.eigh(gram)
         order = np.argsort(s2)[::-1]
         all_s2, vecs = np.clip(s2[order], 0, None), vecs[:, order]
@@ -285,11 +284,6 @@ def factorize(
     )
 
 
-def _require_finite(ok):
-    if not ok:
-        raise ValueError("W contains NaN or inf")
-
-
 def _orthonormal_dask(Y):
     _, da = _dask()
     Q, _ = da.linalg.qr(Y.rechunk({1: -1}))
@@ -306,7 +300,7 @@ def _randomized_right_vectors(X, rank, seed, n_iter, oversample, finite):
         Z = np.linalg.qr((X.T @ Q).compute().astype(np.float64))[0].astype(X.dtype)
         Q = _orthonormal_dask(X @ Z)
     B, ok = dask.compute((Q.T @ X).astype(np.float64), finite)
-    _require_finite(ok)
+    v.require_finite(ok)
     _, _, vt = np.linalg.svd(B, full_matrices=False)
     return vt[:rank].T
 

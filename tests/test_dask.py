@@ -128,6 +128,32 @@ def test_factorize_on_the_cluster_is_within_two_percent(client, method, weighted
         assert fac.report.optimal_relative_error == pytest.approx(local.report.optimal_relative_error, rel=1e-4)
 
 
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(rank=3, row_weights=-np.ones(100)), "finite and >= 0"),
+        (dict(rank=3, row_weights=np.r_[np.nan, np.ones(99)]), "finite and >= 0"),
+        (dict(rank=3, row_weights=np.zeros(100)), "all zero"),
+        (dict(rank=3, row_weights=np.ones(99)), r"shape \(100,\)"),
+        (dict(rank=0), "rank"),
+        (dict(rank=9), "min\\(V, d\\)"),
+        (dict(rank=2, energy=0.5), "exactly one"),
+    ],
+)
+def test_dask_factorize_refuses_what_factorize_refuses_with_the_same_words(client, change, match):
+    W = np.random.default_rng(0).standard_normal((100, 8))
+    with pytest.raises(ValueError, match=match):
+        fe.factorize(W, **change)
+    with pytest.raises(ValueError, match=match):
+        fed.factorize(da.from_array(W, chunks=(30, 8)), **change)
+    for bad in (W[:0], W[0]):  # empty, 1-D
+        with pytest.raises(ValueError, match="W is empty|W must be 2-D") as local:
+            fe.factorize(bad, 1)
+        with pytest.raises(ValueError) as distributed_error:
+            fed.factorize(bad, 1)
+        assert str(distributed_error.value) == str(local.value)
+
+
 def test_factorize_argument_errors(client):
     dW = da.ones((100, 8), chunks=(30, 8))
     with pytest.raises(ValueError):
