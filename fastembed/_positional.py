@@ -251,11 +251,8 @@ def sinusoidal(
     ndarray, shape (n, d) or positions.shape + (d,)
     """
     d = v.as_integer(d, "d", low=1)
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    if not np.isfinite(base) or base <= 0:
-        raise ValueError(f"base must be a positive number, got {base!r}")
+    dtype = v.float_dtype(dtype)
+    base = v.as_real(base, "base", above=0)
     w, n_sin, n_cos, sin_col, cos_col, step, zero_last = _frequencies(int(d), layout, float(base), endpoint)
     source = _as_positions(positions)
     is_count = source.count is not None

@@ -125,6 +125,7 @@ def rope_cos_sin(
         ``np.concatenate([cos, cos], -1)``; for the gptj layout ``np.repeat(cos, 2, -1)``.
     """
     dim = check_rotary_dim(dim, "dim")
+    dtype = v.float_dtype(dtype)
     axes = _mrope_axes(dim // 2, scaling, mrope_section, mrope_interleaved)
     inv_freq, attention = rope_frequencies(dim, base=base, scaling=scaling, seq_len=seq_len)
     half = inv_freq.size
@@ -273,8 +274,7 @@ def apply_rope(
     x = np.asarray(v.as_numpy(x, "x"))  # a subclass (np.matrix) would change what * means
     if x.ndim < 2:
         raise ValueError(f"x must have shape (..., L, D), got {x.shape}")
-    if x.dtype not in (np.float32, np.float64):
-        raise ValueError(f"x must be float32 or float64, got {x.dtype}")
+    v.check_float_dtype(x, "x")
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; choose one of {STYLES}")
     L, D = x.shape[-2], x.shape[-1]

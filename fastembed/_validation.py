@@ -101,6 +101,17 @@ def as_float_matrix(x, name, dtype=None):
     return usable_strides(x)
 
 
+def float_dtype(dtype, name="dtype"):
+    """``np.dtype(dtype)``: TypeError unless it names a dtype, ValueError unless float32 or float64."""
+    try:
+        found = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be a numpy dtype, got {dtype!r}") from None
+    if found not in FLOAT_DTYPES:
+        raise ValueError(f"{name} must be float32 or float64, got {found}")
+    return found
+
+
 def check_float_dtype(x, name, dtype=None):
     if dtype is None:
         if x.dtype not in FLOAT_DTYPES:

@@ -283,6 +283,9 @@ def _sinusoidal_entry(layout, endpoint=False):
             "negative position": (_with("positions", lambda a: -a["positions"] - 1), IndexError),
             "float positions": (_with("positions", lambda a: a["positions"] + 0.5), TypeError),
             "unknown layout": (_replace(layout="zigzag"), ValueError),
+            "dtype int32": (_replace(dtype=np.int32), ValueError),
+            "base='1e4'": (_replace(base="1e4"), TypeError),
+            "base=0": (_replace(base=0.0), ValueError),
         },
         out_shape=lambda a: (a["positions"].size, a["d"]),
     )
@@ -396,6 +399,8 @@ ROPE_COS_SIN = Public(
         "dim=8.0": (_replace(dim=8.0), TypeError),
         "negative position": (_with("positions", lambda a: -a["positions"]), IndexError),
         "unknown rope type": (_replace(scaling={"rope_type": "warp"}), ValueError),
+        "dtype int32": (_replace(dtype=np.int32), ValueError),
+        "dtype 'cosine'": (_replace(dtype="cosine"), TypeError),
     },
 )
 
