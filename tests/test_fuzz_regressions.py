@@ -32,7 +32,7 @@ def test_counts_past_the_position_limit_are_index_errors():
 
 
 def test_large_count_is_filled_block_by_block():
-    from fastembed import positional
+    from fastembed import _positional as positional
 
     old = positional.FILL_CHUNK_ROWS
     positional.FILL_CHUNK_ROWS = 100  # force several blocks
