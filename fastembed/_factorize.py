@@ -314,17 +314,29 @@ def _factorize(W, w, rank, energy, method, center, scale_into, seed, n_threads):
     code = _codes(W, mu, vr, resolve(n_threads))
     c_norm2, s2 = _code_norms(code, w, n_threads)
     table, proj = _split_scale(code, vr, np.sqrt(s2), scale_into)
-    tail = None if all_s2 is None else max(float(all_s2.sum() - s2.sum()), 0.0)
+    tail = tail_energy(all_s2, s2)
     if mu is None:
         stats = orthonormal_row_stats(W, code, table, proj, n_threads=n_threads, w_norm2=w_norm2, c_norm2=c_norm2)
         report = report_from_stats(stats, w, tail)
     else:
         report = error_report(W, table, proj, mu, w, tail_energy=tail, n_threads=n_threads)
+    return assemble(table, proj, s2, all_s2, mu, report, method, scale_into)
+
+
+def tail_energy(all_s2, s2):
+    """The energy a rank-r fit drops (the spectrum's sum past the kept s^2), None without the spectrum."""
+    return None if all_s2 is None else max(float(all_s2.sum() - s2.sum()), 0.0)
+
+
+def assemble(table, proj, s2, all_s2, bias, report, method, scale_into):
+    """The Factorization of factors whose kept squared singular values are ``s2`` (``all_s2``: the
+    whole spectrum when the method computed it), as ``fastembed.factorize`` and
+    ``fastembed.dask.factorize`` both return it."""
     return Factorization(
         table=table,
         proj=proj,
         singular_values=np.sqrt(s2),
-        bias=mu,
+        bias=bias,
         relative_error=report.relative_error,
         report=report,
         method=method,

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _validation as v
 from . import backends
-from ._factorize import ErrorReport, Factorization, rank_for_energy, report_from_stats, row_stats
+from ._factorize import ErrorReport, Factorization, assemble, rank_for_energy, report_from_stats, row_stats, tail_energy
 from ._lookup import factorized_lookup as _local_factorized_lookup
 from ._lookup import lookup as _local_lookup
 
@@ -269,19 +269,8 @@ def factorize(
         row_stats, W, table, proj, chunks=(W.chunks[0], (4,)), dtype=np.float64, meta=np.empty((0, 0))
     )
     stats, s2 = dask.compute(stats, _weighted_column_norms(table, weights))
-    tail = None if all_s2 is None else max(float(all_s2.sum() - s2.sum()), 0.0)
-    report = report_from_stats(stats, None if weights is None else weights.compute(), tail)
-    return Factorization(
-        table=table,
-        proj=proj,
-        singular_values=np.sqrt(s2),
-        bias=None,
-        relative_error=report.relative_error,
-        report=report,
-        method=method,
-        scale_into="table",
-        all_singular_values=None if all_s2 is None else np.sqrt(all_s2),
-    )
+    report = report_from_stats(stats, None if weights is None else weights.compute(), tail_energy(all_s2, s2))
+    return assemble(table, proj, s2, all_s2, None, report, method, "table")
 
 
 def _orthonormal_dask(Y):
