@@ -69,7 +69,9 @@ def _fast(ids, table, proj, scale, pos_table, out, backend, n_threads):
     if type(ids) is not np.ndarray or type(table) is not np.ndarray or table.ndim != 2:
         return None
     k = backends.kernels(backends.resolve(backend))
-    if k is None or k.name != "cython" or not k.fused_simd:
+    if k is None or k.name != "cython" or type(proj) is not np.ndarray or proj.ndim != 2:
+        return None
+    if not k.fused_pays(2.0 * ids.size * table.shape[1] * proj.shape[1]):
         return None
     if _pipeline.choose_plan(ids.size, table.shape[0], True, table.shape[1]) != "fused":
         return None  # many repeated ids: the dedupe plan is the faster one

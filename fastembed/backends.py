@@ -16,6 +16,11 @@ import warnings
 from . import _threads
 
 BACKENDS = ("cython", "numba", "numpy")
+# AVX2 tiles against gather + BLAS + finish, float32 r=128 d=768, 2 threads, measured with simd=256
+# forced on a Zen 4 (whose AVX-512 runs on 256-bit units, as AVX2 does): 0.50x BLAS's time at 25
+# MFLOP (1 x 128), 0.70x at 101, 0.86x at 201, 1.17x at 403 (4 x 512) and 1.05-1.5x beyond (d=4096
+# r=256: 1.5x; float64: 1.19x). The fused plan pays below the crossover, with a margin.
+FUSED_AVX2_MAX_FLOPS = 256e6
 
 
 class KernelSet:
@@ -74,11 +79,17 @@ class KernelSet:
 
     @property
     def fused_simd(self):
-        """True when the automatic plan choice takes the fused kernel: with AVX-512 tiles it beat
-        gather + BLAS + finish on every measured shape and dtype (1.3-2.5x). AVX2 tiles beat it at
-        d=768 float32 but lost at d=4096 and in float64 (measured on AVX-512 hardware; no AVX2-only
-        CPU was available), so there the BLAS plans stay the default and ``plan="fused"`` opts in."""
+        """True when the automatic plan choice takes the fused kernel at every size: with AVX-512
+        tiles it beat gather + BLAS + finish on every measured shape and dtype (1.3-2.5x on
+        full-width AVX-512 cores; on a Zen 4, whose AVX-512 runs on 256-bit units, 0.92-1.01x
+        BLAS's time at large calls and 0.44x at 1 x 128). For AVX2 tiles see ``fused_pays``."""
         return self.simd_width >= 512
+
+    def fused_pays(self, flops):
+        """True when the automatic plan choice takes the fused kernel for a projection of ``flops``:
+        always with AVX-512 tiles; with AVX2 tiles up to FUSED_AVX2_MAX_FLOPS, past which the BLAS
+        plans were faster."""
+        return self.fused_simd or (self.simd_width >= 256 and flops <= FUSED_AVX2_MAX_FLOPS)
 
     def for_work(self, n_threads, n_elements):
         """Threads worth waking for a memory-bound pass over ``n_elements`` on this set's pool (at

@@ -4,7 +4,7 @@ shapes, memory layouts and options."""
 import numpy as np
 import pytest
 
-from util import BACKENDS, COMPILED, DTYPES, FUSED_VARIANTS, LOOKUPS, assert_matches_reference, layouts
+from util import BACKENDS, COMPILED, DTYPES, FUSED_VARIANTS, LOOKUPS, SIMD_WIDTHS, assert_matches_reference, layouts
 
 # (ids shape, V, r, d)
 SHAPES = [
@@ -227,3 +227,33 @@ def test_the_default_backend_does_not_import_the_others(tmp_path):
         "assert 'numba' not in sys.modules, 'numba was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=120)
+
+
+@pytest.mark.skipif(256 not in SIMD_WIDTHS, reason="needs the AVX2 tiles")
+def test_avx2_tiles_take_the_fused_plan_for_small_calls_only(monkeypatch):
+    """On a CPU whose widest tiles are AVX2, the automatic plan fuses calls up to
+    FUSED_AVX2_MAX_FLOPS (the latency path included) and leaves larger ones to BLAS."""
+    import fastembed as fe
+    from fastembed import _pipeline, reference
+
+    k = fe.backends.kernels("cython")
+    monkeypatch.setattr(k, "simd_width", 256)  # as an AVX2-only CPU reports it
+    fused_calls = []
+    real_fused = _pipeline._fused
+    monkeypatch.setattr(_pipeline, "_fused", lambda *a: fused_calls.append(a[1].size) or real_fused(*a))
+    rng = np.random.default_rng(5)
+    table = rng.standard_normal((30000, 128)).astype(np.float32)
+    proj = rng.standard_normal((128, 768)).astype(np.float32)
+    bias = rng.standard_normal(768).astype(np.float32)
+    for shape, fused in (((1, 128), True), ((2, 512), True), ((4, 512), False)):
+        ids = rng.permutation(30000)[: np.prod(shape)].reshape(shape)  # distinct: no dedupe
+        fused_calls.clear()
+        for extra in ({}, {"bias": bias}):  # without bias the latency path, with it the general one
+            got = fe.factorized_lookup(ids, table, proj, backend="cython", **extra)
+            ref = reference.factorized_lookup(ids, table, proj, **extra)
+            magnitude = reference.factorized_lookup(
+                ids, np.abs(table), np.abs(proj), **{k: np.abs(w) for k, w in extra.items()}
+            )
+            assert_matches_reference(got, ref, magnitude, np.float32)
+        assert bool(fused_calls) == fused, (shape, fused_calls)
+    assert k.fused_pays(fe.backends.FUSED_AVX2_MAX_FLOPS) and not k.fused_pays(2 * fe.backends.FUSED_AVX2_MAX_FLOPS)
