@@ -131,7 +131,7 @@ def rope_cos_sin(
     half = inv_freq.size
     if axes is not None:
         grid = _mrope_grid(positions, MAX_POSITION)
-        cos, sin = _mrope_tables(grid.reshape(3, -1), inv_freq, attention, axes, np.dtype(dtype), backend, n_threads)
+        cos, sin = _mrope_tables(grid.reshape(3, -1), inv_freq, attention, axes, dtype, backend, n_threads)
         return cos.reshape(grid.shape[1:] + (half,)), sin.reshape(grid.shape[1:] + (half,))
     source = _as_positions(positions)
     cos = np.empty((source.size, half), dtype=dtype)  # a MemoryError comes first

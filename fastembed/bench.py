@@ -34,7 +34,7 @@ from ._bench_cases import (
     rope_methods,
     sinusoidal_methods,
 )
-from ._bench_goals import Goal, evaluate, read_write_seconds
+from ._bench_goals import Goal, compute_seconds, evaluate, read_write_seconds, write_seconds
 from ._threads import available_cores
 from ._timing import wall_times
 
@@ -393,11 +393,8 @@ def static_goals(report):
 def _bounds(machine, case):
     """Seconds the case takes at the sgemm rate, at the FMA peak (None if unmeasured) and at the write rate."""
     peak = machine.get("fma_gflops")
-    return (
-        case["flops_all"] / (machine["sgemm_gflops"] * 1e9),
-        case["flops_all"] / (peak * 1e9) if peak else None,
-        case["bytes_out"] / (machine["write_gbs"] * 1e9),
-    )
+    fma = case["flops_all"] / (peak * 1e9) if peak else None
+    return compute_seconds(machine, case), fma, write_seconds(machine, case)
 
 
 def format_report(report):
@@ -452,7 +449,7 @@ def format_report(report):
         base = max(s.values())
         bound = ""
         if "bytes_out" in case:
-            bound = f"; write bound {case['bytes_out'] / (m['write_gbs'] * 1e9) * 1e3:.2f} ms"
+            bound = f"; write bound {write_seconds(m, case) * 1e3:.2f} ms"
         elif "bytes_read_write" in case:
             bound = f"; read+write bound {read_write_seconds(m, case) * 1e3:.2f} ms"
         lines.append(case["case"] + bound)
