@@ -73,7 +73,7 @@ def _fast(ids, table, proj, scale, pos_table, out, backend, n_threads):
         return None
     if not k.fused_pays(2.0 * ids.size * table.shape[1] * proj.shape[1]):
         return None
-    if _pipeline.choose_plan(ids.size, table.shape[0], True, table.shape[1]) != "fused":
+    if _pipeline.choose_plan(ids.size, table.shape[0], True, 2.0 * table.shape[1] * proj.shape[1]) != "fused":
         return None  # many repeated ids: the dedupe plan is the faster one
     threads = resolve(n_threads)
     result = k.project.project_call(

@@ -4,16 +4,18 @@ Factorized lookup, ``out = table[ids] @ proj * scale + bias + pos``, by one of
 three plans (chosen in ``choose_plan``):
 
 - "dedupe": project only the distinct ids. An O(N) remap (no sort) finds the
-  U distinct rows, ``Y = table[uniq] @ proj`` is one (U x r) @ (r x d) BLAS
-  product, then one parallel pass writes ``out[n] = Y[remap[n]] * scale +
-  bias + pos[...]``. Real text repeats tokens, so U is often a fraction of N.
+  U distinct rows. With the fused kernel's SIMD tiles, each distinct row's tile
+  is written straight to all its occurrences (``project_distinct``: no U x d
+  buffer, no second pass); otherwise ``Y = table[uniq] @ proj`` is one
+  (U x r) @ (r x d) BLAS product, then one parallel pass writes
+  ``out[n] = Y[remap[n]] * scale + bias + pos[...]``. Real text repeats tokens,
+  so U is often a fraction of N.
 - "direct": gather ``G = table[ids]`` (N x r), write ``G @ proj`` straight
   into ``out`` with BLAS, then finish the rows in place. No (U x d) buffer.
 - "fused": one kernel (kernels/_project.pyx) gathers, projects and finishes
   each tile of rows in registers. Chosen where the backend runs it with SIMD
   micro-tiles (AVX-512); its portable loop is there for every backend and CPU
-  but slower than BLAS, so the plan is then only taken when forced. With SIMD,
-  "dedupe" projects its distinct rows with the same kernel.
+  but slower than BLAS, so the plan is then only taken when forced.
 
 Arguments arrive validated (fastembed/_validation.py); this module only plans
 and calls kernels.
@@ -27,9 +29,11 @@ from ._threads import blas_limit
 
 DEDUPE_MIN_TOKENS = 512
 DEDUPE_MAX_UNIQUE_FRACTION = 0.8  # with BLAS projections
-# With fused projections, dedupe's second pass (gather + finish) costs about what projecting every token
-# with r = 36 costs (measured for r = 64..256, d = 256..4096): dedupe pays while U/N < 1 - 36/r.
-FUSED_GATHER_PASS_RANK = 36
+# With fused projections, dedupe's own work per token (the remap, the occurrence lists, writes scattered
+# over the output) costs about what 3000 flops of projection cost (measured on a Zen 4, 2 threads, N =
+# 16384, r x d = 8 x 32 .. 128 x 768): it pays while U/N < 1 - 3000 / (2 r d), up to FUSED_DEDUPE_MAX.
+FUSED_DEDUPE_TOKEN_FLOPS = 3000
+FUSED_DEDUPE_MAX_UNIQUE_FRACTION = 0.9
 MARKER_ROWS_PER_TOKEN = 64
 DIRECT_CHUNK_BYTES = 64 << 20  # bounds the gather buffer; smaller blocks made BLAS (K=r) slower than the cache gain
 # Python runs signal handlers (Ctrl-C) only between kernel calls, so long calls are cut into blocks
@@ -51,21 +55,21 @@ def blockwise(n_rows, rows_per_block, run, *row_arrays):
         run(*(None if a is None else a[rows] for a in row_arrays))
 
 
-def choose_plan(n_tokens, n_rows, fused=False, rank=None):
+def choose_plan(n_tokens, n_rows, fused=False, token_flops=None):
     """'dedupe' when a remap over a table-sized marker is cheap next to the tokens (and, with the
-    fused kernel, a rank large enough that skipping repeated rows can pay), else 'fused' where the
-    fused kernel is fast, else 'direct'."""
-    worth_it = not fused or rank is None or dedupe_limit(rank, fused) > 0.1
+    fused kernel, each token's projection, ``token_flops`` = 2 r d, large enough that skipping
+    repeated rows can pay), else 'fused' where the fused kernel is fast, else 'direct'."""
+    worth_it = not fused or token_flops is None or dedupe_limit(token_flops, fused) > 0.1
     if worth_it and n_tokens >= DEDUPE_MIN_TOKENS and n_rows <= MARKER_ROWS_PER_TOKEN * n_tokens:
         return "dedupe"
     return "fused" if fused else "direct"
 
 
-def dedupe_limit(rank, fused):
+def dedupe_limit(token_flops, fused):
     """The largest fraction of distinct ids at which projecting only those pays."""
     if not fused:
         return DEDUPE_MAX_UNIQUE_FRACTION
-    return min(DEDUPE_MAX_UNIQUE_FRACTION, 1 - FUSED_GATHER_PASS_RANK / max(rank, 1))
+    return min(FUSED_DEDUPE_MAX_UNIQUE_FRACTION, 1 - FUSED_DEDUPE_TOKEN_FLOPS / max(token_flops, 1))
 
 
 def distinct(k, ids, n_rows):
@@ -111,16 +115,19 @@ def factorized(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_thr
     """out (N x d, C-contiguous) = table[ids] @ proj * scale + bias + pos[pos_rows]."""
     unit_pos = pos_table is None or pos_table.shape[1] <= 1 or pos_table.strides[1] == pos_table.itemsize
     fused_fast = unit_pos and k.fused_pays(2.0 * ids.shape[0] * table.shape[1] * proj.shape[1])
-    plan = plan or choose_plan(ids.shape[0], table.shape[0], fused_fast, table.shape[1])
+    token_flops = 2.0 * table.shape[1] * proj.shape[1]
+    plan = plan or choose_plan(ids.shape[0], table.shape[0], fused_fast, token_flops)
     if plan == "dedupe":
         uniq, remap = distinct(k, ids, table.shape[0])
-        if uniq.shape[0] <= dedupe_limit(table.shape[1], fused_fast) * ids.shape[0]:
-            projected = _workspace.scratch("projected", (uniq.shape[0], proj.shape[1]), proj.dtype)
+        if uniq.shape[0] <= dedupe_limit(token_flops, fused_fast) * ids.shape[0]:
             if fused_fast:
-                _fused(k, uniq, table, proj, 1.0, None, None, None, projected, n_threads)
-            else:
-                rows = _workspace.scratch("rows", (uniq.shape[0], table.shape[1]), proj.dtype)
-                project(gather(k, table, uniq, n_threads, out=rows), proj, projected, n_threads)
+                if not unit_pos:
+                    pos_table = np.ascontiguousarray(pos_table)
+                _fused_distinct(k, uniq, remap, table, proj, scale, bias, pos_table, pos_rows, out, n_threads)
+                return out
+            projected = _workspace.scratch("projected", (uniq.shape[0], proj.shape[1]), proj.dtype)
+            rows = _workspace.scratch("rows", (uniq.shape[0], table.shape[1]), proj.dtype)
+            project(gather(k, table, uniq, n_threads, out=rows), proj, projected, n_threads)
             return gather(k, projected, remap, n_threads, scale, bias, pos_table, pos_rows, out)
         plan = "fused" if fused_fast else "direct"
     if plan == "fused":
@@ -147,6 +154,25 @@ def _fused(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_threads
         gather(k, table, ids[rows], n_threads, out=g[:m])
         p_rows = None if pos_rows is None else pos_rows[rows]
         _fused_block(k, g[:m], None, proj, scale, bias, pos_table, p_rows, out[rows], n_threads)
+
+
+def _fused_distinct(k, uniq, remap, table, proj, scale, bias, pos_table, pos_rows, out, n_threads):
+    """out[n] = table[uniq[remap[n]]] @ proj * scale + bias + pos[pos_rows[n]] with the fused kernel,
+    each distinct row projected once; a compact table's distinct rows are dequantized first. Blocks
+    of distinct rows (their remap shifted) keep each call short enough for Ctrl-C to be seen."""
+    proj = np.ascontiguousarray(proj)
+    if isinstance(table, CompactTable):
+        rows = _workspace.scratch("rows", (uniq.shape[0], table.shape[1]), proj.dtype)
+        table, uniq = gather(k, table, uniq, n_threads, out=rows), None
+    n_distinct = table.shape[0] if uniq is None else uniq.shape[0]
+    flops_per_row = 2.0 * out.shape[1] * max(1, table.shape[1])
+    threads = fused_threads(k, n_threads, flops_per_row * n_distinct)
+    step = max(1, int(SIGNAL_CHECK_FLOPS // flops_per_row))
+    for start in range(0, n_distinct, step):
+        block = slice(start, start + step)
+        src, rows = (table[block], None) if uniq is None else (table, uniq[block])
+        shifted = remap if start == 0 else remap - start
+        k.project_distinct(src, rows, shifted, proj, scale, bias, pos_table, pos_rows, out, k.simd_width, threads)
 
 
 def fused_threads(k, n_threads, flops):

@@ -22,6 +22,19 @@ def project_rows(
     simd: int,
     n_threads: int,
 ) -> int: ...
+def project_distinct(
+    table: _Real,
+    uniq: _Index | None,
+    remap: _Index,
+    proj: _Real,
+    scale: float,
+    bias: _Real | None,
+    pos: _Real | None,
+    pos_rows: NDArray[np.int64] | None,
+    out: _Real,
+    simd: int,
+    n_threads: int,
+) -> int: ...
 def project_call(
     ids: _Index,
     table: _Real,

@@ -55,6 +55,62 @@ def project_rows(table, rows, proj, scale, bias, pos, pos_rows, out, simd, n_thr
     return 0
 
 
+@jit(parallel=True)
+def project_distinct(table, uniq, remap, proj, scale, bias, pos, pos_rows, out, simd, n_threads):
+    """out[n, :] = (table[uniq[remap[n]], :] @ proj) * scale + bias + pos[pos_rows[n], :], each
+    distinct row projected once; mirrors _project.project_distinct.
+
+    ``uniq`` None means uniq[u] == u. Rows n with remap[n] outside [0, U) are left untouched.
+    Returns the number of out-of-range indices (uniq or pos_rows); when it is not 0 nothing was
+    written. Each distinct row is summed as project_rows sums a row, then copied to its rows.
+    """
+    sc = out.dtype.type(scale)
+    n, d = out.shape
+    r = table.shape[1]
+    n_distinct = table.shape[0] if uniq is None else uniq.shape[0]
+    if n == 0 or d == 0 or n_distinct == 0:
+        return 0
+    bad = 0
+    if uniq is not None:
+        for u in range(n_distinct):
+            if uniq[u] < 0 or uniq[u] >= table.shape[0]:
+                bad += 1
+    if pos is not None:
+        for i in range(n):
+            if pos_rows[i] < 0 or pos_rows[i] >= pos.shape[0]:
+                bad += 1
+    if bad:
+        return bad
+    projected = np.zeros((n_distinct, d), out.dtype)
+    for u in nb.prange(n_distinct):
+        e = table[u] if uniq is None else table[uniq[u]]
+        o = projected[u]
+        for k in range(r):
+            x = e[k]
+            p = proj[k]
+            for j in range(d):
+                o[j] = o[j] + x * p[j]
+        for j in range(d):
+            o[j] = o[j] * sc
+        if bias is not None:
+            for j in range(d):
+                o[j] = o[j] + bias[j]
+    for i in nb.prange(n):
+        u = remap[i]
+        if u < 0 or u >= n_distinct:
+            continue
+        o = out[i]
+        y = projected[u]
+        if pos is not None:
+            q = pos[pos_rows[i]]
+            for j in range(d):
+                o[j] = y[j] + q[j]
+        else:
+            for j in range(d):
+                o[j] = y[j]
+    return 0
+
+
 def warm_up():
     """Compile the common signatures now (float32/float64, int32/int64 rows, with and without terms)."""
     for dtype in (np.float32, np.float64):
@@ -68,4 +124,6 @@ def warm_up():
             rows = np.zeros(2, itype)
             project_rows(table, rows, proj, 1.0, None, None, None, out, 0, 1)
             project_rows(table, rows, proj, 1.0, bias, pos, pos_rows, out, 0, 1)
+            project_distinct(table, rows, rows, proj, 1.0, None, None, None, out, 0, 1)
+            project_distinct(table, rows, rows, proj, 1.0, bias, pos, pos_rows, out, 0, 1)
         project_rows(table, None, proj, 1.0, None, None, None, out, 0, 1)

@@ -353,16 +353,20 @@ def test_a_nested_call_on_the_same_thread_keeps_the_outer_scratch(backend, monke
     ids = rng.integers(0, 40, (8, 200))  # repeats: the dedupe plan keeps uniq/remap in scratch
     E2, P2 = rng.standard_normal((900, 128)), rng.standard_normal((128, 24))
     ids2 = rng.integers(500, 530, (2, 300))  # fits the outer call's buffers: it would reuse them
-    gather = _pipeline.gather
     nested = []
 
-    def gather_after_a_nested_call(*args, **kwargs):
-        if not nested:
-            nested.append(None)
-            nested[0] = fe.factorized_lookup(ids2, E2, P2, plan="dedupe", backend=backend)
-        return gather(*args, **kwargs)
+    def after_a_nested_call(step):
+        def call(*args, **kwargs):
+            result = step(*args, **kwargs)  # the outer call's scratch is in use from here on
+            if not nested:
+                nested.append(None)
+                nested[0] = fe.factorized_lookup(ids2, E2, P2, plan="dedupe", backend=backend)
+            return result
 
-    monkeypatch.setattr(_pipeline, "gather", gather_after_a_nested_call)
+        return call
+
+    monkeypatch.setattr(_pipeline, "gather", after_a_nested_call(_pipeline.gather))
+    monkeypatch.setattr(_pipeline, "distinct", after_a_nested_call(_pipeline.distinct))
     for plan in ("dedupe", "direct"):
         nested.clear()
         got = fe.factorized_lookup(ids, E, P, plan=plan, backend=backend)

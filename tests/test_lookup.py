@@ -198,17 +198,23 @@ def test_factorized_plans_on_awkward_shapes(backend, simd, plan, shape, monkeypa
 def test_plan_choice_follows_the_cost_model():
     """Dedupe where the remap is cheap and skipping repeated rows can pay; fused where its SIMD
     tiles run; the BLAS direct plan otherwise."""
-    from fastembed._pipeline import DEDUPE_MAX_UNIQUE_FRACTION, choose_plan, dedupe_limit
+    from fastembed._pipeline import (
+        DEDUPE_MAX_UNIQUE_FRACTION,
+        FUSED_DEDUPE_MAX_UNIQUE_FRACTION,
+        choose_plan,
+        dedupe_limit,
+    )
 
+    albert, tiny = 2.0 * 128 * 768, 2.0 * 8 * 32
     assert choose_plan(16384, 30000) == "dedupe"
     assert choose_plan(128, 30000) == "direct"
-    assert choose_plan(128, 30000, fused=True, rank=128) == "fused"
-    assert choose_plan(16384, 30000, fused=True, rank=128) == "dedupe"
-    assert choose_plan(16384, 30000, fused=True, rank=16) == "fused"  # projecting is cheaper than a second pass
-    assert choose_plan(600, 10**6, fused=True, rank=128) == "fused"  # a table-sized marker per call costs too much
-    assert dedupe_limit(128, fused=False) == DEDUPE_MAX_UNIQUE_FRACTION
-    assert 0.6 < dedupe_limit(128, fused=True) < 0.8 < dedupe_limit(512, fused=True) + 0.05
-    assert dedupe_limit(128, fused=True) > dedupe_limit(64, fused=True) > dedupe_limit(16, fused=True)
+    assert choose_plan(128, 30000, fused=True, token_flops=albert) == "fused"
+    assert choose_plan(16384, 30000, fused=True, token_flops=albert) == "dedupe"
+    assert choose_plan(16384, 30000, fused=True, token_flops=tiny) == "fused"  # projecting costs less than the remap
+    assert choose_plan(600, 10**6, fused=True, token_flops=albert) == "fused"  # a table-sized marker costs too much
+    assert dedupe_limit(albert, fused=False) == DEDUPE_MAX_UNIQUE_FRACTION
+    assert dedupe_limit(albert, fused=True) == FUSED_DEDUPE_MAX_UNIQUE_FRACTION
+    assert dedupe_limit(albert, fused=True) > dedupe_limit(2.0 * 32 * 128, fused=True) > dedupe_limit(tiny, fused=True)
 
 
 @pytest.mark.skipif("cython" not in BACKENDS, reason="the Cython kernels are the default here")

@@ -9,8 +9,8 @@ import pytest
 from fastembed import backends
 from util import COMPILED, DTYPES, FUSED_VARIANTS, RTOL, layouts
 
-# (n rows, V, r, d): tile edges are 8 (AVX2: 4) rows and 48 / 24 / 12 columns (AVX-512 float32 /
-# float32 AVX2 and float64 AVX-512 / float64 AVX2)
+# (n rows, V, r, d): tiles are 4 rows by strips of 96 / 48 columns (AVX-512 float32 / float64) or
+# 24 / 12 (AVX2), a strip's last vector masked; from 4096 rows (AVX2: 256) proj is packed first
 SHAPES = [
     (1, 1, 1, 1),
     (3, 5, 2, 7),
@@ -19,7 +19,11 @@ SHAPES = [
     (8, 10, 1, 48),
     (5, 20, 3, 12),
     (6, 30, 4, 25),
+    (4, 12, 5, 97),
+    (7, 12, 6, 95),
     (130, 300, 128, 768),
+    (300, 50, 9, 131),
+    (4099, 300, 5, 131),
 ]
 VARIANTS = FUSED_VARIANTS  # (backend, widest micro-tile allowed)
 
@@ -73,6 +77,54 @@ def test_project_rows_matches_reference(backend, simd, dtype, itype, shape, term
         out = np.full((shape[0], shape[3]), np.nan, dtype)
         assert k.project_rows(table, rows, proj, 1.7, bias, pos, pos_rows, out, simd, 2) == 0
         _check(out, *_reference(table, rows, proj, 1.7, bias, pos, pos_rows), dtype)
+
+
+@pytest.mark.parametrize(("backend", "simd"), VARIANTS, ids=lambda x: str(x))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("itype", [np.int32, np.int64])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("terms", ["none", "both"])
+def test_project_distinct_matches_reference_and_project_rows(backend, simd, dtype, itype, shape, terms):
+    """Each distinct row projected once and written to all its rows: the reference's values, and
+    (same kernel set, same tiles) bitwise project_rows' values."""
+    k = _kernels(backend)
+    rng = np.random.default_rng(sum(shape) + 1)
+    for layout in ("C", "F"):
+        table, rows, proj, bias, pos, pos_rows = _case(rng, shape, dtype, itype, layout, terms)
+        rows = rows % max(1, shape[1] // 3)  # repeats
+        uniq, remap = np.unique(rows, return_inverse=True)
+        uniq, remap = uniq.astype(itype), remap.astype(itype)
+        out = np.full((shape[0], shape[3]), np.nan, dtype)
+        uniq, remap = uniq[::-1].copy(), len(uniq) - 1 - remap  # not in first-seen order
+        assert k.project_distinct(table, uniq, remap, proj, 1.7, bias, pos, pos_rows, out, simd, 2) == 0
+        _check(out, *_reference(table, rows, proj, 1.7, bias, pos, pos_rows), dtype)
+        every = np.empty_like(out)
+        k.project_rows(table, rows, proj, 1.7, bias, pos, pos_rows, every, simd, 2)
+        np.testing.assert_array_equal(out, every)
+
+
+@pytest.mark.parametrize(("backend", "simd"), VARIANTS, ids=lambda x: str(x))
+def test_project_distinct_in_blocks_of_distinct_rows(backend, simd):
+    """A block of distinct rows (remap shifted) writes only its rows; uniq None is the identity;
+    an index outside its table is counted and nothing is written."""
+    k = _kernels(backend)
+    rng = np.random.default_rng(8)
+    table, proj = rng.standard_normal((40, 6)).astype(np.float32), rng.standard_normal((6, 30)).astype(np.float32)
+    ids = rng.integers(0, 40, 500)
+    uniq, remap = np.unique(ids, return_inverse=True)
+    pos, pos_rows = rng.standard_normal((9, 30)).astype(np.float32), rng.integers(0, 9, 500)
+    expected, magnitude = _reference(table, ids, proj, 0.5, None, pos, pos_rows)
+    out = np.full((500, 30), np.nan, np.float32)
+    half = len(uniq) // 2
+    assert k.project_distinct(table, uniq[:half], remap, proj, 0.5, None, pos, pos_rows, out, simd, 2) == 0
+    assert np.isnan(out[remap >= half]).all() and not np.isnan(out[remap < half]).any()
+    assert k.project_distinct(table[uniq[half:]], None, remap - half, proj, 0.5, None, pos, pos_rows, out, simd, 2) == 0
+    _check(out, expected, magnitude, np.float32)
+    bad = uniq.copy()
+    bad[[0, -1]] = [-1, 40]
+    out[:] = -7
+    assert k.project.project_distinct(table, bad, remap, proj, 0.5, None, pos, pos_rows, out, simd, 2) == 2
+    assert (out == -7).all()
 
 
 @pytest.mark.parametrize(("backend", "simd"), VARIANTS, ids=lambda x: str(x))
@@ -265,8 +317,8 @@ def test_factorized_lookup_takes_the_latency_path_only_for_the_simple_case(monke
     fe.factorized_lookup(np.array([[1, 2]]), table, proj, pos_table=np.zeros((4, 8), np.float32))
     fe.factorized_lookup(np.array([[1, 2]], np.int32), table, proj.T.copy().T)  # Fortran proj: declined inside
     assert len(calls) == 2
-    text_like = np.tile(np.arange(8), (4, 128))  # 4096 ids, 8 distinct, r = 128: the cost model picks dedupe
-    fe.factorized_lookup(text_like, np.ones((10, 128), np.float32), np.ones((128, 8), np.float32))
+    text_like = np.tile(np.arange(8), (4, 128))  # 4096 ids, 8 distinct, r x d = 128 x 64: the cost model picks dedupe
+    fe.factorized_lookup(text_like, np.ones((10, 128), np.float32), np.ones((128, 64), np.float32))
     for kwargs in ({"bias": np.ones(8, np.float32)}, {"plan": "direct"}, {"backend": "numba"}, {"offset": 1}):
         if kwargs.get("backend") == "numba" and "numba" not in COMPILED:
             continue
