@@ -4,12 +4,13 @@ Factorized lookup, ``out = table[ids] @ proj * scale + bias + pos``, by one of
 three plans (chosen in ``choose_plan``):
 
 - "dedupe": project only the distinct ids. An O(N) remap (no sort) finds the
-  U distinct rows. With the fused kernel's SIMD tiles, each distinct row's tile
-  is written straight to all its occurrences (``project_distinct``: no U x d
-  buffer, no second pass); otherwise ``Y = table[uniq] @ proj`` is one
-  (U x r) @ (r x d) BLAS product, then one parallel pass writes
-  ``out[n] = Y[remap[n]] * scale + bias + pos[...]``. Real text repeats tokens,
-  so U is often a fraction of N.
+  U distinct rows. With the fused kernel's SIMD tiles and few repeats, each
+  distinct row's tile is written straight to all its occurrences
+  (``project_distinct``: no U x d buffer, no second pass). Otherwise
+  ``Y = table[uniq] @ proj`` (the fused kernel, or one (U x r) @ (r x d) BLAS
+  product), then one parallel pass writes ``out[n] = Y[remap[n]] * scale +
+  bias + pos[...]`` in output order. Real text repeats tokens, so U is often a
+  fraction of N.
 - "direct": gather ``G = table[ids]`` (N x r), write ``G @ proj`` straight
   into ``out`` with BLAS, then finish the rows in place. No (U x d) buffer.
 - "fused": one kernel (kernels/_project.pyx) gathers, projects and finishes
@@ -34,6 +35,11 @@ DEDUPE_MAX_UNIQUE_FRACTION = 0.8  # with BLAS projections
 # 16384, r x d = 8 x 32 .. 128 x 768): it pays while U/N < 1 - 3000 / (2 r d), up to FUSED_DEDUPE_MAX.
 FUSED_DEDUPE_TOKEN_FLOPS = 3000
 FUSED_DEDUPE_MAX_UNIQUE_FRACTION = 0.9
+# project_distinct writes each distinct row's occurrences wherever they lie; with many repeats those
+# scattered writes cost more than projecting the distinct rows into a buffer and gathering from it
+# in output order (measured on the Zen 4 at N = 16384, r x d = 128 x 768: the buffer won below
+# U/N = 0.2-0.3, 2.4 vs 4.2 ms at U/N = 0.02; project_distinct won above, 12.7 vs 14.4 ms at 0.68).
+FUSED_SCATTER_MIN_UNIQUE_FRACTION = 0.25
 MARKER_ROWS_PER_TOKEN = 64
 DIRECT_CHUNK_BYTES = 64 << 20  # bounds the gather buffer; smaller blocks made BLAS (K=r) slower than the cache gain
 # Python runs signal handlers (Ctrl-C) only between kernel calls, so long calls are cut into blocks
@@ -120,14 +126,17 @@ def factorized(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_thr
     if plan == "dedupe":
         uniq, remap = distinct(k, ids, table.shape[0])
         if uniq.shape[0] <= dedupe_limit(token_flops, fused_fast) * ids.shape[0]:
-            if fused_fast:
+            if fused_fast and uniq.shape[0] >= FUSED_SCATTER_MIN_UNIQUE_FRACTION * ids.shape[0]:
                 if not unit_pos:
                     pos_table = np.ascontiguousarray(pos_table)
                 _fused_distinct(k, uniq, remap, table, proj, scale, bias, pos_table, pos_rows, out, n_threads)
                 return out
             projected = _workspace.scratch("projected", (uniq.shape[0], proj.shape[1]), proj.dtype)
-            rows = _workspace.scratch("rows", (uniq.shape[0], table.shape[1]), proj.dtype)
-            project(gather(k, table, uniq, n_threads, out=rows), proj, projected, n_threads)
+            if fused_fast:
+                _fused(k, uniq, table, proj, 1.0, None, None, None, projected, n_threads)
+            else:
+                rows = _workspace.scratch("rows", (uniq.shape[0], table.shape[1]), proj.dtype)
+                project(gather(k, table, uniq, n_threads, out=rows), proj, projected, n_threads)
             return gather(k, projected, remap, n_threads, scale, bias, pos_table, pos_rows, out)
         plan = "fused" if fused_fast else "direct"
     if plan == "fused":

@@ -35,6 +35,7 @@ def project_distinct(
     simd: int,
     n_threads: int,
 ) -> int: ...
+def gram_rows(x: _Real, gram: NDArray[np.float64], simd: int, n_threads: int) -> int: ...
 def project_call(
     ids: _Index,
     table: _Real,

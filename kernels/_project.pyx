@@ -252,6 +252,7 @@ ctypedef fused remap_t:  # project_distinct's remap, apart from uniq (which may 
 DEF ROWS_PER_TASK = 64
 DEF PACK_MIN_ROWS_256 = 256
 DEF PACK_MIN_ROWS_512 = 4096
+DEF GRAM_CHUNK = 256  # rows summed in the input dtype before their sums join the float64 Gram matrix
 
 
 def simd_width():
@@ -595,9 +596,15 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
     """The task grid of ``project_rows`` (``project_distinct`` with ``starts``: n is then the
     number of distinct rows) over checked arguments, on ``n_threads`` OpenMP threads."""
     cdef Py_ssize_t nr, want, rows_per_task, n_rb, n_cb, cb_width, n_tasks, task, rb, cb, s, n_pack = 0
+    cdef Py_ssize_t lanes, n_vec, n_strips
     cdef real* packed = NULL
-    # Strips of nr columns: the widest tile of the ISA (the portable loop only uses them as blocks).
-    nr = (FE_NV256 * 32 if width == 256 else FE_NV512 * 64) // <Py_ssize_t>sizeof(real)
+    # Strips of nr columns: as few as the ISA's widest tile allows, of equal vector counts (d = 128:
+    # two strips of 4 vectors rather than 6 + 2, whose narrow tile spends a broadcast per 2 FMAs).
+    # The portable loop only uses them as column blocks.
+    lanes = (32 if width == 256 else 64) // <Py_ssize_t>sizeof(real)
+    n_vec = (d + lanes - 1) // lanes
+    n_strips = (n_vec + (FE_NV256 if width == 256 else FE_NV512) - 1) // (FE_NV256 if width == 256 else FE_NV512)
+    nr = lanes * ((n_vec + n_strips - 1) // n_strips)
     # With enough rows, proj is first copied strip by strip into contiguous r x nr panels: read in
     # place, a strip's rows lie d apart, and for d a multiple of 256 bytes they share a few cache
     # sets and miss L1. The copy is one more pass over proj, paid back by enough rows (measured on
@@ -641,6 +648,97 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
                            rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
                            cb * cb_width, min(d, (cb + 1) * cb_width))
     free(packed)
+
+
+cdef void _gram_task(const real* x0, Py_ssize_t x_rs, Py_ssize_t k_rows, Py_ssize_t d, Py_ssize_t i0,
+                     Py_ssize_t j0, Py_ssize_t w, double* gram, int width) noexcept nogil:
+    """gram[i0:i0+4, j0:j0+w] += sum over the k_rows rows of x of x[:, i] x[:, j], summed in x's
+    dtype by one micro-tile (its broadcasts are x[k, i], its loads x[k, j0:j0+w])."""
+    cdef const real* a[MAX_MR]
+    cdef real tile[MAX_MR * 96]
+    cdef Py_ssize_t own_starts[MAX_MR + 1]
+    cdef Py_ssize_t own_order[MAX_MR]
+    cdef Py_ssize_t lanes = width // 8 // <Py_ssize_t>sizeof(real), i, j
+    cdef int m = <int>min(<Py_ssize_t>FE_MR, d - i0), nv = <int>((w + lanes - 1) // lanes)
+    for i in range(FE_MR):
+        a[i] = x0 + i0 + (i if i < m else 0)
+        own_starts[i] = i
+        own_order[i] = i
+    own_starts[FE_MR] = FE_MR
+    if real is float:
+        fe_tile_f32(width, nv, a, x_rs, m, x0 + j0, x_rs, 0, k_rows, <int>w, 1, NULL, NULL, 0, NULL,
+                    tile, nv * lanes, own_starts, own_order)
+    else:
+        fe_tile_f64(width, nv, a, x_rs, m, x0 + j0, x_rs, 0, k_rows, <int>w, 1, NULL, NULL, 0, NULL,
+                    tile, nv * lanes, own_starts, own_order)
+    for i in range(m):
+        for j in range(w):
+            gram[(i0 + i) * d + j0 + j] += tile[i * nv * lanes + j]
+
+
+def gram_rows(const real[:, :] x, double[:, ::1] gram, int simd, int n_threads):
+    """gram += x^T x (d x d, float64), x of shape (n, d) with unit column stride.
+
+    The upper triangle is computed by the micro-tiles of project_rows over chunks of GRAM_CHUNK
+    rows (each chunk's sums in x's dtype, added to ``gram`` in float64), then mirrored, so the
+    result is exactly symmetric. Without SIMD tiles (``simd`` 0 or a CPU without them) the same
+    chunks are summed by a portable loop.
+    """
+    cdef Py_ssize_t n = x.shape[0], d = x.shape[1], x_rs, c, k_rows, task, n_tasks = 0, i0, j0, t, i, j
+    cdef int width = _effective_width(simd)
+    cdef Py_ssize_t nr = (FE_NV256 * 32 if width == 256 else FE_NV512 * 64) // <Py_ssize_t>sizeof(real)
+    cdef Py_ssize_t* tasks
+    if gram.shape[0] != d or gram.shape[1] != d:
+        raise ValueError("gram_rows: gram shape mismatch")
+    if d > 1 and x.strides[1] != <Py_ssize_t>sizeof(real):
+        raise ValueError("gram_rows: x needs unit column stride")
+    if n == 0 or d == 0:
+        return 0
+    x_rs = x.strides[0] // <Py_ssize_t>sizeof(real)
+    # Tasks: a tile of 4 rows i0.. of gram by a strip of up to nr columns from i0 on (upper triangle).
+    for i0 in range(0, d, FE_MR):
+        n_tasks += (d - i0 + nr - 1) // nr
+    tasks = <Py_ssize_t*>malloc(2 * n_tasks * sizeof(Py_ssize_t))
+    if tasks == NULL:
+        raise MemoryError()
+    t = 0
+    for i0 in range(0, d, FE_MR):
+        for j0 in range(i0, d, nr):
+            tasks[2 * t], tasks[2 * t + 1] = i0, j0
+            t += 1
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    try:
+        with nogil, parallel(num_threads=n_threads):
+            fe_unstack(caller_cpu)
+            c = 0
+            while c < n:
+                k_rows = min(<Py_ssize_t>GRAM_CHUNK, n - c)
+                for task in prange(n_tasks, schedule="dynamic"):
+                    i0, j0 = tasks[2 * task], tasks[2 * task + 1]
+                    if width:
+                        _gram_task(&x[c, 0], x_rs, k_rows, d, i0, j0, min(nr, d - j0), &gram[0, 0], width)
+                    else:
+                        _gram_loop(&x[c, 0], x_rs, k_rows, d, i0, j0, min(nr, d - j0), &gram[0, 0])
+                c = c + GRAM_CHUNK
+    finally:
+        free(tasks)
+    for i in range(d):
+        for j in range(i):
+            gram[i, j] = gram[j, i]
+    return 0
+
+
+cdef void _gram_loop(const real* x0, Py_ssize_t x_rs, Py_ssize_t k_rows, Py_ssize_t d, Py_ssize_t i0,
+                     Py_ssize_t j0, Py_ssize_t w, double* gram) noexcept nogil:
+    """_gram_task's sums with a portable loop (k ascending, per element)."""
+    cdef Py_ssize_t i, j, k
+    cdef real s
+    for i in range(i0, min(i0 + FE_MR, d)):
+        for j in range(j0, j0 + w):
+            s = 0
+            for k in range(k_rows):
+                s = s + x0[k * x_rs + i] * x0[k * x_rs + j]
+            gram[i * d + j] += s
 
 
 # The latency path of fastembed.factorized_lookup (fastembed/_lookup.py::_fast decides when it may run). It

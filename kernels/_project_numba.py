@@ -111,6 +111,29 @@ def project_distinct(table, uniq, remap, proj, scale, bias, pos, pos_rows, out, 
     return 0
 
 
+GRAM_CHUNK = 256  # as _project.pyx
+
+
+@jit(parallel=True)
+def gram_rows(x, gram, simd, n_threads):
+    """gram += x^T x (d x d, float64); mirrors _project.gram_rows: the upper triangle summed over
+    chunks of GRAM_CHUNK rows in x's dtype (k ascending), each chunk's sums added in float64,
+    then mirrored. ``simd`` is accepted for the shared signature and ignored."""
+    n, d = x.shape
+    for c in range(0, n, GRAM_CHUNK):
+        stop = min(c + GRAM_CHUNK, n)
+        for i in nb.prange(d):
+            for j in range(i, d):
+                s = x.dtype.type(0)
+                for k in range(c, stop):
+                    s = s + x[k, i] * x[k, j]
+                gram[i, j] += s
+    for i in range(d):
+        for j in range(i):
+            gram[i, j] = gram[j, i]
+    return 0
+
+
 def warm_up():
     """Compile the common signatures now (float32/float64, int32/int64 rows, with and without terms)."""
     for dtype in (np.float32, np.float64):

@@ -325,3 +325,32 @@ def test_factorized_lookup_takes_the_latency_path_only_for_the_simple_case(monke
         pos = {"pos_table": np.zeros((4, 8), np.float32)} if "offset" in kwargs else {}
         fe.factorized_lookup(np.array([[1, 2]]), table, proj, **kwargs, **pos)
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize(("backend", "simd"), VARIANTS, ids=lambda x: str(x))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("n", "d"), [(1, 1), (3, 5), (255, 97), (257, 130), (600, 49)], ids=str)
+def test_gram_rows_adds_the_upper_triangle_and_mirrors_it(backend, simd, dtype, n, d):
+    """gram += x^T x, summed by chunks of 256 rows in x's dtype, exactly symmetric, from rows of
+    any stride."""
+    k = _kernels(backend)
+    rng = np.random.default_rng(n + d)
+    x = rng.standard_normal((2 * n, d)).astype(dtype)[::2]  # rows 2 apart
+    start = rng.standard_normal((d, d))
+    start = start + start.T
+    gram = start.copy()
+    assert k.gram_rows(x, gram, simd, 2) == 0
+    x64 = x.astype(np.float64)
+    magnitude = np.abs(x64).T @ np.abs(x64) + np.abs(start)
+    err = np.abs(gram - (start + x64.T @ x64))
+    assert np.all(err <= RTOL[np.dtype(dtype)] * magnitude), float(np.max(err / magnitude))
+    np.testing.assert_array_equal(gram, gram.T)
+
+
+@pytest.mark.skipif("cython" not in COMPILED, reason="needs the Cython kernels")
+def test_gram_rows_refuses_what_it_cannot_read():
+    k = backends.kernels("cython")
+    with pytest.raises(ValueError, match="gram shape"):
+        k.gram_rows(np.ones((4, 3), np.float32), np.zeros((3, 4)), 512, 1)
+    with pytest.raises(ValueError, match="unit column stride"):
+        k.gram_rows(np.ones((4, 6), np.float32)[:, ::2], np.zeros((3, 3)), 512, 1)
