@@ -12,6 +12,55 @@ from libc.stdint cimport int64_t
 
 include "_common.pxi"
 
+DEF ROPE_BLOCK = 512
+
+cdef extern from *:
+    """
+    #include <stddef.h>
+    /* One rotary row with unit column strides, compiled for AVX-512, AVX2 and the baseline and
+       picked at load time where GCC can (as _rows.pyx's row epilogue); the module is built with
+       -ffp-contract=off, so every version rounds each product and sum as the strided loop does.
+       Rows r < n of x and o (row strides x_rs, o_rs elements) with table rows rows[r] of c and s
+       (row stride t_rs); ``o`` is ``x`` (in place) or shares no element with it. */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define FE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+    #else
+    #define FE_CLONES
+    #endif
+    #define FE_DEFINE_ROPE(NAME, T)                                                                 \
+    FE_CLONES static void NAME##_neox(const T* x, ptrdiff_t x_rs, T* o, ptrdiff_t o_rs,               \
+                                      const long long* rows, const T* c0, const T* s0, ptrdiff_t t_rs, \
+                                      ptrdiff_t half, ptrdiff_t n) {                                 \
+        for (ptrdiff_t r = 0; r < n; r++, x += x_rs, o += o_rs) {                                  \
+            const T* c = c0 + rows[r] * t_rs;                                                      \
+            const T* s = s0 + rows[r] * t_rs;                                                      \
+            if (o == x) {                                                                          \
+                T* y = o;                                                                          \
+                for (ptrdiff_t i = 0; i < half; i++) {                                             \
+                    T a = y[i], b = y[i + half];                                                   \
+                    y[i] = a * c[i] - b * s[i];                                                    \
+                    y[i + half] = b * c[i] + a * s[i];                                             \
+                }                                                                                  \
+                continue;                                                                          \
+            }                                                                                      \
+            const T* __restrict xr = x;                                                            \
+            T* __restrict orr = o;                                                                 \
+            for (ptrdiff_t i = 0; i < half; i++) {                                                 \
+                T a = xr[i], b = xr[i + half];                                                     \
+                orr[i] = a * c[i] - b * s[i];                                                      \
+                orr[i + half] = b * c[i] + a * s[i];                                               \
+            }                                                                                      \
+        }                                                                                          \
+    }
+    FE_DEFINE_ROPE(fe_rope_f32, float)
+    FE_DEFINE_ROPE(fe_rope_f64, double)
+    """
+    void fe_rope_f32_neox(const float* x, Py_ssize_t x_rs, float* o, Py_ssize_t o_rs, const int64_t* rows,
+                          const float* c, const float* s, Py_ssize_t t_rs, Py_ssize_t half, Py_ssize_t n) noexcept nogil
+    void fe_rope_f64_neox(const double* x, Py_ssize_t x_rs, double* o, Py_ssize_t o_rs, const int64_t* rows,
+                          const double* c, const double* s, Py_ssize_t t_rs, Py_ssize_t half,
+                          Py_ssize_t n) noexcept nogil
+
 
 def sincos_rows(real[:, ::1] out, const int64_t[::1] hi, const int64_t[::1] lo,
                 const double[:, ::1] sin_hi, const double[:, ::1] cos_hi,
@@ -80,6 +129,19 @@ def rope_rows(const real[:, :] x, real[:, :] out, const int64_t[::1] table_rows,
     if (out.shape[0] != n_rows or out.shape[1] != width or table_rows.shape[0] != n_rows
             or 2 * half > width or cos.shape[1] < half or sin.shape[1] < half or sin.shape[0] != n_table):
         raise ValueError("rope_rows: shape mismatch")
+    cdef bint unit = (width <= 1 or (x.strides[1] == sizeof(real) and out.strides[1] == sizeof(real)))
+    cdef bint apart = True
+    if unit and width > 0:  # rows of out and x either coincide or share no element
+        apart = (&out[0, 0] == &x[0, 0] and out.strides[0] == x.strides[0]) or _disjoint_rows(x, out)
+    if neox and unit and apart and half > 0 and cos.shape[1] == sin.shape[1]:
+        with nogil:
+            for n in range(n_rows):
+                if table_rows[n] < 0 or table_rows[n] >= n_table:
+                    skipped += 1
+        if skipped:
+            return skipped
+        _rope_blocks(x, out, table_rows, cos, sin, half, n_threads)
+        return 0
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
@@ -108,3 +170,41 @@ def rope_rows(const real[:, :] x, real[:, :] out, const int64_t[::1] table_rows,
                 for j in range(2 * half, width):
                     out[n, j] = x[n, j]
     return skipped
+
+
+cdef void _rope_blocks(const real[:, :] x, real[:, :] out, const int64_t[::1] table_rows,
+                       const real[:, ::1] cos, const real[:, ::1] sin, Py_ssize_t half, int n_threads):
+    """The neox rotation over unit-stride rows in blocks of ROPE_BLOCK rows, one C call each
+    (a call per row cost as much as the rotation of a 128-wide row); the tail columns copied."""
+    cdef Py_ssize_t n_rows = x.shape[0], width = x.shape[1], x_rs = x.strides[0] // <Py_ssize_t>sizeof(real)
+    cdef Py_ssize_t o_rs = out.strides[0] // <Py_ssize_t>sizeof(real), t_rs = cos.shape[1]
+    cdef Py_ssize_t n_blocks = (n_rows + ROPE_BLOCK - 1) // ROPE_BLOCK, blk, r0, m, n, j
+    cdef bint copy_tail = 2 * half < width and &out[0, 0] != &x[0, 0]
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    with nogil, parallel(num_threads=n_threads):
+        fe_unstack(caller_cpu)
+        for blk in prange(n_blocks, schedule="guided"):
+            r0 = blk * ROPE_BLOCK
+            m = min(<Py_ssize_t>ROPE_BLOCK, n_rows - r0)
+            if real is float:
+                fe_rope_f32_neox(&x[r0, 0], x_rs, &out[r0, 0], o_rs, &table_rows[r0], &cos[0, 0], &sin[0, 0],
+                                 t_rs, half, m)
+            else:
+                fe_rope_f64_neox(&x[r0, 0], x_rs, &out[r0, 0], o_rs, &table_rows[r0], &cos[0, 0], &sin[0, 0],
+                                 t_rs, half, m)
+            if copy_tail:
+                for n in range(r0, r0 + m):
+                    for j in range(2 * half, width):
+                        out[n, j] = x[n, j]
+
+
+cdef bint _disjoint_rows(const real[:, :] x, real[:, :] out) noexcept:
+    """True when no row of ``out`` overlaps a row of ``x`` other than in the same place: the
+    two blocks of memory are apart."""
+    cdef const char* x0 = <const char*>&x[0, 0]
+    cdef const char* o0 = <const char*>&out[0, 0]
+    cdef const char* x_lo = x0 + min(0, (x.shape[0] - 1) * x.strides[0])
+    cdef const char* x_hi = x0 + max(0, (x.shape[0] - 1) * x.strides[0]) + x.shape[1] * sizeof(real)
+    cdef const char* o_lo = o0 + min(0, (out.shape[0] - 1) * out.strides[0])
+    cdef const char* o_hi = o0 + max(0, (out.shape[0] - 1) * out.strides[0]) + out.shape[1] * sizeof(real)
+    return x_hi <= o_lo or o_hi <= x_lo

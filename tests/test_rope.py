@@ -34,6 +34,21 @@ def test_styles_and_partial_rotary(backend, style, dtype, rotary_dim):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_many_rows_in_blocks_with_copied_tail_columns(backend, dtype):
+    """More rows than one block of the compiled kernel, a partial rotary width (the rest copied),
+    into a buffer and in place."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 700, 20)).astype(dtype)
+    expected = rope_truth(x, np.arange(700), "neox", 16, base_freqs(16))
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(fe.apply_rope(x, rotary_dim=16, backend=backend), expected, atol=tol * 8)
+    y = x.copy()
+    assert fe.apply_rope(y, rotary_dim=16, out=y, backend=backend) is y
+    np.testing.assert_allclose(y, expected, atol=tol * 8)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_positions_offset_and_in_place(backend):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, 5, 8))
