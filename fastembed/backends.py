@@ -19,7 +19,10 @@ BACKENDS = ("cython", "numba", "numpy")
 # AVX2 tiles against gather + BLAS + finish, float32 r=128 d=768, 2 threads, measured with simd=256
 # forced on a Zen 4 (whose AVX-512 runs on 256-bit units, as AVX2 does): 0.50x BLAS's time at 25
 # MFLOP (1 x 128), 0.70x at 101, 0.86x at 201, 1.17x at 403 (4 x 512) and 1.05-1.5x beyond (d=4096
-# r=256: 1.5x; float64: 1.19x). The fused plan pays below the crossover, with a margin.
+# r=256: 1.5x; float64: 1.19x). The fused plan pays below the crossover, with a margin. Re-measured
+# with the packed 4 x 3 AVX2 tiles (one run, +-10% here): 1.11x at 201 MFLOP, 1.17x at 403, 0.92-0.97x
+# at 805-3221 and 1.05-1.5x at d=4096: no clear win past the bound, so it stays until an AVX2-only CPU
+# is measured.
 FUSED_AVX2_MAX_FLOPS = 256e6
 
 
@@ -81,8 +84,9 @@ class KernelSet:
     def fused_simd(self):
         """True when the automatic plan choice takes the fused kernel at every size: with AVX-512
         tiles it beat gather + BLAS + finish on every measured shape and dtype (1.3-2.5x on
-        full-width AVX-512 cores; on a Zen 4, whose AVX-512 runs on 256-bit units, 0.92-1.01x
-        BLAS's time at large calls and 0.44x at 1 x 128). For AVX2 tiles see ``fused_pays``."""
+        full-width AVX-512 cores; on a Zen 4, whose AVX-512 runs on 256-bit units, 0.8-0.9x
+        BLAS's time at 32 x 512 with the 4 x 6 tiles and 0.45-0.7x at 1 x 128). For AVX2 tiles see
+        ``fused_pays``."""
         return self.simd_width >= 512
 
     def fused_pays(self, flops):

@@ -1,6 +1,8 @@
-"""Numba mirror of _project.pyx: ``project_rows`` computes what its Cython twin
-computes with ``simd=False`` (the portable loop): per output row, sums over k
-ascending accumulated in the row itself, then scale, bias and position.
+"""Numba mirror of _project.pyx: ``project_rows``, ``project_distinct`` and
+``gram_rows`` compute what their Cython twins compute with ``simd=0`` (the
+portable loop): per output row, sums over k ascending accumulated in the row
+itself, then scale, bias and position; the Gram matrix's upper triangle by
+chunks of rows.
 
 Tests (tests/test_parity.py) check it against the Cython kernel within float
 rounding: whether a multiply-add is fused differs between compilers.
@@ -10,6 +12,33 @@ import numba as nb
 import numpy as np
 
 from ._numba_jit import jit
+
+
+@jit()
+def _count_outside(index, limit):
+    """How many entries of ``index`` lie outside [0, limit)."""
+    bad = 0
+    for i in range(index.shape[0]):
+        if index[i] < 0 or index[i] >= limit:
+            bad += 1
+    return bad
+
+
+@jit()
+def _project_row(e, proj, sc, bias, o):
+    """o = (e @ proj) * sc + bias, summed over k ascending in ``o`` itself (the portable loop)."""
+    d = o.shape[0]
+    o[:] = 0
+    for k in range(proj.shape[0]):
+        x = e[k]
+        p = proj[k]
+        for j in range(d):
+            o[j] = o[j] + x * p[j]
+    for j in range(d):
+        o[j] = o[j] * sc
+    if bias is not None:
+        for j in range(d):
+            o[j] = o[j] + bias[j]
 
 
 @jit(parallel=True)
@@ -22,32 +51,16 @@ def project_rows(table, rows, proj, scale, bias, pos, pos_rows, out, simd, n_thr
     """
     sc = out.dtype.type(scale)
     n, d = out.shape
-    r = table.shape[1]
     bad = 0
     if rows is not None:
-        for i in range(n):
-            if rows[i] < 0 or rows[i] >= table.shape[0]:
-                bad += 1
+        bad += _count_outside(rows, table.shape[0])
     if pos is not None:
-        for i in range(n):
-            if pos_rows[i] < 0 or pos_rows[i] >= pos.shape[0]:
-                bad += 1
+        bad += _count_outside(pos_rows, pos.shape[0])
     if bad:
         return bad
     for i in nb.prange(n):
-        e = table[i] if rows is None else table[rows[i]]
         o = out[i]
-        o[:] = 0
-        for k in range(r):
-            x = e[k]
-            p = proj[k]
-            for j in range(d):
-                o[j] = o[j] + x * p[j]
-        for j in range(d):
-            o[j] = o[j] * sc
-        if bias is not None:
-            for j in range(d):
-                o[j] = o[j] + bias[j]
+        _project_row(table[i] if rows is None else table[rows[i]], proj, sc, bias, o)
         if pos is not None:
             q = pos[pos_rows[i]]
             for j in range(d):
@@ -66,35 +79,19 @@ def project_distinct(table, uniq, remap, proj, scale, bias, pos, pos_rows, out, 
     """
     sc = out.dtype.type(scale)
     n, d = out.shape
-    r = table.shape[1]
     n_distinct = table.shape[0] if uniq is None else uniq.shape[0]
     if n == 0 or d == 0 or n_distinct == 0:
         return 0
     bad = 0
     if uniq is not None:
-        for u in range(n_distinct):
-            if uniq[u] < 0 or uniq[u] >= table.shape[0]:
-                bad += 1
+        bad += _count_outside(uniq, table.shape[0])
     if pos is not None:
-        for i in range(n):
-            if pos_rows[i] < 0 or pos_rows[i] >= pos.shape[0]:
-                bad += 1
+        bad += _count_outside(pos_rows, pos.shape[0])
     if bad:
         return bad
     projected = np.zeros((n_distinct, d), out.dtype)
     for u in nb.prange(n_distinct):
-        e = table[u] if uniq is None else table[uniq[u]]
-        o = projected[u]
-        for k in range(r):
-            x = e[k]
-            p = proj[k]
-            for j in range(d):
-                o[j] = o[j] + x * p[j]
-        for j in range(d):
-            o[j] = o[j] * sc
-        if bias is not None:
-            for j in range(d):
-                o[j] = o[j] + bias[j]
+        _project_row(table[u] if uniq is None else table[uniq[u]], proj, sc, bias, projected[u])
     for i in nb.prange(n):
         u = remap[i]
         if u < 0 or u >= n_distinct:

@@ -95,35 +95,20 @@ def test_norm_and_layernorm_kernels(pair, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("itype", [np.int32, np.int64])
-def test_project_rows(pair, dtype, itype):
+@pytest.mark.parametrize("kernel", ["project_rows", "project_distinct"])
+def test_projection_kernels(pair, dtype, itype, kernel):
     rng = np.random.default_rng(4)
     table, proj = rng.standard_normal((60, 21)).astype(dtype), rng.standard_normal((21, 53)).astype(dtype)
     rows = rng.integers(0, 60, 99).astype(itype)
+    uniq, remap = np.unique(rows % 20, return_inverse=True)
+    index = (rows,) if kernel == "project_rows" else (uniq.astype(itype), remap.astype(itype))
     bias, pos = rng.standard_normal(53).astype(dtype), rng.standard_normal((30, 53)).astype(dtype)
     pos_rows = rng.integers(0, 30, 99)
     outs = []
     for k in pair:
         for simd in (512, 256, 0):
             out = np.empty((99, 53), dtype)
-            assert k.project_rows(table, rows, proj, 1.3, bias, pos, pos_rows, out, simd, 2) == 0
-            outs.append(out)
-    tol = 1e-5 if dtype == np.float32 else 1e-13
-    for other in outs[1:]:
-        np.testing.assert_allclose(other, outs[0], rtol=tol, atol=tol * np.abs(outs[0]).max())
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_project_distinct(pair, dtype):
-    rng = np.random.default_rng(6)
-    table, proj = rng.standard_normal((60, 21)).astype(dtype), rng.standard_normal((21, 53)).astype(dtype)
-    uniq, remap = np.unique(rng.integers(0, 20, 99), return_inverse=True)
-    bias, pos = rng.standard_normal(53).astype(dtype), rng.standard_normal((30, 53)).astype(dtype)
-    pos_rows = rng.integers(0, 30, 99)
-    outs = []
-    for k in pair:
-        for simd in (512, 256, 0):
-            out = np.empty((99, 53), dtype)
-            assert k.project_distinct(table, uniq, remap, proj, 1.3, bias, pos, pos_rows, out, simd, 2) == 0
+            assert getattr(k, kernel)(table, *index, proj, 1.3, bias, pos, pos_rows, out, simd, 2) == 0
             outs.append(out)
     tol = 1e-5 if dtype == np.float32 else 1e-13
     for other in outs[1:]:
