@@ -5,12 +5,16 @@
 
 in one pass: the projected rows never leave registers before the epilogue
 writes them. The work is a grid of (row block, column block) tasks run by
-OpenMP threads; each task walks micro-tiles of FE_MR rows x FE_NR columns.
-On x86 CPUs the micro-tile is an intrinsics kernel, AVX-512F or AVX2 + FMA,
-the widest the CPU runs (chosen at run time, so one wheel runs everywhere);
-elsewhere, or with ``simd=0``, a portable loop computes the same sums in the
-same order (k ascending; the tiles fuse each multiply-add, the loop rounds
-the product and the sum separately).
+OpenMP threads; each task walks micro-tiles of FE_MR (4) rows by strips of
+proj up to FE_NV512 (6) AVX-512 or FE_NV256 (3) AVX2 vectors wide, copied
+first into contiguous panels when enough rows read them. On x86 CPUs the
+micro-tile is an intrinsics kernel, AVX-512F or AVX2 + FMA, the widest the
+CPU runs (chosen at run time, so one wheel runs everywhere); elsewhere, or
+with ``simd=0``, a portable loop computes the same sums in the same order
+(k ascending; the tiles fuse each multiply-add, the loop rounds the product
+and the sum separately). ``project_distinct`` runs the same tiles over the
+distinct rows and writes each tile to every occurrence; ``gram_rows`` runs
+them over the upper triangle of x^T x.
 
 The caller (fastembed/_pipeline.py) validates; the only check kept here is a
 pass over the indices before anything is written, so that a wrong index from
