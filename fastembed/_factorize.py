@@ -164,7 +164,7 @@ def gram(X, w=None, mu=None, row_norms=None, n_threads=None):
     """(X - mu)^T diag(w) (X - mu) as float64: one product per row block, summed in float64.
 
     Where the fused kernel's SIMD tiles run, its ``gram_rows`` computes the upper triangle only
-    (half BLAS's multiply-adds; chunks of 512 rows summed in X's dtype, then in float64); else
+    (half BLAS's multiply-adds; chunks of 256 rows summed in X's dtype, then in float64); else
     one BLAS product per block. NaN or inf anywhere in X reaches the result, so checking the
     (d x d) result checks X. ``row_norms`` (V,), when given, receives ||X_i||^2 in float64 from
     the same pass (X itself, without mu and w), while each block is in cache.

@@ -256,7 +256,7 @@ ctypedef fused remap_t:  # project_distinct's remap, apart from uniq (which may 
 DEF ROWS_PER_TASK = 64
 DEF PACK_MIN_ROWS_256 = 256
 DEF PACK_MIN_ROWS_512 = 4096
-DEF GRAM_CHUNK = 512  # rows summed in the input dtype before their sums join the float64 Gram matrix
+DEF GRAM_CHUNK = 256  # rows summed in the input dtype before their sums join the float64 Gram matrix
 
 
 def simd_width():

@@ -108,7 +108,7 @@ def project_distinct(table, uniq, remap, proj, scale, bias, pos, pos_rows, out, 
     return 0
 
 
-GRAM_CHUNK = 512  # as _project.pyx
+GRAM_CHUNK = 256  # as _project.pyx
 
 
 @jit(parallel=True)
