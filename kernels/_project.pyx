@@ -333,6 +333,9 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
     # Column strips outside, row tiles inside: a strip of proj (r x nr), packed or in place, is read
     # by every row tile of the task from L1 or L2. j0 is a multiple of nr. Tile row i is output row
     # ii + i, or with ``starts`` distinct row ii + i, written to each of its occurrences.
+    for i in range(FE_MR):
+        own_starts[i] = i
+    own_starts[FE_MR] = FE_MR
     if starts != NULL:
         tile_order = order
     j = j0
@@ -352,9 +355,7 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
             for i in range(FE_MR):
                 t = ii + (i if i < m else 0)
                 a[i] = t0 + _row(rows, t) * t_rs
-                own_starts[i] = i
                 own_order[i] = t
-            own_starts[FE_MR] = FE_MR
             if starts != NULL:
                 tile_starts = starts + ii
             if j == j0 and ii + FE_MR < i1:
@@ -436,6 +437,8 @@ cdef void _task_loop(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
     cdef real* o
     cdef real v
     for i in range(i0, i1):
+        if starts != NULL and starts[i] == starts[i + 1]:
+            continue  # a distinct row no output row refers to (another block's, or an unused one)
         e = t0 + _row(rows, i) * t_rs
         first = order[starts[i]] if starts != NULL else i
         o = out + first * d
@@ -502,7 +505,7 @@ cdef object _project(const real[:, :] table, const index_t[::1] rows, bint disti
     """project_rows or (``distinct``) project_distinct: checks, then the task grid over the source
     rows (every output row, or the distinct rows)."""
     cdef Py_ssize_t n = out.shape[0], d = out.shape[1], r = table.shape[1]
-    cdef Py_ssize_t n_src = table.shape[0], n_pos = 0, bad = 0, n_grid = n, u
+    cdef Py_ssize_t n_src = table.shape[0], n_pos = 0, bad = 0, n_grid = n
     cdef Py_ssize_t t_rs, t_cs, q_rs = 0, p_rs
     cdef const real* t0
     cdef const real* p0

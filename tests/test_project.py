@@ -120,6 +120,10 @@ def test_project_distinct_in_blocks_of_distinct_rows(backend, simd):
     assert np.isnan(out[remap >= half]).all() and not np.isnan(out[remap < half]).any()
     assert k.project_distinct(table[uniq[half:]], None, remap - half, proj, 0.5, None, pos, pos_rows, out, simd, 2) == 0
     _check(out, expected, magnitude, np.float32)
+    unused = np.concatenate([uniq, [uniq[0]]])  # its last distinct row appears in no output row
+    again = np.full((500, 30), np.nan, np.float32)
+    assert k.project_distinct(table, unused, remap, proj, 0.5, None, pos, pos_rows, again, simd, 2) == 0
+    np.testing.assert_array_equal(again, out)
     bad = uniq.copy()
     bad[[0, -1]] = [-1, 40]
     out[:] = -7
