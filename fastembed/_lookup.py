@@ -71,9 +71,10 @@ def _fast(ids, table, proj, scale, pos_table, out, backend, n_threads):
     k = backends.kernels(backends.resolve(backend))
     if k is None or k.name != "cython" or type(proj) is not np.ndarray or proj.ndim != 2:
         return None
-    if not k.fused_pays(2.0 * ids.size * table.shape[1] * proj.shape[1]):
+    token_flops = 2.0 * table.shape[1] * proj.shape[1]
+    if not k.fused_pays(ids.size * token_flops):
         return None
-    if _pipeline.choose_plan(ids.size, table.shape[0], True, 2.0 * table.shape[1] * proj.shape[1]) != "fused":
+    if _pipeline.choose_plan(ids.size, table.shape[0], True, token_flops) != "fused":
         return None  # many repeated ids: the dedupe plan is the faster one
     threads = resolve(n_threads)
     result = k.project.project_call(

@@ -120,8 +120,8 @@ def project(g, proj, out, n_threads):
 def factorized(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_threads, plan=None):
     """out (N x d, C-contiguous) = table[ids] @ proj * scale + bias + pos[pos_rows]."""
     unit_pos = pos_table is None or pos_table.shape[1] <= 1 or pos_table.strides[1] == pos_table.itemsize
-    fused_fast = unit_pos and k.fused_pays(2.0 * ids.shape[0] * table.shape[1] * proj.shape[1])
     token_flops = 2.0 * table.shape[1] * proj.shape[1]
+    fused_fast = unit_pos and k.fused_pays(ids.shape[0] * token_flops)
     plan = plan or choose_plan(ids.shape[0], table.shape[0], fused_fast, token_flops)
     if plan == "dedupe":
         uniq, remap = distinct(k, ids, table.shape[0])
