@@ -58,18 +58,23 @@ def _run(call, dtype, compute):
     return result
 
 
+def _latency_kernels(ids, table, backend):
+    """The Cython kernels when a call may try a latency path (numpy ids and table, backend auto or
+    cython and loaded), else None."""
+    if backend not in ("auto", "cython") or type(ids) is not np.ndarray or type(table) is not np.ndarray:
+        return None
+    k = backends.kernels(backends.resolve(backend))
+    return k if k is not None and k.name == "cython" else None
+
+
 def _fast(ids, table, proj, scale, pos_table, out, backend, n_threads):
     """The latency path of the commonest call (C-contiguous numpy arrays, no bias, positions from
     0, the fused plan with SIMD tiles): one compiled call that takes the arguments only when it
     can prove them valid and returns None otherwise, for the general path to check and report.
     It skips the general path's Python (about 10 us a call at 1 x 128 ids, timed with the report's
     latency case)."""
-    if backend not in ("auto", "cython"):
-        return None
-    if type(ids) is not np.ndarray or type(table) is not np.ndarray or table.ndim != 2:
-        return None
-    k = backends.kernels(backends.resolve(backend))
-    if k is None or k.name != "cython" or type(proj) is not np.ndarray or proj.ndim != 2:
+    k = _latency_kernels(ids, table, backend)
+    if k is None or table.ndim != 2 or type(proj) is not np.ndarray or proj.ndim != 2:
         return None
     token_flops = 2.0 * table.shape[1] * proj.shape[1]
     if not k.fused_pays(ids.size * token_flops):
@@ -93,10 +98,35 @@ def _fast(ids, table, proj, scale, pos_table, out, backend, n_threads):
     return result
 
 
+def _fast_dense(ids, table, scale, pos_table, out, backend, n_threads):
+    """The dense lookup's latency path, as ``_fast`` is the factorized one's: the gather kernel on
+    C-contiguous numpy arrays without bias or offset, or None for the general path (which spends
+    about 20 us of Python a call at 1 x 128 ids, with a 12 us kernel: the report's latency case)."""
+    k = _latency_kernels(ids, table, backend)
+    if k is None:
+        return None
+    threads = resolve(n_threads)
+    result = k.rows.gather_call(
+        ids,
+        table,
+        scale,
+        pos_table,
+        out,
+        _pipeline.SIGNAL_CHECK_BYTES,
+        lambda n_elements: k.thread_count(k.for_work(threads, n_elements)),
+    )
+    if result is not None and k.openmp:
+        _threads.note_openmp_kernel_end()
+    return result
+
+
 def _lookup(ids, table, proj, scale, bias, pos_table, offset, position_ids, out, backend, n_threads, plan):
     """The lookups' one implementation: factorized when ``proj`` is given, dense otherwise."""
-    if proj is not None and plan is None and bias is None and offset == 0 and position_ids is None:
-        result = _fast(ids, table, proj, scale, pos_table, out, backend, n_threads)
+    if plan is None and bias is None and offset == 0 and position_ids is None:
+        if proj is not None:
+            result = _fast(ids, table, proj, scale, pos_table, out, backend, n_threads)
+        else:
+            result = _fast_dense(ids, table, scale, pos_table, out, backend, n_threads)
         if result is not None:
             return result
     name = backends.resolve(backend)

@@ -28,6 +28,7 @@ from libc.stdlib cimport free, malloc
 import numpy as np
 
 include "_common.pxi"
+include "_buffers.pxi"
 
 cdef extern from *:
     """
@@ -752,39 +753,6 @@ cdef void _gram_loop(const real* x0, Py_ssize_t x_rs, Py_ssize_t k_rows, Py_ssiz
 # accepts only calls it can prove valid from the buffers alone and returns None for every other one,
 # which then takes the general path: validation and its messages live in fastembed/_validation.py only.
 
-cdef enum:
-    FE_F32 = 1
-    FE_F64 = 2
-    FE_I32 = 3
-    FE_I64 = 4
-
-
-cdef int _buffer_kind(Py_buffer* b) noexcept:
-    cdef const char* f = b.format
-    if f == NULL:
-        return 0
-    if f[0] == b'@' or f[0] == b'=' or f[0] == b'<':
-        f += 1
-    if f[0] == 0 or f[1] != 0:
-        return 0
-    if f[0] == b'f' and b.itemsize == 4:
-        return FE_F32
-    if f[0] == b'd' and b.itemsize == 8:
-        return FE_F64
-    if (f[0] == b'i' or f[0] == b'l' or f[0] == b'q') and b.itemsize == 4:
-        return FE_I32
-    if (f[0] == b'l' or f[0] == b'q') and b.itemsize == 8:
-        return FE_I64
-    return 0
-
-
-cdef bint _apart(Py_buffer* a, Py_buffer* b) noexcept:
-    """True when two C-contiguous buffers share no byte."""
-    cdef const char* a0 = <const char*>a.buf
-    cdef const char* b0 = <const char*>b.buf
-    return a.len == 0 or b.len == 0 or a0 + a.len <= b0 or b0 + b.len <= a0
-
-
 cdef void _fast_grid(Py_buffer* bt, Py_buffer* bp, Py_buffer* bq, Py_buffer* bo, const int64_t* rows,
                      const int64_t* q_rows, Py_ssize_t n, Py_ssize_t r, Py_ssize_t d, double scale,
                      bint f64, int width, int n_threads) noexcept:
@@ -813,13 +781,9 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
     """
     cdef Py_buffer bi, bt, bp, bq, bo
     cdef bint has_i = False, has_t = False, has_p = False, has_q = False, has_o = False
-    cdef Py_ssize_t n, L, V, r, d, i, j
+    cdef Py_ssize_t n, L, V, r, d
     cdef int64_t* rows = NULL
     cdef int64_t* q_rows = NULL
-    cdef const int32_t* ids32
-    cdef const int64_t* ids64
-    cdef int64_t bad = 0
-    cdef bint narrow
     cdef int kind, n_threads
     cdef double sc
     if type(ids) is not np.ndarray or type(table) is not np.ndarray or type(proj) is not np.ndarray:
@@ -847,8 +811,7 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
         except (BufferError, ValueError, TypeError):  # numpy: ValueError for a non-contiguous view
             return None
         kind = _buffer_kind(&bt)
-        if (bi.ndim < 1 or bt.ndim != 2 or bp.ndim != 2 or kind == 0 or _buffer_kind(&bp) != kind
-                or (_buffer_kind(&bi) != FE_I32 and _buffer_kind(&bi) != FE_I64)):
+        if not _is_ids(&bi) or bt.ndim != 2 or bp.ndim != 2 or kind == 0 or _buffer_kind(&bp) != kind:
             return None
         V, r, d = bt.shape[0], bt.shape[1], bp.shape[1]
         L = bi.shape[bi.ndim - 1]
@@ -858,29 +821,18 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
         if has_q and (bq.ndim != 2 or _buffer_kind(&bq) != kind or bq.shape[1] != d or bq.shape[0] < L):
             return None
         if has_o:
-            if _buffer_kind(&bo) != kind or bo.ndim != bi.ndim + 1 or bo.shape[bi.ndim] != d:
+            if not _out_fits(&bo, &bi, d, kind):
                 return None
-            for i in range(bi.ndim):
-                if bo.shape[i] != bi.shape[i]:
-                    return None
             if not (_apart(&bo, &bi) and _apart(&bo, &bt) and _apart(&bo, &bp) and (not has_q or _apart(&bo, &bq))):
                 return None
         rows = <int64_t*>malloc(2 * n * sizeof(int64_t))
         if rows == NULL:
             return None
         q_rows = rows + n
-        narrow = _buffer_kind(&bi) == FE_I32
-        ids32 = <const int32_t*>bi.buf
-        ids64 = <const int64_t*>bi.buf
-        for i in range(n):  # each id read once, into the private copy that is checked and used
-            rows[i] = ids32[i] if narrow else ids64[i]
-            bad |= (rows[i] < 0) | (rows[i] >= V)
-        if bad:
+        if not _copy_ids(&bi, rows, n, V):
             return None
         if has_q:
-            for i in range(0, n, L):
-                for j in range(L):
-                    q_rows[i + j] = j
+            _sequence_positions(q_rows, n, L)
         if not has_o:
             result = np.empty(tuple(bi.shape[k] for k in range(bi.ndim)) + (d,), dtype=table.dtype)
             PyObject_GetBuffer(result, &bo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)

@@ -1,4 +1,6 @@
 # Stubs for kernels/_rows.pyx (fastembed._kernels._rows). real = float32 | float64, index = int32 | int64.
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -16,6 +18,15 @@ def gather_rows(
     out: _Real,
     n_threads: int,
 ) -> int: ...
+def gather_call(
+    ids: _Index,
+    table: _Real,
+    scale: float,
+    pos: _Real | None,
+    out: _Real | None,
+    max_bytes: float,
+    threads_for: Callable[[int], int],
+) -> _Real | None: ...
 def finish_rows(
     out: _Real, scale: float, bias: _Real | None, pos: _Real | None, pos_rows: NDArray[np.int64] | None, n_threads: int
 ) -> int: ...

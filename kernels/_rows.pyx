@@ -6,11 +6,16 @@ from any caller skips the row and is counted instead of reading out of bounds.
 The GIL is released around every loop; OpenMP threads when built with it.
 """
 
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
 from libc.stdint cimport int8_t, int32_t, int64_t, uint16_t
+from libc.stdlib cimport free, malloc
+
+import numpy as np
 
 include "_common.pxi"
+include "_buffers.pxi"
 
 cdef extern from *:
     """
@@ -130,6 +135,104 @@ def gather_rows(const real[:, :] src, const index_t[::1] rows, double scale,
             else:
                 _emit_row(&out[n, 0], s0 + r * s_rs, s_cs, sc, b0, <const real*>NULL, 1, d)
     return skipped
+
+
+# The latency path of fastembed.lookup (fastembed/_lookup.py::_fast_dense decides when it may run), as
+# _project.pyx's project_call is factorized_lookup's: it accepts only calls it can prove valid from the
+# buffers alone and returns None for every other one, which then takes the general path.
+
+def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for):
+    """``out = table[ids] * scale + pos[l]`` (l the position along the last axis of ids) when every
+    argument is a C-contiguous numpy array of the simple case, else None.
+
+    The simple case: ids int32/int64 of at least one dimension, every id in [0, V); table (V, d) of
+    a float dtype; pos None or (n_pos >= L, d) of that dtype; out None (a fresh array is returned)
+    or writable, of shape ids.shape + (d,) and the table's dtype, sharing no memory with any input;
+    ``scale`` a float or int; at most ``max_bytes`` of output (one kernel call, uninterruptible by
+    Ctrl-C). The rows are gather_rows' (the same values bit for bit). The ids are copied and checked
+    before the kernel reads them. ``threads_for(n_elements)`` gives the thread count. Anything
+    else, or an out-of-range id: None, with nothing written.
+    """
+    cdef Py_buffer bi, bt, bq, bo
+    cdef bint has_i = False, has_t = False, has_q = False, has_o = False
+    cdef Py_ssize_t n, L, V, d
+    cdef int64_t* rows = NULL
+    cdef int kind, n_threads
+    cdef double sc
+    if type(ids) is not np.ndarray or type(table) is not np.ndarray:
+        return None
+    if (pos is not None and type(pos) is not np.ndarray) or (out is not None and type(out) is not np.ndarray):
+        return None
+    if type(scale) is float or type(scale) is int:
+        sc = scale
+    else:
+        return None
+    try:
+        try:
+            PyObject_GetBuffer(ids, &bi, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            has_i = True
+            PyObject_GetBuffer(table, &bt, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            has_t = True
+            if pos is not None:
+                PyObject_GetBuffer(pos, &bq, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+                has_q = True
+            if out is not None:
+                PyObject_GetBuffer(out, &bo, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
+                has_o = True
+        except (BufferError, ValueError, TypeError):  # numpy: ValueError for a non-contiguous view
+            return None
+        kind = _buffer_kind(&bt)
+        if not _is_ids(&bi) or bt.ndim != 2 or (kind != FE_F32 and kind != FE_F64):
+            return None
+        V, d = bt.shape[0], bt.shape[1]
+        L = bi.shape[bi.ndim - 1]
+        n = bi.len // bi.itemsize
+        if n == 0 or d == 0 or <double>n * d * bt.itemsize > max_bytes:
+            return None
+        if has_q and (bq.ndim != 2 or _buffer_kind(&bq) != kind or bq.shape[1] != d or bq.shape[0] < L):
+            return None
+        if has_o and not (_out_fits(&bo, &bi, d, kind) and _apart(&bo, &bi) and _apart(&bo, &bt)
+                          and (not has_q or _apart(&bo, &bq))):
+            return None
+        rows = <int64_t*>malloc(n * sizeof(int64_t))
+        if rows == NULL or not _copy_ids(&bi, rows, n, V):
+            return None
+        if not has_o:
+            result = np.empty(tuple(bi.shape[k] for k in range(bi.ndim)) + (d,), dtype=table.dtype)
+            PyObject_GetBuffer(result, &bo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+            has_o = True
+        else:
+            result = out
+        n_threads = threads_for(n * d)
+        if kind == FE_F64:
+            _gather_simple(<const double*>bt.buf, rows, <double>sc, <const double*>bq.buf if has_q else NULL, L,
+                           <double*>bo.buf, n, d, n_threads)
+        else:
+            _gather_simple(<const float*>bt.buf, rows, <float>sc, <const float*>bq.buf if has_q else NULL, L,
+                           <float*>bo.buf, n, d, n_threads)
+        return result
+    finally:
+        free(rows)
+        if has_i:
+            PyBuffer_Release(&bi)
+        if has_t:
+            PyBuffer_Release(&bt)
+        if has_q:
+            PyBuffer_Release(&bq)
+        if has_o:
+            PyBuffer_Release(&bo)
+
+
+cdef void _gather_simple(const real* table, const int64_t* rows, real scale, const real* pos, Py_ssize_t L,
+                         real* out, Py_ssize_t n, Py_ssize_t d, int n_threads) noexcept:
+    # out[i] = table[rows[i]] * scale + pos[i % L], unit strides, rows already checked
+    cdef Py_ssize_t i
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    with nogil, parallel(num_threads=n_threads):
+        fe_unstack(caller_cpu)
+        for i in prange(n, schedule="guided"):
+            _emit_row(out + i * d, table + rows[i] * d, 1, scale, <const real*>NULL,
+                      pos + (i % L) * d if pos != NULL else <const real*>NULL, 1, d)
 
 
 def finish_rows(real[:, ::1] out, double scale, const real[::1] bias,

@@ -263,3 +263,120 @@ def test_avx2_tiles_take_the_fused_plan_for_small_calls_only(monkeypatch):
             assert_matches_reference(got, ref, magnitude, np.float32)
         assert bool(fused_calls) == fused, (shape, fused_calls)
     assert k.fused_pays(fe.backends.FUSED_AVX2_MAX_FLOPS) and not k.fused_pays(2 * fe.backends.FUSED_AVX2_MAX_FLOPS)
+
+
+# ---------------------------------------------------------------- the dense latency path (gather_call)
+
+
+def _gather_call_kernels():
+    from fastembed import backends
+
+    k = backends.kernels("cython") if "cython" in COMPILED else None
+    if k is None:
+        pytest.skip("the latency path is the Cython gather kernel's")
+    return k
+
+
+def _gather_call(k, ids, table, scale, pos, out, max_bytes=2.0**31):
+    return k.rows.gather_call(ids, table, scale, pos, out, max_bytes, lambda n_elements: 2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("id_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("ids_shape", [(1,), (1, 128), (3, 17), (2, 2, 9)])
+@pytest.mark.parametrize("with_pos", [False, True])
+@pytest.mark.parametrize("with_out", [False, True])
+def test_dense_latency_path_is_gather_rows_bit_for_bit(dtype, id_dtype, ids_shape, with_pos, with_out):
+    """lookup's simple case runs gather_call: gather_rows' values bit for bit, and the float64
+    reference's."""
+    k = _gather_call_kernels()
+    rng = np.random.default_rng(11)
+    V, d = 40, 37
+    table = rng.standard_normal((V, d)).astype(dtype)
+    pos = rng.standard_normal((ids_shape[-1] + 2, d)).astype(dtype) if with_pos else None
+    ids = rng.integers(0, V, ids_shape).astype(id_dtype)
+    out = np.full(ids_shape + (d,), np.nan, dtype) if with_out else None
+    got = _gather_call(k, ids, table, 1.5, pos, out)
+    assert got is not None and got.shape == ids_shape + (d,) and got.dtype == dtype
+    assert not with_out or got is out
+    flat = ids.reshape(-1).astype(np.int64)
+    rows = np.tile(np.arange(ids_shape[-1]), flat.size // ids_shape[-1])
+    general = np.empty((flat.size, d), dtype)
+    k.rows.gather_rows(table, flat, 1.5, None, pos, rows if with_pos else None, general, 2)
+    np.testing.assert_array_equal(got.reshape(-1, d), general)
+    expected = table[flat].astype(np.float64) * 1.5 + (pos[rows] if with_pos else 0.0)
+    np.testing.assert_allclose(got.reshape(-1, d), expected, rtol=1e-6 if dtype == np.float32 else 1e-14, atol=1e-6)
+
+
+def test_dense_latency_path_declines_what_it_cannot_prove_valid():
+    """Every case outside the simple one returns None with out untouched: the general path then
+    checks the call and raises its own messages."""
+    k = _gather_call_kernels()
+    rng = np.random.default_rng(12)
+    table = rng.standard_normal((20, 16)).astype(np.float32)
+    pos = np.zeros((10, 16), np.float32)
+    ids = rng.integers(0, 20, (2, 5))
+    out = np.full((2, 5, 16), -3.0, np.float32)
+    assert _gather_call(k, ids, table, 1.0, pos, out) is out  # the simple case runs
+    out[...] = -3.0
+    big = np.zeros(4096, np.float32)
+    too_big, negative = ids.copy(), ids.copy()
+    too_big[1, 3], negative[0, 2] = 20, -1
+    declined = {
+        "float ids": (ids.astype(np.float64), table, 1.0, pos, out),
+        "bool ids": (ids > 3, table, 1.0, pos, out),
+        "uint64 ids": (ids.astype(np.uint64), table, 1.0, pos, out),
+        "an id == V": (too_big, table, 1.0, pos, out),
+        "a negative id": (negative, table, 1.0, pos, out),
+        "int32 id == V": (too_big.astype(np.int32), table, 1.0, pos, out),
+        "0-d ids": (np.array(3), table, 1.0, pos, np.zeros(16, np.float32)),
+        "empty ids": (ids[:, :0], table, 1.0, pos, out[:, :0]),
+        "list ids": (ids.tolist(), table, 1.0, pos, out),
+        "strided ids": (np.repeat(ids, 2, axis=1)[:, ::2], table, 1.0, pos, out),
+        "Fortran table": (ids, np.asfortranarray(table), 1.0, pos, out),
+        "1-d table": (ids, table.reshape(-1), 1.0, pos, out),
+        "float16 table": (ids, table.astype(np.float16), 1.0, pos, out),
+        "pos too short": (ids, table, 1.0, pos[:4], out),
+        "pos too narrow": (ids, table, 1.0, pos[:, :15], out),
+        "pos float64": (ids, table, 1.0, pos.astype(np.float64), out),
+        "out float64": (ids, table, 1.0, pos, out.astype(np.float64)),
+        "out misshaped": (ids, table, 1.0, pos, out.reshape(5, 2, 16)),
+        "out read-only": (ids, table, 1.0, pos, np.broadcast_to(out, out.shape)),
+        "out strided": (ids, table, 1.0, pos, np.zeros((2, 5, 32), np.float32)[..., ::2]),
+        "bool scale": (ids, table, True, pos, out),
+        "numpy scale": (ids, table, np.float32(1.0), pos, out),
+        "out over table": (ids, big[:320].reshape(20, 16), 1.0, pos, big[300:460].reshape(2, 5, 16)),
+        "out over pos": (ids, table, 1.0, big[:160].reshape(10, 16), big[150:310].reshape(2, 5, 16)),
+        "out over ids": (big[:10].view(np.int32).reshape(2, 5), table, 1.0, pos, big[:160].reshape(2, 5, 16)),
+    }
+    for name, args in declined.items():
+        before = np.array(args[-1], copy=True)
+        assert _gather_call(k, *args) is None, name
+        np.testing.assert_array_equal(args[-1], before, err_msg=name)
+    # more output than one uninterruptible kernel call may write (10 rows x 16 x 4 bytes here)
+    assert _gather_call(k, ids, table, 1.0, pos, out, max_bytes=639.0) is None
+    np.testing.assert_array_equal(out, -3.0)
+    assert _gather_call(k, ids, table, 1.0, pos, out, max_bytes=640.0) is out
+
+
+def test_lookup_takes_the_dense_latency_path_only_for_the_simple_case(monkeypatch):
+    import fastembed as fe
+
+    k = _gather_call_kernels()
+    calls = []
+    original = k.rows.gather_call
+    monkeypatch.setattr(k.rows, "gather_call", lambda *a: calls.append(1) or original(*a))
+    table = np.arange(40, dtype=np.float32).reshape(10, 4)
+    fe.lookup(np.array([[1, 2]]), table)
+    fe.lookup(np.array([[1, 2]], np.int32), table, pos_table=np.zeros((4, 4), np.float32), scale=2.0)
+    fe.lookup([[1, 2]], table)  # a list: the general path converts and checks it
+    fe.lookup(np.array([[1, 0, 2]])[:, ::2], table)  # strided ids: declined inside
+    assert len(calls) == 3
+    for kwargs in ({"bias": np.ones(4, np.float32)}, {"backend": "numpy"}, {"offset": 1}, {"position_ids": [0, 1]}):
+        pos = {"pos_table": np.zeros((4, 4), np.float32)} if "offset" in kwargs or "position_ids" in kwargs else {}
+        got = fe.lookup(np.array([[1, 2]]), table, **kwargs, **pos)
+        np.testing.assert_array_equal(got[0, :, :], table[[1, 2]] + kwargs.get("bias", 0))
+    assert len(calls) == 3
+    with pytest.raises(IndexError):
+        fe.lookup(np.array([[1, 10]]), table)  # declined inside; the general path reports it
+    assert len(calls) == 4

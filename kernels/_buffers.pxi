@@ -1,0 +1,74 @@
+# Included by the kernel modules with a latency path (Cython `include`): what such a path reads off the
+# buffers of its arguments to prove a call is the simple case, before it runs without any Python check.
+
+cdef enum:
+    FE_F32 = 1
+    FE_F64 = 2
+    FE_I32 = 3
+    FE_I64 = 4
+
+
+cdef int _buffer_kind(Py_buffer* b) noexcept:
+    cdef const char* f = b.format
+    if f == NULL:
+        return 0
+    if f[0] == b'@' or f[0] == b'=' or f[0] == b'<':
+        f += 1
+    if f[0] == 0 or f[1] != 0:
+        return 0
+    if f[0] == b'f' and b.itemsize == 4:
+        return FE_F32
+    if f[0] == b'd' and b.itemsize == 8:
+        return FE_F64
+    if (f[0] == b'i' or f[0] == b'l' or f[0] == b'q') and b.itemsize == 4:
+        return FE_I32
+    if (f[0] == b'l' or f[0] == b'q') and b.itemsize == 8:
+        return FE_I64
+    return 0
+
+
+cdef bint _apart(Py_buffer* a, Py_buffer* b) noexcept:
+    """True when two C-contiguous buffers share no byte."""
+    cdef const char* a0 = <const char*>a.buf
+    cdef const char* b0 = <const char*>b.buf
+    return a.len == 0 or b.len == 0 or a0 + a.len <= b0 or b0 + b.len <= a0
+
+
+cdef bint _is_ids(Py_buffer* b) noexcept:
+    """int32 or int64 ids of at least one dimension."""
+    cdef int kind = _buffer_kind(b)
+    return b.ndim >= 1 and (kind == FE_I32 or kind == FE_I64)
+
+
+cdef bint _out_fits(Py_buffer* bo, Py_buffer* bi, Py_ssize_t d, int kind) noexcept:
+    """out is of kind ``kind`` and shape ids.shape + (d,)."""
+    cdef int i
+    if _buffer_kind(bo) != kind or bo.ndim != bi.ndim + 1 or bo.shape[bi.ndim] != d:
+        return False
+    for i in range(bi.ndim):
+        if bo.shape[i] != bi.shape[i]:
+            return False
+    return True
+
+
+cdef bint _copy_ids(Py_buffer* bi, int64_t* rows, Py_ssize_t n, Py_ssize_t V) noexcept nogil:
+    """rows[:n] = the ids, each read once into this private copy; True when every one is in [0, V).
+    The copy is what the kernel reads: another thread writing to the ids cannot put an unchecked
+    index in front of it."""
+    cdef const int32_t* ids32 = <const int32_t*>bi.buf
+    cdef const int64_t* ids64 = <const int64_t*>bi.buf
+    cdef bint narrow = bi.itemsize == 4
+    cdef int64_t bad = 0
+    cdef Py_ssize_t i
+    for i in range(n):
+        rows[i] = ids32[i] if narrow else ids64[i]
+        bad |= (rows[i] < 0) | (rows[i] >= V)
+    return bad == 0
+
+
+cdef void _sequence_positions(int64_t* q_rows, Py_ssize_t n, Py_ssize_t L) noexcept nogil:
+    """q_rows[i] = i % L: the position of each id along the last axis of ids."""
+    cdef Py_ssize_t i, j
+    for i in range(n // L):
+        for j in range(L):
+            q_rows[i * L + j] = j
