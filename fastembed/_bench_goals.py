@@ -99,13 +99,23 @@ def floor_seconds(machine, case):
     return min(case["flops_all"] / rate, case["flops_distinct"] / rate + write_seconds(machine, case))
 
 
+def write_rate(machine, case):
+    """GB/s of memory writes: measured in the case's own rounds where it was, else the machine's."""
+    return case.get("write_gbs") or machine["write_gbs"]
+
+
+def copy_rate(machine, case):
+    """GB/s of a memory copy, reads + writes: the case's own where measured, else the machine's."""
+    return case.get("copy_gbs") or machine.get("copy_gbs") or write_rate(machine, case)
+
+
 def write_seconds(machine, case):
-    return case["bytes_out"] / (machine["write_gbs"] * 1e9)
+    return case["bytes_out"] / (write_rate(machine, case) * 1e9)
 
 
 def read_write_seconds(machine, case):
     """Seconds to read and write ``case['bytes_read_write']`` at the measured copy rate (reads + writes)."""
-    return case["bytes_read_write"] / (machine.get("copy_gbs", machine["write_gbs"]) * 1e9)
+    return case["bytes_read_write"] / (copy_rate(machine, case) * 1e9)
 
 
 def compute_seconds(machine, case):

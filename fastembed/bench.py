@@ -34,7 +34,7 @@ from ._bench_cases import (
     rope_methods,
     sinusoidal_methods,
 )
-from ._bench_goals import Goal, compute_seconds, evaluate, read_write_seconds, write_seconds
+from ._bench_goals import Goal, compute_seconds, copy_rate, evaluate, read_write_seconds, write_rate, write_seconds
 from ._threads import available_cores
 from ._timing import wall_times
 
@@ -103,34 +103,65 @@ def _busy_wait(seconds):
 def roofline(quick=False):
     """The machine's limits, measured: sgemm GFLOP/s (numpy's BLAS, 2 x 2048^3 per call), peak
     float32 FMA GFLOP/s (independent vector multiply-add chains on every core; None without the
-    Cython kernels or a SIMD FMA unit) and memory write GB/s (fill of 256 MB, the faster of one
-    thread and one per core)."""
+    Cython kernels or a SIMD FMA unit), and memory write and copy GB/s (``MemoryProbe``). Each case
+    measures the memory rates again in its own rounds: its bounds use those."""
     n = 1024 if quick else 2048
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     c = np.empty_like(a)
     t = best_time(lambda: np.matmul(a, a, out=c), repeat=5)
-    buf = np.empty(256 * 2**20 // 4, np.float32)  # far beyond the caches, also with --quick
-    w = min(best_time(lambda: buf.fill(1.0), repeat=5), _parallel_time(lambda part: part.fill(1.0), buf))
-    src = np.ones_like(buf)
-    c = min(best_time(lambda: np.copyto(buf, src), repeat=5), _parallel_time(np.copyto, buf, src))
+    probe = MemoryProbe.shared()
+    rates = probe.rates(interleaved_best_times({**probe.methods("write"), **probe.methods("copy")}, rounds=1))
     peak, isa = _fma_peak(available_cores())
-    return {
-        "sgemm_gflops": 2 * n**3 / t / 1e9,
-        "fma_gflops": peak,
-        "fma_isa": isa,
-        "write_gbs": buf.nbytes / w / 1e9,
-        "copy_gbs": 2 * buf.nbytes / c / 1e9,
-    }
+    return {"sgemm_gflops": 2 * n**3 / t / 1e9, "fma_gflops": peak, "fma_isa": isa, **rates}
 
 
-def _parallel_time(work, *arrays):
-    """Best time of ``work(*slices)`` over ``arrays`` cut into one slice per core, each slice on its
-    own thread (numpy's fill and copyto release the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
+class MemoryProbe:
+    """Memory write and copy rates, timed among a case's methods in the same interleaved rounds, so
+    that the case's bounds see the memory the methods saw (on a VM the rate swings 27-52 GB/s
+    between minutes). Write: a fill of 256 MB; copy: numpy copyto of 256 MB into another 256 MB,
+    counted as reads + writes; each the faster of one thread and one thread per core (numpy's fill
+    and copyto release the GIL). The buffers lie far beyond the caches, also with --quick."""
 
-    parts = [np.array_split(a, available_cores()) for a in arrays]
-    with ThreadPoolExecutor(available_cores()) as pool:
-        return best_time(lambda: list(pool.map(work, *parts)), repeat=5)
+    PREFIX = "memory "
+    _instance = None
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.dst = np.ones(256 * 2**20 // 4, np.float32)  # written once: the pages are mapped
+        self.src = np.ones_like(self.dst)
+        self.pool = ThreadPoolExecutor(available_cores())
+        self.dst_parts = np.array_split(self.dst, available_cores())
+        self.src_parts = np.array_split(self.src, available_cores())
+
+    @classmethod
+    def shared(cls):
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def methods(self, kind):
+        """{name: callable} of the probe ``kind`` ("write" or "copy"), to time among a case's methods."""
+        if kind == "write":
+            one, every = (lambda: self.dst.fill(1.0)), (lambda: list(self.pool.map(_fill_one, self.dst_parts)))
+        else:
+            one = lambda: np.copyto(self.dst, self.src)  # noqa: E731
+            every = lambda: list(self.pool.map(np.copyto, self.dst_parts, self.src_parts))  # noqa: E731
+        return {f"{self.PREFIX}{kind}, one thread": one, f"{self.PREFIX}{kind}, every core": every}
+
+    def rates(self, times):
+        """{"write_gbs": ..., "copy_gbs": ...} of the probes in ``times`` (those measured), which are
+        removed from ``times``."""
+        best = {}
+        for name in [n for n in times if n.startswith(self.PREFIX)]:
+            kind = name[len(self.PREFIX) :].split(",")[0]
+            best[kind] = min(best.get(kind, float("inf")), times.pop(name))
+        moved = {"write": self.dst.nbytes, "copy": 2 * self.dst.nbytes}
+        return {f"{kind}_gbs": moved[kind] / t / 1e9 for kind, t in best.items()}
+
+
+def _fill_one(part):
+    part.fill(1.0)
 
 
 def _fma_peak(n_threads, steps=2_000_000):
@@ -152,7 +183,10 @@ def lookup_case(case, quick=False):
     B, L = data.ids.shape
     # torch.compile takes tens of seconds to compile each shape: full runs only
     methods = lookup_methods(case, data, compile_torch=not quick)
-    times = interleaved_best_times(methods, rounds=2 if quick else 3, repeat=6 if quick else 15)
+    probe = MemoryProbe.shared()
+    rounds, repeat = (2, 6) if quick else (3, 15)
+    times = interleaved_best_times({**methods, **probe.methods("write")}, rounds, repeat)
+    rates = probe.rates(times)
     with one_core_busy() as busy:
         busy_times = {m: median_time(fn, repeat=5 if quick else 11) for m, fn in methods.items()} if busy else {}
     kernel = _materialized_kernel_time(data.ids, dense(case.shape), data.scale, data.pos_table[:L], data.out, quick)
@@ -167,6 +201,7 @@ def lookup_case(case, quick=False):
         "flops_distinct": 2.0 * distinct * r * d,
         "bytes_out": 4.0 * n * d,
         "seconds": times,
+        **rates,  # the memory write rate in this case's rounds
         "seconds_one_core_busy": busy_times,
         "materialized_kernel_seconds": kernel,
     }
@@ -190,21 +225,22 @@ def _materialized_kernel_time(ids, dense, scale, pos_table, out, quick):
 
 
 def positional_cases(quick=False):
+    """The sinusoidal table and RoPE, each method timed in interleaved rounds with the memory probe
+    of its bound (writes; reads + writes)."""
     n, d = SINUSOIDAL_QUICK if quick else SINUSOIDAL_SHAPE
     shape = ROPE_QUICK if quick else ROPE_SHAPE
     x_bytes = 4.0 * np.prod(shape)
+    probe = MemoryProbe.shared()
+    rounds, repeat = (2, 6) if quick else (3, 9)
+    sinusoidal = interleaved_best_times({**sinusoidal_methods(n, d), **probe.methods("write")}, rounds, repeat)
+    sinusoidal_rates = probe.rates(sinusoidal)
+    # inductor compiles for tens of seconds: full runs only
+    rope_and_probe = {**rope_methods(shape, compile_torch=not quick), **probe.methods("copy")}
+    rope = interleaved_best_times(rope_and_probe, rounds, repeat)
+    rope_rates = probe.rates(rope)
     return [
-        {
-            "case": f"sinusoidal {n}x{d}",
-            "bytes_out": 4.0 * n * d,
-            "seconds": {m: best_time(f, repeat=5) for m, f in sinusoidal_methods(n, d).items()},
-        },
-        {
-            "case": f"rope {shape}",
-            "bytes_read_write": 2 * x_bytes,
-            # inductor compiles for tens of seconds: full runs only
-            "seconds": {m: best_time(f, repeat=5) for m, f in rope_methods(shape, compile_torch=not quick).items()},
-        },
+        {"case": f"sinusoidal {n}x{d}", "bytes_out": 4.0 * n * d, "seconds": sinusoidal, **sinusoidal_rates},
+        {"case": f"rope {shape}", "bytes_read_write": 2 * x_bytes, "seconds": rope, **rope_rates},
     ]
 
 
@@ -214,10 +250,10 @@ def factorize_case(quick=False):
     except FileNotFoundError:
         W, source = np.random.default_rng(0).standard_normal((30522, 384), dtype=np.float32), "random 30522x384"
     methods = factorize_methods(W, FACTORIZE_RANK, full_svd=not quick)
-    return {
-        "case": f"factorize rank {FACTORIZE_RANK} ({source})",
-        "seconds": {m: best_time(f, repeat=3, min_seconds=0) for m, f in methods.items()},
-    }
+    full_svd = {m: methods.pop(m) for m in list(methods) if m == "numpy full SVD"}  # seconds a call: once
+    seconds = interleaved_best_times(methods, rounds=2 if quick else 3, repeat=6 if quick else 9)
+    seconds.update({m: best_time(f, repeat=1, min_seconds=0) for m, f in full_svd.items()})
+    return {"case": f"factorize rank {FACTORIZE_RANK} ({source})", "seconds": seconds}
 
 
 _FIRST_CALL = """
@@ -402,7 +438,7 @@ def format_report(report):
     peak = f"{m['fma_gflops']:.0f} GFLOP/s ({m['fma_isa']})" if m.get("fma_gflops") else "not measured"
     lines = [
         f"machine: {m['cores']} cores, sgemm (numpy's BLAS) {m['sgemm_gflops']:.0f} GFLOP/s, FMA peak {peak}, "
-        f"writes {m['write_gbs']:.1f} GB/s (python {m['python']})",
+        f"writes {m['write_gbs']:.1f} GB/s, copies {m.get('copy_gbs', float('nan')):.1f} GB/s (python {m['python']})",
         "compute bound = all tokens' projection flops at the sgemm rate; FMA bound = the same at the FMA peak",
         "",
     ]
@@ -415,7 +451,7 @@ def format_report(report):
             f"{case['case']} B={shape['B']} L={shape['L']} V={shape['V']} r={shape['r']} d={shape['d']}, "
             f"{case['ids']} ids ({case['distinct_fraction']:.0%} distinct); bounds: compute {compute * 1e3:.2f} ms"
             + (f", FMA {fma * 1e3:.2f} ms" if fma else "")
-            + f", output writes {memory * 1e3:.2f} ms"
+            + f", output writes {memory * 1e3:.2f} ms ({write_rate(m, case):.1f} GB/s in this case's rounds)"
         )
         peers = {k: v for k, v in s.items() if not k.startswith("fastembed")}
         strongest = min(peers, key=peers.get)
@@ -449,9 +485,9 @@ def format_report(report):
         base = max(s.values())
         bound = ""
         if "bytes_out" in case:
-            bound = f"; write bound {write_seconds(m, case) * 1e3:.2f} ms"
+            bound = f"; write bound {write_seconds(m, case) * 1e3:.2f} ms ({write_rate(m, case):.1f} GB/s)"
         elif "bytes_read_write" in case:
-            bound = f"; read+write bound {read_write_seconds(m, case) * 1e3:.2f} ms"
+            bound = f"; read+write bound {read_write_seconds(m, case) * 1e3:.2f} ms ({copy_rate(m, case):.1f} GB/s)"
         lines.append(case["case"] + bound)
         for method, t in sorted(s.items(), key=lambda kv: kv[1]):
             lines.append(f"  {method:24s} {t * 1e3:9.3f} ms {base / t:8.2f}x vs slowest")

@@ -3,6 +3,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from fastembed import bench
@@ -165,3 +166,35 @@ def test_interleaved_rounds_time_every_method_in_every_round(monkeypatch):
     best = bench.interleaved_best_times(methods, rounds=3, repeat=9)
     assert [name for name, _ in calls] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert best == {"a": 1, "b": 2, "c": 3}  # the smallest "time" each method had over its rounds
+
+
+def test_bounds_use_the_memory_rates_measured_in_the_case_own_rounds():
+    """A case's write and copy rates, measured among its methods, replace the machine's probe."""
+    report = _report(0.008, 15e-6)
+    text = report["lookup"][0]  # 32 x 512 x 768 float32 out = 50.3 MB: 1.57 ms at 32 GB/s
+    rows = [t for t in TARGETS if t.metric == "x output-write bound" and t.case == "albert-base text"]
+    (goal,) = bench.evaluate(report, rows)
+    assert "1.573 ms at the write rate" in goal.evidence
+    text["write_gbs"] = 16.0
+    (goal,) = bench.evaluate(report, rows)
+    assert "3.146 ms at the write rate" in goal.evidence
+    assert "16.0 GB/s in this case's rounds" in bench.format_report(report)
+    rope = {"case": "rope", "bytes_read_write": 4e8, "seconds": {"fastembed auto": 0.01}}
+    report["machine"]["copy_gbs"] = 40.0
+    assert bench.read_write_seconds(report["machine"], rope) == pytest.approx(0.01)
+    assert bench.read_write_seconds(report["machine"], dict(rope, copy_gbs=80.0)) == pytest.approx(0.005)
+
+
+def test_memory_probe_rates_are_taken_out_of_the_case_times():
+    probe = bench.MemoryProbe.__new__(bench.MemoryProbe)
+    probe.dst = np.zeros(1000, np.float32)  # 4000 bytes
+    assert set(bench.MemoryProbe.methods(probe, "write")) == {"memory write, one thread", "memory write, every core"}
+    times = {
+        "fastembed auto": 1.0,
+        "memory write, one thread": 4e-6,
+        "memory write, every core": 2e-6,
+        "memory copy, one thread": 8e-6,
+    }
+    rates = probe.rates(times)
+    assert times == {"fastembed auto": 1.0}
+    assert rates == {"write_gbs": pytest.approx(2.0), "copy_gbs": pytest.approx(1.0)}

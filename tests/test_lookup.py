@@ -380,3 +380,43 @@ def test_lookup_takes_the_dense_latency_path_only_for_the_simple_case(monkeypatc
     with pytest.raises(IndexError):
         fe.lookup(np.array([[1, 10]]), table)  # declined inside; the general path reports it
     assert len(calls) == 4
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("d", [1, 7, 16, 17, 33, 100, 768])
+@pytest.mark.parametrize("misaligned", [False, True])
+def test_streaming_rows_are_the_plain_rows_bit_for_bit(dtype, d, misaligned):
+    """Outputs past the streaming threshold are written with non-temporal stores (whole aligned
+    lines, plain stores at the row ends): the same values as plain stores, for every row length and
+    alignment, with and without bias and positions, through gather_rows and the latency path."""
+    k = _gather_call_kernels()
+    rng = np.random.default_rng(13)
+    n, V = 37, 50
+    table = rng.standard_normal((V, d)).astype(dtype)
+    bias, pos = rng.standard_normal(d).astype(dtype), rng.standard_normal((9, d)).astype(dtype)
+    rows = rng.integers(0, V, n)
+    pos_rows = rng.integers(0, 9, n)
+    ids = rng.integers(0, V, (1, 9))
+
+    def outputs():
+        base = np.zeros(n * d + 1, dtype)
+        return base[int(misaligned) : int(misaligned) + n * d].reshape(n, d)
+
+    previous = k.rows.stream_min_bytes()
+    try:
+        results = []
+        for threshold in (float("inf"), 0):
+            k.rows.stream_min_bytes(threshold)
+            for terms in ((None, None, None), (bias, None, None), (None, pos, pos_rows), (bias, pos, pos_rows)):
+                out = outputs()
+                assert k.rows.gather_rows(table, rows, 1.25, *terms, out, 2) == 0
+                results.append(out)
+            out = np.zeros(ids.shape + (d,), dtype)
+            assert _gather_call(k, ids, table, 0.5, pos, out) is out
+            results.append(out)
+    finally:
+        k.rows.stream_min_bytes(previous)
+    half = len(results) // 2
+    for plain, streamed in zip(results[:half], results[half:], strict=True):
+        np.testing.assert_array_equal(streamed, plain)
+    np.testing.assert_array_equal(results[0], table[rows] * dtype(1.25))
