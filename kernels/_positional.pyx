@@ -11,12 +11,14 @@ from cython.parallel cimport parallel, prange
 from libc.stdint cimport int64_t
 
 include "_common.pxi"
+include "_stream.pxi"
 
 DEF ROPE_BLOCK = 512
 
 cdef extern from *:
     """
     #include <stddef.h>
+    #include <stdint.h>
     /* One rotary row with unit column strides, compiled for AVX-512, AVX2 and the baseline and
        picked at load time where GCC can (as _rows.pyx's row epilogue); the module is built with
        -ffp-contract=off, so every version rounds each product and sum as the strided loop does.
@@ -29,7 +31,7 @@ cdef extern from *:
     #endif
     #define FE_DEFINE_ROPE(NAME, T)                                                                 \
     FE_CLONES static void NAME##_neox(const T* x, ptrdiff_t x_rs, T* o, ptrdiff_t o_rs,               \
-                                      const long long* rows, const T* c0, const T* s0, ptrdiff_t t_rs, \
+                                      const int64_t* rows, const T* c0, const T* s0, ptrdiff_t t_rs, \
                                       ptrdiff_t half, ptrdiff_t n) {                                 \
         for (ptrdiff_t r = 0; r < n; r++, x += x_rs, o += o_rs) {                                  \
             const T* c = c0 + rows[r] * t_rs;                                                      \
@@ -54,12 +56,36 @@ cdef extern from *:
     }
     FE_DEFINE_ROPE(fe_rope_f32, float)
     FE_DEFINE_ROPE(fe_rope_f64, double)
+
+    /* The same rows into contiguous output rows (o_rs = 2 half) with streaming stores: a few rows at
+       a time rotated into a 4 KB stage that stays in L1, then streamed out (_stream.pxi), so the
+       output's lines are not read first. Rows wider than the stage take the plain path. */
+    #define FE_ROPE_STAGE 4096
+    #define FE_DEFINE_ROPE_STREAM(NAME, T)                                                          \
+    static void NAME##_neox_stream(const T* x, ptrdiff_t x_rs, T* o, const int64_t* rows,           \
+                                   const T* c0, const T* s0, ptrdiff_t t_rs, ptrdiff_t half,         \
+                                   ptrdiff_t n, int isa) {                                          \
+        T stage[FE_ROPE_STAGE / sizeof(T)] __attribute__((aligned(64)));                            \
+        ptrdiff_t w = 2 * half, per = w > 0 ? (ptrdiff_t)(FE_ROPE_STAGE / sizeof(T)) / w : 0;         \
+        if (per < 1) { NAME##_neox(x, x_rs, o, w, rows, c0, s0, t_rs, half, n); return; }          \
+        for (ptrdiff_t r = 0; r < n; r += per) {                                                    \
+            ptrdiff_t k = n - r < per ? n - r : per;                                                \
+            NAME##_neox(x + r * x_rs, x_rs, stage, w, rows + r, c0, s0, t_rs, half, k);             \
+            fe_stream_copy(o + r * w, stage, (size_t)(k * w) * sizeof(T), isa);                     \
+        }                                                                                           \
+    }
+    FE_DEFINE_ROPE_STREAM(fe_rope_f32, float)
+    FE_DEFINE_ROPE_STREAM(fe_rope_f64, double)
     """
     void fe_rope_f32_neox(const float* x, Py_ssize_t x_rs, float* o, Py_ssize_t o_rs, const int64_t* rows,
                           const float* c, const float* s, Py_ssize_t t_rs, Py_ssize_t half, Py_ssize_t n) noexcept nogil
     void fe_rope_f64_neox(const double* x, Py_ssize_t x_rs, double* o, Py_ssize_t o_rs, const int64_t* rows,
                           const double* c, const double* s, Py_ssize_t t_rs, Py_ssize_t half,
                           Py_ssize_t n) noexcept nogil
+    void fe_rope_f32_neox_stream(const float* x, Py_ssize_t x_rs, float* o, const int64_t* rows, const float* c,
+                                 const float* s, Py_ssize_t t_rs, Py_ssize_t half, Py_ssize_t n, int isa) noexcept nogil
+    void fe_rope_f64_neox_stream(const double* x, Py_ssize_t x_rs, double* o, const int64_t* rows, const double* c,
+                                 const double* s, Py_ssize_t t_rs, Py_ssize_t half, Py_ssize_t n, int isa) noexcept nogil
 
 
 def sincos_rows(real[:, ::1] out, const int64_t[::1] hi, const int64_t[::1] lo,
@@ -181,14 +207,23 @@ cdef void _rope_blocks(const real[:, :] x, real[:, :] out, const int64_t[::1] ta
     cdef Py_ssize_t n_blocks = (n_rows + ROPE_BLOCK - 1) // ROPE_BLOCK, blk, r0, m, n, j
     cdef bint copy_tail = 2 * half < width and &out[0, 0] != &x[0, 0]
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    cdef int stream = 0
+    if 2 * half == width and o_rs == width and &out[0, 0] != &x[0, 0]:  # whole rows, one after the other
+        stream = _stream_for(<double>n_rows * width * sizeof(real))
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
         for blk in prange(n_blocks, schedule="guided"):
             r0 = blk * ROPE_BLOCK
             m = min(<Py_ssize_t>ROPE_BLOCK, n_rows - r0)
-            if real is float:
+            if real is float and stream:
+                fe_rope_f32_neox_stream(&x[r0, 0], x_rs, &out[r0, 0], &table_rows[r0], &cos[0, 0], &sin[0, 0],
+                                        t_rs, half, m, stream)
+            elif real is float:
                 fe_rope_f32_neox(&x[r0, 0], x_rs, &out[r0, 0], o_rs, &table_rows[r0], &cos[0, 0], &sin[0, 0],
                                  t_rs, half, m)
+            elif stream:
+                fe_rope_f64_neox_stream(&x[r0, 0], x_rs, &out[r0, 0], &table_rows[r0], &cos[0, 0], &sin[0, 0],
+                                        t_rs, half, m, stream)
             else:
                 fe_rope_f64_neox(&x[r0, 0], x_rs, &out[r0, 0], o_rs, &table_rows[r0], &cos[0, 0], &sin[0, 0],
                                  t_rs, half, m)
@@ -196,6 +231,8 @@ cdef void _rope_blocks(const real[:, :] x, real[:, :] out, const int64_t[::1] ta
                 for n in range(r0, r0 + m):
                     for j in range(2 * half, width):
                         out[n, j] = x[n, j]
+        if stream:
+            fe_store_fence()
 
 
 cdef bint _disjoint_rows(const real[:, :] x, real[:, :] out) noexcept:

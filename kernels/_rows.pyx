@@ -16,6 +16,7 @@ import numpy as np
 
 include "_common.pxi"
 include "_buffers.pxi"
+include "_stream.pxi"
 
 cdef extern from *:
     """
@@ -55,110 +56,11 @@ cdef extern from *:
     FE_DEFINE_ROW(fe_row_f32, float)
     FE_DEFINE_ROW(fe_row_f64, double)
 
-    /* The same rows written with non-temporal (streaming) stores, for outputs larger than the
-       last-level cache: a written line then goes to memory without first being read into the cache
-       (measured on a Zen 4 with a 32 MB L3, rows on 2 threads, in the VM's two memory states: at
-       48 MB 0.93 against 1.5 ms with plain stores, or a tie; at 36 MB a tie or 12% slower; below
-       that plain stores win, the rows staying cached: hence from 1.5x the cache). Same arithmetic in
-       the same order as FE_DEFINE_ROW, so the same bits. The first and last columns up to a
-       64-byte line boundary are plain stores: streaming stores fill whole lines only when aligned.
-       Each thread ends its streaming stores with fe_store_fence() (sfence). */
-    #include <stdint.h>
-    #if defined(__GNUC__) && defined(__x86_64__)
-    #include <immintrin.h>
-    #define FE_STREAM_X86 1
-    #else
-    #define FE_STREAM_X86 0
-    #endif
-    #define FE_ROW_TERM(j) (b && p ? s[j] * scale + b[j] + p[j] : b ? s[j] * scale + b[j] : p ? s[j] * scale + p[j] : s[j] * scale)
-    #define FE_DEFINE_STREAM(NAME, T, ISA, V, LANES, SET1, LOAD, MUL, ADD, STREAM)                     \
-    __attribute__((target(ISA))) static void NAME(T* o, const T* s, T scale, const T* b, const T* p,  \
-                                                  ptrdiff_t d) {                                       \
-        ptrdiff_t j = 0, head = (ptrdiff_t)(((64 - ((uintptr_t)o & 63)) & 63) / sizeof(T));            \
-        V vs = SET1(scale);                                                                            \
-        if (head > d) head = d;                                                                        \
-        for (; j < head; j++) o[j] = FE_ROW_TERM(j);                                                   \
-        for (; j + LANES <= d; j += LANES) {                                                           \
-            V v = MUL(LOAD(s + j), vs);                                                                \
-            if (b) v = ADD(v, LOAD(b + j));                                                            \
-            if (p) v = ADD(v, LOAD(p + j));                                                            \
-            STREAM(o + j, v);                                                                          \
-        }                                                                                              \
-        for (; j < d; j++) o[j] = FE_ROW_TERM(j);                                                      \
-    }
-    #if FE_STREAM_X86
-    FE_DEFINE_STREAM(fe_stream512_f32, float, "avx512f", __m512, 16, _mm512_set1_ps, _mm512_loadu_ps, _mm512_mul_ps, _mm512_add_ps, _mm512_stream_ps)
-    FE_DEFINE_STREAM(fe_stream512_f64, double, "avx512f", __m512d, 8, _mm512_set1_pd, _mm512_loadu_pd, _mm512_mul_pd, _mm512_add_pd, _mm512_stream_pd)
-    FE_DEFINE_STREAM(fe_stream256_f32, float, "avx", __m256, 8, _mm256_set1_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_stream_ps)
-    FE_DEFINE_STREAM(fe_stream256_f64, double, "avx", __m256d, 4, _mm256_set1_pd, _mm256_loadu_pd, _mm256_mul_pd, _mm256_add_pd, _mm256_stream_pd)
-    static void fe_store_fence(void) { _mm_sfence(); }
-    /* 512, 256 or 0: the widest streaming row this CPU runs. */
-    static int fe_stream_isa(void) {
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f")) return 512;
-        if (__builtin_cpu_supports("avx")) return 256;
-        return 0;
-    }
-    #else
-    static void fe_stream512_f32(float* o, const float* s, float scale, const float* b, const float* p, ptrdiff_t d) {}
-    static void fe_stream512_f64(double* o, const double* s, double scale, const double* b, const double* p, ptrdiff_t d) {}
-    static void fe_stream256_f32(float* o, const float* s, float scale, const float* b, const float* p, ptrdiff_t d) {}
-    static void fe_stream256_f64(double* o, const double* s, double scale, const double* b, const double* p, ptrdiff_t d) {}
-    static void fe_store_fence(void) {}
-    static int fe_stream_isa(void) { return 0; }
-    #endif
-    /* Bytes of the last-level cache as Linux's sysfs gives it for cpu0 (glibc's sysconf reported
-       320 MB for a 32 MB L3 on a Zen 4 VM), else 32 MB. */
-    #include <stdio.h>
-    static long fe_last_level_cache(void) {
-        long bytes = 32L << 20, size = 0;
-        char unit = 0;
-        FILE* f = fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r");
-        if (f) {
-            if (fscanf(f, "%ld%c", &size, &unit) >= 1 && size > 0)
-                bytes = unit == 'K' ? size << 10 : unit == 'M' ? size << 20 : size;
-            fclose(f);
-        }
-        return bytes;
-    }
-    static void fe_stream_row_f32(int isa, float* o, const float* s, float scale, const float* b, const float* p, ptrdiff_t d) {
-        if (isa >= 512) fe_stream512_f32(o, s, scale, b, p, d); else fe_stream256_f32(o, s, scale, b, p, d);
-    }
-    static void fe_stream_row_f64(int isa, double* o, const double* s, double scale, const double* b, const double* p, ptrdiff_t d) {
-        if (isa >= 512) fe_stream512_f64(o, s, scale, b, p, d); else fe_stream256_f64(o, s, scale, b, p, d);
-    }
     """
     void fe_row_f32(float* o, const float* s, float scale, const float* b, const float* p,
                     Py_ssize_t d) noexcept nogil
     void fe_row_f64(double* o, const double* s, double scale, const double* b, const double* p,
                     Py_ssize_t d) noexcept nogil
-    void fe_stream_row_f32(int isa, float* o, const float* s, float scale, const float* b, const float* p,
-                           Py_ssize_t d) noexcept nogil
-    void fe_stream_row_f64(int isa, double* o, const double* s, double scale, const double* b, const double* p,
-                           Py_ssize_t d) noexcept nogil
-    void fe_store_fence() noexcept nogil
-    int fe_stream_isa() noexcept nogil
-    long fe_last_level_cache() noexcept nogil
-
-
-cdef int _STREAM_ISA = fe_stream_isa()
-cdef double _stream_min_bytes = 1.5 * fe_last_level_cache()
-
-
-def stream_min_bytes(value=None):
-    """The output size in bytes from which the gathers write their unit-stride rows with streaming
-    stores (default: 1.5x the last-level cache's size); ``value`` sets it (tests force the streaming
-    rows on small outputs with 0) and the previous value is returned."""
-    global _stream_min_bytes
-    previous = _stream_min_bytes
-    if value is not None:
-        _stream_min_bytes = float(value)
-    return previous
-
-
-cdef inline int _stream_for(double out_bytes) noexcept nogil:
-    """The streaming rows' ISA for an output of ``out_bytes``, 0 for plain stores."""
-    return _STREAM_ISA if out_bytes >= _stream_min_bytes and out_bytes > 0 else 0
 
 
 cdef inline void _emit_row(real* o, const real* s, Py_ssize_t s_step, real scale,

@@ -218,3 +218,33 @@ def test_bad_arguments(kwargs, exc):
         fe.apply_rope(np.zeros((2, 5, 16), np.int64))
     with pytest.raises(ValueError):
         fe.apply_rope(np.zeros(16))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("D", [2, 34, 96, 128, 1000, 2048])
+@pytest.mark.parametrize("misaligned", [False, True])
+def test_streaming_output_is_the_plain_output_bit_for_bit(dtype, D, misaligned):
+    """Past the streaming threshold the Cython neox rows go through an L1 stage and streaming
+    stores (rows wider than the stage: plain): the same bits as plain stores, for any row width,
+    row count and output alignment."""
+    if "cython" not in BACKENDS:
+        pytest.skip("the streaming rows are the Cython kernel's")
+    from fastembed._kernels import _positional
+
+    x = np.random.default_rng(5).standard_normal((2, 3, 37, D)).astype(dtype)
+
+    def rotate():
+        base = np.zeros(x.size + 1, dtype)
+        out = base[int(misaligned) : int(misaligned) + x.size].reshape(x.shape)
+        return fe.apply_rope(x, out=out, style="neox", backend="cython", offset=5)
+
+    previous = _positional.stream_min_bytes()
+    try:
+        _positional.stream_min_bytes(float("inf"))
+        plain = rotate()
+        _positional.stream_min_bytes(0)
+        streamed = rotate()
+    finally:
+        _positional.stream_min_bytes(previous)
+    np.testing.assert_array_equal(streamed, plain)
+    np.testing.assert_array_equal(plain, fe.apply_rope(x, style="neox", backend="numpy", offset=5))
