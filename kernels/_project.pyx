@@ -639,10 +639,13 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
         n_cb = (d + cb_width - 1) // cb_width
     n_tasks = n_rb * n_cb
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    if n_pack:  # a region of its own: its end is the barrier the tiles need before they read the strips
+        with nogil, parallel(num_threads=n_threads):
+            fe_unstack(caller_cpu)
+            for s in prange(n_pack, schedule="static"):
+                _pack_strip(p0, p_rs, r, d, s, nr, packed)
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
-        for s in prange(n_pack, schedule="static"):
-            _pack_strip(p0, p_rs, r, d, s, nr, packed)
         for task in prange(n_tasks, schedule="dynamic"):
             rb = task // n_cb
             cb = task - rb * n_cb
@@ -715,13 +718,16 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, int simd, int n_threads):
             tasks[2 * t], tasks[2 * t + 1] = i0, j0
             t += 1
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    # Cython's prange in a parallel block ends without a barrier (omp for nowait): a thread may start
+    # the next chunk while another still adds into gram. The static round-robin schedule, the same
+    # for every chunk, makes each tile of gram one thread's only, so no two threads add to one tile.
     try:
         with nogil, parallel(num_threads=n_threads):
             fe_unstack(caller_cpu)
             c = 0
             while c < n:
                 k_rows = min(<Py_ssize_t>GRAM_CHUNK, n - c)
-                for task in prange(n_tasks, schedule="dynamic"):
+                for task in prange(n_tasks, schedule="static", chunksize=1):
                     i0, j0 = tasks[2 * task], tasks[2 * task + 1]
                     if width:
                         _gram_task(&x[c, 0], x_rs, k_rows, d, i0, j0, min(nr, d - j0), &gram[0, 0], width)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -172,3 +173,37 @@ def test_beside_torch_two_openmp_runtimes_neither_crash_nor_oversubscribe(tmp_pa
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("ok"), result.stdout
+
+
+def test_multi_pass_kernels_are_exact_with_one_core_busy():
+    """Kernels with several parallel loops in one region (the Gram pass's chunks, the fused kernel's
+    packing then tiles) give one thread's bits while another process takes a core and preempts a
+    worker mid-loop: no loop may start on data that a late thread is still writing."""
+    from fastembed import backends
+    from fastembed.bench import one_core_busy
+
+    if "cython" not in backends.available():
+        pytest.skip("the Cython kernels' OpenMP regions")
+    k = backends.kernels("cython")
+    if not k.openmp or k.simd_width < 256:
+        pytest.skip("needs the OpenMP build and the SIMD tiles")
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((30000, 48)).astype(np.float32)
+    table = rng.standard_normal((500, 64)).astype(np.float32)
+    rows = rng.integers(0, 500, 6000)
+    projs = [rng.standard_normal((64, 200)).astype(np.float32) for _ in range(2)]  # a stale strip shows
+    expected_gram = np.zeros((48, 48))
+    k.gram_rows(x, expected_gram, k.simd_width, 1)
+    expected = []
+    for proj in projs:  # 6000 rows: proj is packed into strips first
+        expected.append(np.empty((6000, 200), np.float32))
+        k.project.project_rows(table, rows, proj, 1.0, None, None, None, expected[-1], k.simd_width, 1)
+    with one_core_busy():
+        for i in range(40):
+            gram = np.zeros((48, 48))
+            k.gram_rows(x, gram, k.simd_width, 8)
+            np.testing.assert_array_equal(gram, expected_gram)
+            out = np.empty_like(expected[0])
+            time.sleep(0.002)  # the pool's worker goes to sleep: it starts late in the next region
+            k.project.project_rows(table, rows, projs[i % 2], 1.0, None, None, None, out, k.simd_width, 8)
+            np.testing.assert_array_equal(out, expected[i % 2])
