@@ -1,6 +1,9 @@
 # Included by the kernel modules with a latency path (Cython `include`): what such a path reads off the
 # buffers of its arguments to prove a call is the simple case, before it runs without any Python check.
 
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+
+
 cdef enum:
     FE_F32 = 1
     FE_F64 = 2
@@ -72,3 +75,30 @@ cdef void _sequence_positions(int64_t* q_rows, Py_ssize_t n, Py_ssize_t L) noexc
     for i in range(n // L):
         for j in range(L):
             q_rows[i * L + j] = j
+
+
+cdef bint _get_buffer(obj, Py_buffer* view, bint writable):
+    """Acquire ``obj``'s C-contiguous buffer (writable if asked); False when it has none such."""
+    try:
+        PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (PyBUF_WRITABLE if writable else 0))
+    except (BufferError, ValueError, TypeError):  # numpy: ValueError for a non-contiguous view
+        return False
+    return True
+
+
+cdef bint _simple_arguments(ids, table, pos, out, scale, double* value):
+    """numpy arrays (pos and out may be None) and a Python float or int scale, stored in ``value``
+    (never a numpy scalar or a bool, whose checks the general path owns)."""
+    cdef object t
+    for t in (ids, table, pos, out):
+        if t is not None and type(t) is not np.ndarray:
+            return False
+    if ids is None or table is None or not (type(scale) is float or type(scale) is int):
+        return False
+    value[0] = scale
+    return True
+
+
+cdef inline void _release(Py_buffer* view, bint held):
+    if held:
+        PyBuffer_Release(view)

@@ -21,7 +21,7 @@ pass over the indices before anything is written, so that a wrong index from
 any caller is counted and nothing is read out of bounds.
 """
 
-from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 
@@ -792,29 +792,15 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
     cdef int64_t* q_rows = NULL
     cdef int kind, n_threads
     cdef double sc
-    if type(ids) is not np.ndarray or type(table) is not np.ndarray or type(proj) is not np.ndarray:
-        return None
-    if (pos is not None and type(pos) is not np.ndarray) or (out is not None and type(out) is not np.ndarray):
-        return None
-    if type(scale) is float or type(scale) is int:
-        sc = scale
-    else:
+    if type(proj) is not np.ndarray or not _simple_arguments(ids, table, pos, out, scale, &sc):
         return None
     try:
-        try:
-            PyObject_GetBuffer(ids, &bi, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-            has_i = True
-            PyObject_GetBuffer(table, &bt, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-            has_t = True
-            PyObject_GetBuffer(proj, &bp, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-            has_p = True
-            if pos is not None:
-                PyObject_GetBuffer(pos, &bq, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-                has_q = True
-            if out is not None:
-                PyObject_GetBuffer(out, &bo, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
-                has_o = True
-        except (BufferError, ValueError, TypeError):  # numpy: ValueError for a non-contiguous view
+        has_i = _get_buffer(ids, &bi, False)
+        has_t = has_i and _get_buffer(table, &bt, False)
+        has_p = has_t and _get_buffer(proj, &bp, False)
+        has_q = has_p and pos is not None and _get_buffer(pos, &bq, False)
+        has_o = has_p and (pos is None or has_q) and out is not None and _get_buffer(out, &bo, True)
+        if not has_p or (pos is not None and not has_q) or (out is not None and not has_o):
             return None
         kind = _buffer_kind(&bt)
         if not _is_ids(&bi) or bt.ndim != 2 or bp.ndim != 2 or kind == 0 or _buffer_kind(&bp) != kind:
@@ -851,13 +837,8 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
         return result
     finally:
         free(rows)
-        if has_i:
-            PyBuffer_Release(&bi)
-        if has_t:
-            PyBuffer_Release(&bt)
-        if has_p:
-            PyBuffer_Release(&bp)
-        if has_q:
-            PyBuffer_Release(&bq)
-        if has_o:
-            PyBuffer_Release(&bo)
+        _release(&bi, has_i)
+        _release(&bt, has_t)
+        _release(&bp, has_p)
+        _release(&bq, has_q)
+        _release(&bo, has_o)

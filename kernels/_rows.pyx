@@ -6,7 +6,7 @@ from any caller skips the row and is counted instead of reading out of bounds.
 The GIL is released around every loop; OpenMP threads when built with it.
 """
 
-from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
 from libc.stdint cimport int8_t, int32_t, int64_t, uint16_t
@@ -169,27 +169,14 @@ def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for):
     cdef int64_t* rows = NULL
     cdef int kind, n_threads
     cdef double sc
-    if type(ids) is not np.ndarray or type(table) is not np.ndarray:
-        return None
-    if (pos is not None and type(pos) is not np.ndarray) or (out is not None and type(out) is not np.ndarray):
-        return None
-    if type(scale) is float or type(scale) is int:
-        sc = scale
-    else:
+    if not _simple_arguments(ids, table, pos, out, scale, &sc):
         return None
     try:
-        try:
-            PyObject_GetBuffer(ids, &bi, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-            has_i = True
-            PyObject_GetBuffer(table, &bt, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-            has_t = True
-            if pos is not None:
-                PyObject_GetBuffer(pos, &bq, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-                has_q = True
-            if out is not None:
-                PyObject_GetBuffer(out, &bo, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
-                has_o = True
-        except (BufferError, ValueError, TypeError):  # numpy: ValueError for a non-contiguous view
+        has_i = _get_buffer(ids, &bi, False)
+        has_t = has_i and _get_buffer(table, &bt, False)
+        has_q = has_t and pos is not None and _get_buffer(pos, &bq, False)
+        has_o = has_t and (pos is None or has_q) and out is not None and _get_buffer(out, &bo, True)
+        if not has_t or (pos is not None and not has_q) or (out is not None and not has_o):
             return None
         kind = _buffer_kind(&bt)
         if not _is_ids(&bi) or bt.ndim != 2 or (kind != FE_F32 and kind != FE_F64):
@@ -223,14 +210,10 @@ def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for):
         return result
     finally:
         free(rows)
-        if has_i:
-            PyBuffer_Release(&bi)
-        if has_t:
-            PyBuffer_Release(&bt)
-        if has_q:
-            PyBuffer_Release(&bq)
-        if has_o:
-            PyBuffer_Release(&bo)
+        _release(&bi, has_i)
+        _release(&bt, has_t)
+        _release(&bq, has_q)
+        _release(&bo, has_o)
 
 
 cdef void _gather_simple(const real* table, const int64_t* rows, real scale, const real* pos, Py_ssize_t L,
