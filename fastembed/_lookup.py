@@ -122,7 +122,7 @@ def _fast_dense(ids, table, scale, pos_table, out, backend, n_threads):
 
 def _lookup(ids, table, proj, scale, bias, pos_table, offset, position_ids, out, backend, n_threads, plan):
     """The lookups' one implementation: factorized when ``proj`` is given, dense otherwise."""
-    if plan is None and bias is None and offset == 0 and position_ids is None:
+    if plan is None and bias is None and type(offset) is int and offset == 0 and position_ids is None:
         if proj is not None:
             result = _fast(ids, table, proj, scale, pos_table, out, backend, n_threads)
         else:

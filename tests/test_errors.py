@@ -68,6 +68,9 @@ BAD = {
     "offset past table": (IndexError, _set("offset", 3)),
     "offset negative": (IndexError, _set("offset", -1)),
     "offset float": (TypeError, _set("offset", 1.0)),
+    # without bias, where the latency paths are tried first: not "the truth value ... is ambiguous"
+    "offset array": (TypeError, lambda a: a["kw"].update(offset=np.array([1, 2]), bias=None)),
+    "offset bool": (TypeError, lambda a: a["kw"].update(offset=True, bias=None)),
     "position_ids past table": (IndexError, _set("position_ids", [0, 1, 2, 3, L + 2])),
     "position_ids negative": (IndexError, _set("position_ids", [0, -1, 2, 3, 4])),
     "position_ids float": (TypeError, _set("position_ids", [0.0, 1.0, 2.0, 3.0, 4.0])),
