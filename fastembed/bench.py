@@ -117,10 +117,11 @@ def roofline(quick=False):
 
 class MemoryProbe:
     """Memory write and copy rates, timed among a case's methods in the same interleaved rounds, so
-    that the case's bounds see the memory the methods saw (on a VM the rate swings 27-52 GB/s
-    between minutes). Write: a fill of 256 MB; copy: numpy copyto of 256 MB into another 256 MB,
-    counted as reads + writes; each the faster of one thread and one thread per core (numpy's fill
-    and copyto release the GIL). The buffers lie far beyond the caches, also with --quick."""
+    that the case's bounds see the memory the methods saw (on the Zen 4 VM the write rate swung
+    between about 28 and 55 GB/s from minute to minute). Write: a fill of 256 MB; copy: numpy
+    copyto of 256 MB into another 256 MB, counted as reads + writes; each the faster of one thread
+    and one thread per core (numpy's fill and copyto release the GIL). The buffers lie far beyond
+    the caches, also with --quick."""
 
     PREFIX = "memory "
     _instance = None

@@ -245,9 +245,9 @@ cdef extern from *:
     """
     int FE_MR
     int FE_NV512
+    int FE_NV256
     int fe_team_size() noexcept nogil
     void fe_team_barrier() noexcept nogil
-    int FE_NV256
     int fe_simd_width() noexcept nogil
     void fe_prefetch "__builtin_prefetch"(const void* p) noexcept nogil
     void fe_prefetch_write "__builtin_prefetch"(const void* p, int rw) noexcept nogil

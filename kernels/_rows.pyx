@@ -56,11 +56,51 @@ cdef extern from *:
     FE_DEFINE_ROW(fe_row_f32, float)
     FE_DEFINE_ROW(fe_row_f64, double)
 
+    /* The same rows written with streaming stores (_stream.pxi): the same arithmetic in the same
+       order as FE_DEFINE_ROW, so the same bits; plain stores up to the first and after the last
+       64-byte boundary of the row. */
+    #define FE_ROW_TERM(j) (b && p ? s[j] * scale + b[j] + p[j] : b ? s[j] * scale + b[j] : p ? s[j] * scale + p[j] : s[j] * scale)
+    #define FE_DEFINE_STREAM(NAME, T, ISA, V, LANES, SET1, LOAD, MUL, ADD, STREAM)                     \
+    __attribute__((target(ISA))) static void NAME(T* o, const T* s, T scale, const T* b, const T* p,  \
+                                                  ptrdiff_t d) {                                       \
+        ptrdiff_t j = 0, head = (ptrdiff_t)(((64 - ((uintptr_t)o & 63)) & 63) / sizeof(T));            \
+        V vs = SET1(scale);                                                                            \
+        if (head > d) head = d;                                                                        \
+        for (; j < head; j++) o[j] = FE_ROW_TERM(j);                                                   \
+        for (; j + LANES <= d; j += LANES) {                                                           \
+            V v = MUL(LOAD(s + j), vs);                                                                \
+            if (b) v = ADD(v, LOAD(b + j));                                                            \
+            if (p) v = ADD(v, LOAD(p + j));                                                            \
+            STREAM(o + j, v);                                                                          \
+        }                                                                                              \
+        for (; j < d; j++) o[j] = FE_ROW_TERM(j);                                                      \
+    }
+    #if FE_STREAM_X86
+    FE_DEFINE_STREAM(fe_stream512_f32, float, "avx512f", __m512, 16, _mm512_set1_ps, _mm512_loadu_ps, _mm512_mul_ps, _mm512_add_ps, _mm512_stream_ps)
+    FE_DEFINE_STREAM(fe_stream512_f64, double, "avx512f", __m512d, 8, _mm512_set1_pd, _mm512_loadu_pd, _mm512_mul_pd, _mm512_add_pd, _mm512_stream_pd)
+    FE_DEFINE_STREAM(fe_stream256_f32, float, "avx", __m256, 8, _mm256_set1_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_stream_ps)
+    FE_DEFINE_STREAM(fe_stream256_f64, double, "avx", __m256d, 4, _mm256_set1_pd, _mm256_loadu_pd, _mm256_mul_pd, _mm256_add_pd, _mm256_stream_pd)
+    #else
+    static void fe_stream512_f32(float* o, const float* s, float scale, const float* b, const float* p, ptrdiff_t d) {}
+    static void fe_stream512_f64(double* o, const double* s, double scale, const double* b, const double* p, ptrdiff_t d) {}
+    static void fe_stream256_f32(float* o, const float* s, float scale, const float* b, const float* p, ptrdiff_t d) {}
+    static void fe_stream256_f64(double* o, const double* s, double scale, const double* b, const double* p, ptrdiff_t d) {}
+    #endif
+    static void fe_stream_row_f32(int isa, float* o, const float* s, float scale, const float* b, const float* p, ptrdiff_t d) {
+        if (isa >= 512) fe_stream512_f32(o, s, scale, b, p, d); else fe_stream256_f32(o, s, scale, b, p, d);
+    }
+    static void fe_stream_row_f64(int isa, double* o, const double* s, double scale, const double* b, const double* p, ptrdiff_t d) {
+        if (isa >= 512) fe_stream512_f64(o, s, scale, b, p, d); else fe_stream256_f64(o, s, scale, b, p, d);
+    }
     """
     void fe_row_f32(float* o, const float* s, float scale, const float* b, const float* p,
                     Py_ssize_t d) noexcept nogil
     void fe_row_f64(double* o, const double* s, double scale, const double* b, const double* p,
                     Py_ssize_t d) noexcept nogil
+    void fe_stream_row_f32(int isa, float* o, const float* s, float scale, const float* b, const float* p,
+                           Py_ssize_t d) noexcept nogil
+    void fe_stream_row_f64(int isa, double* o, const double* s, double scale, const double* b, const double* p,
+                           Py_ssize_t d) noexcept nogil
 
 
 cdef inline void _emit_row(real* o, const real* s, Py_ssize_t s_step, real scale,

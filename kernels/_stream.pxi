@@ -5,14 +5,13 @@ cdef extern from *:
     """
     #include <stddef.h>
     #include <string.h>
-    /* The same rows written with non-temporal (streaming) stores, for outputs larger than the
-       last-level cache: a written line then goes to memory without first being read into the cache
-       (measured on a Zen 4 with a 32 MB L3, rows on 2 threads, in the VM's two memory states: at
-       48 MB 0.93 against 1.5 ms with plain stores, or a tie; at 36 MB a tie or 12% slower; below
-       that plain stores win, the rows staying cached: hence from 1.5x the cache). Same arithmetic in
-       the same order as _rows.pyx's FE_DEFINE_ROW, so the same bits. The first and last columns up to a
-       64-byte line boundary are plain stores: streaming stores fill whole lines only when aligned.
-       Each thread ends its streaming stores with fe_store_fence() (sfence). */
+    /* Streaming (non-temporal) stores for outputs larger than the last-level cache: a written line
+       then goes to memory without first being read into the cache (measured on a Zen 4 with a 32 MB
+       L3, rows on 2 threads, in the VM's two memory states: at 48 MB 0.93 against 1.5 ms with plain
+       stores, or a tie; at 36 MB a tie or 12% slower; below that plain stores win, the rows staying
+       cached: hence from 1.5x the cache). They fill whole lines only when aligned, so the bytes up
+       to the first and after the last 64-byte boundary are plain stores. Each thread ends its
+       streaming stores with fe_store_fence() (sfence). */
     #include <stdint.h>
     #if defined(__GNUC__) && defined(__x86_64__)
     #include <immintrin.h>
@@ -20,29 +19,9 @@ cdef extern from *:
     #else
     #define FE_STREAM_X86 0
     #endif
-    #define FE_ROW_TERM(j) (b && p ? s[j] * scale + b[j] + p[j] : b ? s[j] * scale + b[j] : p ? s[j] * scale + p[j] : s[j] * scale)
-    #define FE_DEFINE_STREAM(NAME, T, ISA, V, LANES, SET1, LOAD, MUL, ADD, STREAM)                     \
-    __attribute__((target(ISA))) static void NAME(T* o, const T* s, T scale, const T* b, const T* p,  \
-                                                  ptrdiff_t d) {                                       \
-        ptrdiff_t j = 0, head = (ptrdiff_t)(((64 - ((uintptr_t)o & 63)) & 63) / sizeof(T));            \
-        V vs = SET1(scale);                                                                            \
-        if (head > d) head = d;                                                                        \
-        for (; j < head; j++) o[j] = FE_ROW_TERM(j);                                                   \
-        for (; j + LANES <= d; j += LANES) {                                                           \
-            V v = MUL(LOAD(s + j), vs);                                                                \
-            if (b) v = ADD(v, LOAD(b + j));                                                            \
-            if (p) v = ADD(v, LOAD(p + j));                                                            \
-            STREAM(o + j, v);                                                                          \
-        }                                                                                              \
-        for (; j < d; j++) o[j] = FE_ROW_TERM(j);                                                      \
-    }
     #if FE_STREAM_X86
-    FE_DEFINE_STREAM(fe_stream512_f32, float, "avx512f", __m512, 16, _mm512_set1_ps, _mm512_loadu_ps, _mm512_mul_ps, _mm512_add_ps, _mm512_stream_ps)
-    FE_DEFINE_STREAM(fe_stream512_f64, double, "avx512f", __m512d, 8, _mm512_set1_pd, _mm512_loadu_pd, _mm512_mul_pd, _mm512_add_pd, _mm512_stream_pd)
-    FE_DEFINE_STREAM(fe_stream256_f32, float, "avx", __m256, 8, _mm256_set1_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_stream_ps)
-    FE_DEFINE_STREAM(fe_stream256_f64, double, "avx", __m256d, 4, _mm256_set1_pd, _mm256_loadu_pd, _mm256_mul_pd, _mm256_add_pd, _mm256_stream_pd)
     static void fe_store_fence(void) { _mm_sfence(); }
-    /* 512, 256 or 0: the widest streaming row this CPU runs. */
+    /* 512, 256 or 0: the widest streaming store this CPU runs. */
     static int fe_stream_isa(void) {
         __builtin_cpu_init();
         if (__builtin_cpu_supports("avx512f")) return 512;
@@ -50,10 +29,6 @@ cdef extern from *:
         return 0;
     }
     #else
-    static void fe_stream512_f32(float* o, const float* s, float scale, const float* b, const float* p, ptrdiff_t d) {}
-    static void fe_stream512_f64(double* o, const double* s, double scale, const double* b, const double* p, ptrdiff_t d) {}
-    static void fe_stream256_f32(float* o, const float* s, float scale, const float* b, const float* p, ptrdiff_t d) {}
-    static void fe_stream256_f64(double* o, const double* s, double scale, const double* b, const double* p, ptrdiff_t d) {}
     static void fe_store_fence(void) {}
     static int fe_stream_isa(void) { return 0; }
     #endif
@@ -70,12 +45,6 @@ cdef extern from *:
             fclose(f);
         }
         return bytes;
-    }
-    static void fe_stream_row_f32(int isa, float* o, const float* s, float scale, const float* b, const float* p, ptrdiff_t d) {
-        if (isa >= 512) fe_stream512_f32(o, s, scale, b, p, d); else fe_stream256_f32(o, s, scale, b, p, d);
-    }
-    static void fe_stream_row_f64(int isa, double* o, const double* s, double scale, const double* b, const double* p, ptrdiff_t d) {
-        if (isa >= 512) fe_stream512_f64(o, s, scale, b, p, d); else fe_stream256_f64(o, s, scale, b, p, d);
     }
     /* dst[:n_bytes] = src[:n_bytes] with streaming stores of whole aligned lines (plain ones at
        both ends); dst and src share no byte. */
@@ -103,10 +72,6 @@ cdef extern from *:
     static void fe_stream_copy(void* dst, const void* src, size_t n, int isa) { memcpy(dst, src, n); }
     #endif
     """
-    void fe_stream_row_f32(int isa, float* o, const float* s, float scale, const float* b, const float* p,
-                           Py_ssize_t d) noexcept nogil
-    void fe_stream_row_f64(int isa, double* o, const double* s, double scale, const double* b, const double* p,
-                           Py_ssize_t d) noexcept nogil
     void fe_store_fence() noexcept nogil
     int fe_stream_isa() noexcept nogil
     long fe_last_level_cache() noexcept nogil
@@ -129,5 +94,5 @@ def stream_min_bytes(value=None):
 
 
 cdef inline int _stream_for(double out_bytes) noexcept nogil:
-    """The streaming rows' ISA for an output of ``out_bytes``, 0 for plain stores."""
+    """The streaming stores' ISA for an output of ``out_bytes``, 0 for plain stores."""
     return _STREAM_ISA if out_bytes >= _stream_min_bytes and out_bytes > 0 else 0
