@@ -9,8 +9,9 @@ three plans (chosen in ``choose_plan``):
   (``project_distinct``: no U x d buffer, no second pass). Otherwise
   ``Y = table[uniq] @ proj`` (the fused kernel, or one (U x r) @ (r x d) BLAS
   product), then one parallel pass writes ``out[n] = Y[remap[n]] * scale +
-  bias + pos[...]`` in output order. Real text repeats tokens, so U is often a
-  fraction of N.
+  bias + pos[...]``; with the fused kernel the two run as one pipeline
+  (``project_gather``: rows are gathered while other distinct rows are
+  projected). Real text repeats tokens, so U is often a fraction of N.
 - "direct": gather ``G = table[ids]`` (N x r), write ``G @ proj`` straight
   into ``out`` with BLAS, then finish the rows in place. No (U x d) buffer.
 - "fused": one kernel (kernels/_project.pyx) gathers, projects and finishes
@@ -132,6 +133,12 @@ def factorized(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_thr
                 _fused_distinct(k, uniq, remap, table, proj, scale, bias, pos_table, pos_rows, out, n_threads)
                 return out
             projected = _workspace.scratch("projected", (uniq.shape[0], proj.shape[1]), proj.dtype)
+            if fused_fast and _pipelined(table, uniq, proj, out):
+                threads = fused_threads(k, n_threads, token_flops * uniq.shape[0])
+                k.project_gather(
+                    table, uniq, remap, proj, scale, bias, pos_table, pos_rows, projected, out, k.simd_width, threads
+                )
+                return out
             if fused_fast:
                 _fused(k, uniq, table, proj, 1.0, None, None, None, projected, n_threads)
             else:
@@ -146,6 +153,13 @@ def factorized(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_thr
     else:
         _direct(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_threads)
     return out
+
+
+def _pipelined(table, uniq, proj, out):
+    """True when the distinct rows' projection and the gather from it may run as one pipelined kernel
+    call (``project_gather``): a plain table, and both passes short enough for Ctrl-C to wait on."""
+    flops = 2.0 * uniq.shape[0] * table.shape[1] * proj.shape[1]
+    return not isinstance(table, CompactTable) and flops <= SIGNAL_CHECK_FLOPS and out.nbytes <= SIGNAL_CHECK_BYTES
 
 
 def _fused(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_threads):

@@ -35,6 +35,21 @@ def project_distinct(
     simd: int,
     n_threads: int,
 ) -> int: ...
+def project_gather(
+    table: _Real,
+    uniq: _Index,
+    remap: _Index,
+    proj: _Real,
+    scale: float,
+    bias: _Real | None,
+    pos: _Real | None,
+    pos_rows: NDArray[np.int64] | None,
+    projected: _Real,
+    out: _Real,
+    simd: int,
+    n_threads: int,
+) -> int: ...
+def stream_min_bytes(value: float | None = None) -> float: ...
 def gram_rows(x: _Real, gram: NDArray[np.float64], simd: int, n_threads: int) -> int: ...
 def project_call(
     ids: _Index,

@@ -29,6 +29,8 @@ import numpy as np
 
 include "_common.pxi"
 include "_buffers.pxi"
+include "_stream.pxi"
+include "_emit.pxi"
 
 cdef extern from *:
     """
@@ -610,6 +612,41 @@ cdef void _occurrences(const remap_t* remap, Py_ssize_t n, Py_ssize_t n_distinct
             cursor[u] += 1
 
 
+cdef Py_ssize_t _strip_width(Py_ssize_t d, int width, Py_ssize_t itemsize) noexcept nogil:
+    """Columns per strip: as few strips as the ISA's widest tile allows, of equal vector counts (d =
+    128: two strips of 4 vectors rather than 6 + 2, whose narrow tile spends a broadcast per 2 FMAs).
+    The portable loop only uses them as column blocks."""
+    cdef Py_ssize_t lanes = (32 if width == 256 else 64) // itemsize
+    cdef Py_ssize_t n_vec = (d + lanes - 1) // lanes
+    cdef Py_ssize_t most = FE_NV256 if width == 256 else FE_NV512
+    cdef Py_ssize_t n_strips = (n_vec + most - 1) // most
+    return lanes * ((n_vec + n_strips - 1) // n_strips)
+
+
+cdef real* _packed_proj(const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t d, Py_ssize_t nr,
+                        Py_ssize_t n_rows, int width, int n_threads, int caller_cpu) noexcept:
+    """proj copied strip by strip into contiguous r x nr panels (to free), or NULL when the tiles
+    read it in place. Read in place, a strip's rows lie d apart, and for d a multiple of 256 bytes
+    they share a few cache sets and miss L1. The copy is one more pass over proj, paid back by
+    enough rows (measured on a Zen 4, r = 128..256, d = 384..4096: the AVX2 tiles ran 1.3-2x faster
+    packed from 512 rows and broke even at 128; the AVX-512 tiles, 6 loads per 24 FMAs, gained 2-5%
+    from 8192 rows). The packing is a parallel region of its own: its end is the barrier the tiles
+    need before they read the strips."""
+    cdef Py_ssize_t n_pack, s
+    cdef real* packed
+    if not width or r == 0 or n_rows < (PACK_MIN_ROWS_256 if width == 256 else PACK_MIN_ROWS_512):
+        return NULL
+    n_pack = (d + nr - 1) // nr
+    packed = <real*>malloc(n_pack * r * nr * sizeof(real))
+    if packed == NULL:
+        return NULL
+    with nogil, parallel(num_threads=n_threads):
+        fe_unstack(caller_cpu)
+        for s in prange(n_pack, schedule="static"):
+            _pack_strip(p0, p_rs, r, d, s, nr, packed)
+    return packed
+
+
 cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const index_t* rows0,
                     const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t n, Py_ssize_t d, real sc,
                     const real* b0, const real* q0, Py_ssize_t q_rs, const int64_t* q_rows,
@@ -617,26 +654,9 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
                     real* out0, int width, int n_threads) noexcept:
     """The task grid of ``project_rows`` (``project_distinct`` with ``starts``: n is then the
     number of distinct rows) over checked arguments, on ``n_threads`` OpenMP threads."""
-    cdef Py_ssize_t nr, want, rows_per_task, n_rb, n_cb, cb_width, n_tasks, task, rb, cb, s, n_pack = 0
-    cdef Py_ssize_t lanes, n_vec, n_strips
-    cdef real* packed = NULL
-    # Strips of nr columns: as few as the ISA's widest tile allows, of equal vector counts (d = 128:
-    # two strips of 4 vectors rather than 6 + 2, whose narrow tile spends a broadcast per 2 FMAs).
-    # The portable loop only uses them as column blocks.
-    lanes = (32 if width == 256 else 64) // <Py_ssize_t>sizeof(real)
-    n_vec = (d + lanes - 1) // lanes
-    n_strips = (n_vec + (FE_NV256 if width == 256 else FE_NV512) - 1) // (FE_NV256 if width == 256 else FE_NV512)
-    nr = lanes * ((n_vec + n_strips - 1) // n_strips)
-    # With enough rows, proj is first copied strip by strip into contiguous r x nr panels: read in
-    # place, a strip's rows lie d apart, and for d a multiple of 256 bytes they share a few cache
-    # sets and miss L1. The copy is one more pass over proj, paid back by enough rows (measured on
-    # a Zen 4, r = 128..256, d = 384..4096: the AVX2 tiles ran 1.3-2x faster packed from 512 rows
-    # and broke even at 128; the AVX-512 tiles, 6 loads per 24 FMAs, gained 2-5% from 8192 rows).
-    if width and r > 0 and n >= (PACK_MIN_ROWS_256 if width == 256 else PACK_MIN_ROWS_512):
-        n_pack = (d + nr - 1) // nr
-        packed = <real*>malloc(n_pack * r * nr * sizeof(real))
-        if packed == NULL:
-            n_pack = 0
+    cdef Py_ssize_t nr = _strip_width(d, width, sizeof(real)), want, rows_per_task, n_rb, n_cb, cb_width, n_tasks, task, rb, cb
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    cdef real* packed = _packed_proj(p0, p_rs, r, d, nr, n, width, n_threads, caller_cpu)
     # Tasks: row blocks of ROWS_PER_TASK; few rows are split into smaller blocks, then by columns,
     # so that every thread gets about four tasks.
     want = 4 * max(1, n_threads)
@@ -652,12 +672,6 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
         cb_width = ((d + nr - 1) // nr + n_cb - 1) // n_cb * nr
         n_cb = (d + cb_width - 1) // cb_width
     n_tasks = n_rb * n_cb
-    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
-    if n_pack:  # a region of its own: its end is the barrier the tiles need before they read the strips
-        with nogil, parallel(num_threads=n_threads):
-            fe_unstack(caller_cpu)
-            for s in prange(n_pack, schedule="static"):
-                _pack_strip(p0, p_rs, r, d, s, nr, packed)
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
         for task in prange(n_tasks, schedule="dynamic"):
@@ -673,6 +687,210 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
                            rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
                            cb * cb_width, min(d, (cb + 1) * cb_width))
     free(packed)
+
+
+# project_gather: the dedupe plan's two passes (project the distinct rows into a buffer, then gather
+# the output rows from it) run as one pipeline, so that the memory-bound gather of some rows runs
+# beside the compute-bound projection of others instead of after it (mirrored, as two passes, by
+# _project_numba.project_gather).
+
+cdef extern from *:
+    """
+    /* Shared counters of the project_gather pipeline. Built without GCC/clang atomics only where
+       setup.py builds serially (one thread), so plain accesses then suffice. */
+    #if defined(__GNUC__) || defined(__clang__)
+    static ptrdiff_t fe_load(ptrdiff_t* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static void fe_store(ptrdiff_t* p, ptrdiff_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static ptrdiff_t fe_fetch_add(ptrdiff_t* p, ptrdiff_t v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
+    static int fe_claim(ptrdiff_t* p, ptrdiff_t expected) {
+        return __atomic_compare_exchange_n(p, &expected, expected + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    }
+    #else
+    static ptrdiff_t fe_load(ptrdiff_t* p) { return *p; }
+    static void fe_store(ptrdiff_t* p, ptrdiff_t v) { *p = v; }
+    static ptrdiff_t fe_fetch_add(ptrdiff_t* p, ptrdiff_t v) { ptrdiff_t old = *p; *p += v; return old; }
+    static int fe_claim(ptrdiff_t* p, ptrdiff_t expected) { if (*p != expected) return 0; *p += 1; return 1; }
+    #endif
+    /* A thread with nothing to do until another finishes a block: a few pause instructions, then
+       it gives its CPU away (another process's work, or the thread it waits for, may be on it). */
+    #if defined(__unix__) || defined(__APPLE__)
+    #include <sched.h>
+    #define FE_YIELD() sched_yield()
+    #else
+    #define FE_YIELD() ((void)0)
+    #endif
+    static void fe_wait(ptrdiff_t round) {
+    #if FE_X86
+        if (round < 64) { _mm_pause(); return; }
+    #endif
+        FE_YIELD();
+    }
+    """
+    Py_ssize_t fe_load(Py_ssize_t* p) noexcept nogil
+    void fe_store(Py_ssize_t* p, Py_ssize_t v) noexcept nogil
+    Py_ssize_t fe_fetch_add(Py_ssize_t* p, Py_ssize_t v) noexcept nogil
+    bint fe_claim(Py_ssize_t* p, Py_ssize_t expected) noexcept nogil
+    void fe_wait(Py_ssize_t round) noexcept nogil
+
+# Block sizes: on the Zen 4 (real text 32 x 512, ALBERT-base shapes) 8..32 distinct rows by 16..64
+# output rows all ran within 3% (2.11-2.16 ms, interleaved).
+DEF PIPE_PROJECT_ROWS = 16  # distinct rows per projection block
+DEF PIPE_GATHER_ROWS = 64  # output rows per gather block
+
+
+cdef struct _Pipe:
+    Py_ssize_t next_project  # the next projection block to claim
+    Py_ssize_t next_gather  # the next gather block to claim
+    Py_ssize_t n_project
+    Py_ssize_t n_gather
+    Py_ssize_t* done  # done[b] = 1 once projection block b is in the buffer
+    Py_ssize_t* need  # need[g]: gather block g reads projection blocks [0, need[g])
+    Py_ssize_t* starts  # the output rows of each distinct row (_occurrences) ...
+    Py_ssize_t* order  # ... in the order the gather blocks take them
+
+
+def project_gather(const real[:, :] table, const index_t[::1] uniq, const index_t[::1] remap,
+                   const real[:, ::1] proj, double scale, const real[::1] bias, const real[:, :] pos,
+                   const int64_t[::1] pos_rows, real[:, ::1] projected, real[:, ::1] out, int simd,
+                   int n_threads):
+    """projected[u, :] = table[uniq[u], :] @ proj, then out[n, :] = projected[remap[n], :] * scale
+    + bias + pos[pos_rows[n], :]: the values (and bits) of project_rows into ``projected`` followed
+    by gather_rows into ``out``, run as one pipeline.
+
+    Projection blocks of distinct rows and gather blocks of output rows are claimed from shared
+    counters: thread 0 gathers whenever the rows its next block reads are projected and projects
+    otherwise; the other threads project first and gather once nothing is left to project. The
+    gather takes the output rows in the order of their distinct rows (remap ascending, each row
+    written whole), so a gather block needs the projection blocks up to its last row's only: with
+    real text, the many rows of the frequent tokens are written while the rare ones are projected
+    (Zen 4, real text 32 x 512 at ALBERT-base shapes, 2 threads: 2.1 ms against 2.8-3.0 for the two
+    passes one after the other, interleaved). ``bias`` and ``pos``/``pos_rows`` are optional (None);
+    ``pos`` and ``table`` may have any strides. Returns the number of out-of-range indices (uniq,
+    remap or pos_rows); when it is not 0 nothing was written.
+    """
+    cdef Py_ssize_t n = out.shape[0], d = out.shape[1], r = table.shape[1], n_uniq = uniq.shape[0]
+    cdef Py_ssize_t n_src = table.shape[0], n_pos = 0, bad = 0, x, g
+    cdef Py_ssize_t q_rs = 0, q_cs = 1
+    cdef const real* b0 = NULL
+    cdef const real* q0 = NULL
+    cdef const int64_t* q_rows = NULL
+    cdef int width = _effective_width(simd)
+    if proj.shape[0] != r or proj.shape[1] != d or projected.shape[0] != n_uniq or projected.shape[1] != d:
+        raise ValueError("project_gather: proj or projected shape mismatch")
+    if remap.shape[0] != n:
+        raise ValueError("project_gather: remap shape mismatch")
+    if bias is not None:
+        if bias.shape[0] != d:
+            raise ValueError("project_gather: bias shape mismatch")
+        b0 = &bias[0]
+    if pos is not None:
+        if pos_rows is None or pos_rows.shape[0] != n or pos.shape[1] != d:
+            raise ValueError("project_gather: position shape mismatch")
+        n_pos = pos.shape[0]
+    if n == 0 or d == 0:
+        return 0
+    cdef _Pipe pipe
+    pipe.n_project = (n_uniq + PIPE_PROJECT_ROWS - 1) // PIPE_PROJECT_ROWS
+    pipe.n_gather = (n + PIPE_GATHER_ROWS - 1) // PIPE_GATHER_ROWS
+    pipe.next_project = pipe.next_gather = 0
+    pipe.done = <Py_ssize_t*>calloc(pipe.n_project + pipe.n_gather + 2 * n_uniq + 1 + n, sizeof(Py_ssize_t))
+    if pipe.done == NULL:
+        raise MemoryError()
+    pipe.need = pipe.done + pipe.n_project
+    pipe.starts = pipe.need + pipe.n_gather
+    pipe.order = pipe.starts + n_uniq + 1
+    try:
+        with nogil:
+            for x in range(n_uniq):
+                if uniq[x] < 0 or uniq[x] >= n_src:
+                    bad += 1
+            for x in range(n):
+                if remap[x] < 0 or remap[x] >= n_uniq:
+                    bad += 1
+            if pos is not None:
+                for x in range(n):
+                    if pos_rows[x] < 0 or pos_rows[x] >= n_pos:
+                        bad += 1
+        if bad:
+            return bad
+        with nogil:
+            _occurrences(&remap[0], n, n_uniq, pipe.starts, pipe.order, pipe.order + n)
+            for g in range(pipe.n_gather):
+                pipe.need[g] = remap[pipe.order[min(n, (g + 1) * PIPE_GATHER_ROWS) - 1]] // PIPE_PROJECT_ROWS + 1
+        if pos is not None and n_pos:
+            q0 = &pos[0, 0]
+            q_rows = &pos_rows[0]
+            q_rs = pos.strides[0] // <Py_ssize_t>sizeof(real)
+            q_cs = pos.strides[1] // <Py_ssize_t>sizeof(real)
+        _run_pipeline(&pipe, &table[0, 0] if r else NULL, table.strides[0] // <Py_ssize_t>sizeof(real),
+                      table.strides[1] // <Py_ssize_t>sizeof(real), &uniq[0], &proj[0, 0] if r else NULL,
+                      proj.strides[0] // <Py_ssize_t>sizeof(real), r, n_uniq, &projected[0, 0], &remap[0], n, d,
+                      <real>scale, b0, q0, q_rs, q_cs, q_rows, &out[0, 0], width, n_threads)
+    finally:
+        free(pipe.done)
+    return 0
+
+
+cdef void _run_pipeline(_Pipe* pipe, const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const index_t* uniq,
+                        const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t n_uniq, real* projected,
+                        const index_t* remap, Py_ssize_t n, Py_ssize_t d, real sc, const real* b0,
+                        const real* q0, Py_ssize_t q_rs, Py_ssize_t q_cs, const int64_t* q_rows, real* out,
+                        int width, int n_threads) noexcept:
+    cdef Py_ssize_t nr = _strip_width(d, width, sizeof(real))
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    cdef real* packed = _packed_proj(p0, p_rs, r, d, nr, n_uniq, width, n_threads, caller_cpu)
+    cdef int stream = _stream_for(<double>n * d * sizeof(real))
+    with nogil, parallel(num_threads=n_threads):
+        fe_unstack(caller_cpu)
+        _pipeline_worker(pipe, threadid() == 0, t0, t_rs, t_cs, uniq, p0, p_rs, packed, r, n_uniq, nr, width,
+                         projected, remap, n, d, sc, b0, q0, q_rs, q_cs, q_rows, out, stream)
+    free(packed)
+
+
+cdef void _pipeline_worker(_Pipe* pipe, bint gatherer, const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs,
+                           const index_t* uniq, const real* p0, Py_ssize_t p_rs, const real* packed,
+                           Py_ssize_t r, Py_ssize_t n_uniq, Py_ssize_t nr, int width, real* projected,
+                           const index_t* remap, Py_ssize_t n, Py_ssize_t d, real sc, const real* b0,
+                           const real* q0, Py_ssize_t q_rs, Py_ssize_t q_cs, const int64_t* q_rows,
+                           real* out, int stream) noexcept nogil:
+    """One thread's part of project_gather. A thread waits only when every projection block is
+    claimed and the next gather block reads one that another thread is still projecting."""
+    cdef Py_ssize_t ready = 0, rounds = 0, b, g, x, o, i0, i1
+    cdef bint project_first = not gatherer
+    while True:
+        if project_first and fe_load(&pipe.next_project) < pipe.n_project:
+            b = fe_fetch_add(&pipe.next_project, 1)
+            if b < pipe.n_project:
+                i0, i1 = b * PIPE_PROJECT_ROWS, min(n_uniq, (b + 1) * PIPE_PROJECT_ROWS)
+                if width:
+                    _task_simd(t0, t_rs, t_cs, uniq, p0, p_rs, packed, r, d, 1, <const real*>NULL,
+                               <const real*>NULL, 0, NULL, NULL, NULL, projected, i0, i1, 0, d, nr, width)
+                else:
+                    _task_loop(t0, t_rs, t_cs, uniq, p0, p_rs, r, d, 1, <const real*>NULL, <const real*>NULL,
+                               0, NULL, NULL, NULL, projected, i0, i1, 0, d)
+                fe_store(&pipe.done[b], 1)
+                project_first = not gatherer
+                rounds = 0
+                continue
+        g = fe_load(&pipe.next_gather)
+        if g >= pipe.n_gather:
+            break
+        while ready < pipe.n_project and fe_load(&pipe.done[ready]):
+            ready += 1
+        if ready >= pipe.need[g]:
+            if fe_claim(&pipe.next_gather, g):
+                for x in range(g * PIPE_GATHER_ROWS, min(n, (g + 1) * PIPE_GATHER_ROWS)):
+                    o = pipe.order[x]
+                    _emit_row(out + o * d, projected + remap[o] * d, 1, sc, b0,
+                              q0 + q_rows[o] * q_rs if q0 != NULL else NULL, q_cs if q0 != NULL else 1, d, stream)
+                rounds = 0
+            continue
+        project_first = True
+        if fe_load(&pipe.next_project) >= pipe.n_project:
+            fe_wait(rounds)
+            rounds += 1
+    if stream:
+        fe_store_fence()
 
 
 cdef void _gram_task(const real* x0, Py_ssize_t x_rs, Py_ssize_t k_rows, Py_ssize_t d, Py_ssize_t i0,

@@ -1,8 +1,9 @@
-"""Numba mirror of _project.pyx: ``project_rows``, ``project_distinct`` and
-``gram_rows`` compute what their Cython twins compute with ``simd=0`` (the
-portable loop): per output row, sums over k ascending accumulated in the row
-itself, then scale, bias and position; the Gram matrix's upper triangle by
-chunks of rows.
+"""Numba mirror of _project.pyx: ``project_rows``, ``project_distinct``,
+``project_gather`` and ``gram_rows`` compute what their Cython twins compute
+with ``simd=0`` (the portable loop): per output row, sums over k ascending
+accumulated in the row itself, then scale, bias and position; the Gram
+matrix's upper triangle by chunks of rows. ``project_gather`` runs its two
+passes one after the other (the Cython kernel pipelines them).
 
 Tests (tests/test_parity.py) check it against the Cython kernel within float
 rounding: whether a multiply-add is fused differs between compilers.
@@ -12,6 +13,7 @@ import numba as nb
 import numpy as np
 
 from ._numba_jit import jit
+from ._rows_numba import _emit_row
 
 
 @jit()
@@ -108,6 +110,34 @@ def project_distinct(table, uniq, remap, proj, scale, bias, pos, pos_rows, out, 
     return 0
 
 
+@jit(parallel=True)
+def project_gather(table, uniq, remap, proj, scale, bias, pos, pos_rows, projected, out, simd, n_threads):
+    """projected[u, :] = table[uniq[u], :] @ proj, then out[n, :] = projected[remap[n], :] * scale
+    + bias + pos[pos_rows[n], :]; mirrors _project.project_gather (as two passes).
+
+    Returns the number of out-of-range indices (uniq, remap or pos_rows); when it is not 0 nothing
+    was written.
+    """
+    sc = out.dtype.type(scale)
+    one = out.dtype.type(1.0)
+    n, d = out.shape
+    if n == 0 or d == 0:
+        return 0
+    bad = _count_outside(uniq, table.shape[0]) + _count_outside(remap, uniq.shape[0])
+    if pos is not None:
+        bad += _count_outside(pos_rows, pos.shape[0])
+    if bad:
+        return bad
+    for u in nb.prange(uniq.shape[0]):
+        _project_row(table[uniq[u]], proj, one, None, projected[u])
+    for i in nb.prange(n):
+        if pos is None:
+            _emit_row(out[i], projected[remap[i]], sc, bias, None)
+        else:
+            _emit_row(out[i], projected[remap[i]], sc, bias, pos[pos_rows[i]])
+    return 0
+
+
 GRAM_CHUNK = 256  # as _project.pyx
 
 
@@ -146,4 +176,6 @@ def warm_up():
             project_rows(table, rows, proj, 1.0, bias, pos, pos_rows, out, 0, 1)
             project_distinct(table, rows, rows, proj, 1.0, None, None, None, out, 0, 1)
             project_distinct(table, rows, rows, proj, 1.0, bias, pos, pos_rows, out, 0, 1)
+            project_gather(table, rows, rows, proj, 1.0, None, None, None, out, out, 0, 1)
+            project_gather(table, rows, rows, proj, 1.0, bias, pos, pos_rows, out.copy(), out, 0, 1)
         project_rows(table, None, proj, 1.0, None, None, None, out, 0, 1)

@@ -31,6 +31,7 @@ KERNELS = {
     "rope_rows": Kernel("positional", True, "rows"),
     "project_rows": Kernel("project", True, "rows"),
     "project_distinct": Kernel("project", True, "rows"),
+    "project_gather": Kernel("project", True, "rows"),
     "gram_rows": Kernel("project", True, None),
     "pool_rows": Kernel("pool", True, "bags"),
     "finish_pooled": Kernel("pool", True, None),

@@ -8,6 +8,7 @@ _Real = NDArray[np.float32] | NDArray[np.float64]
 _Index = NDArray[np.int32] | NDArray[np.int64]
 
 def openmp_enabled() -> bool: ...
+def stream_min_bytes(value: float | None = None) -> float: ...
 def gather_rows(
     src: _Real,
     rows: _Index,

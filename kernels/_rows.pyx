@@ -17,6 +17,7 @@ import numpy as np
 include "_common.pxi"
 include "_buffers.pxi"
 include "_stream.pxi"
+include "_emit.pxi"
 
 cdef extern from *:
     """
@@ -32,101 +33,6 @@ cdef extern from *:
 def openmp_enabled():
     """True when this module was compiled with OpenMP."""
     return bool(FASTEMBED_HAVE_OPENMP)
-
-
-cdef extern from *:
-    """
-    #include <stddef.h>
-    /* The unit-stride row epilogue, compiled for AVX-512, AVX2 and the baseline and picked at load
-       time where GCC can (ifunc on Linux x86-64); elsewhere one baseline version. The module is
-       built with -ffp-contract=off, so every version rounds s * scale, + b, + p separately. */
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define FE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-    #else
-    #define FE_CLONES
-    #endif
-    #define FE_DEFINE_ROW(NAME, T)                                                                   \
-    FE_CLONES static void NAME(T* o, const T* s, T scale, const T* b, const T* p, ptrdiff_t d) {    \
-        ptrdiff_t j;                                                                                \
-        if (b && p) { for (j = 0; j < d; j++) o[j] = s[j] * scale + b[j] + p[j]; }                  \
-        else if (b) { for (j = 0; j < d; j++) o[j] = s[j] * scale + b[j]; }                         \
-        else if (p) { for (j = 0; j < d; j++) o[j] = s[j] * scale + p[j]; }                         \
-        else { for (j = 0; j < d; j++) o[j] = s[j] * scale; }                                       \
-    }
-    FE_DEFINE_ROW(fe_row_f32, float)
-    FE_DEFINE_ROW(fe_row_f64, double)
-
-    /* The same rows written with streaming stores (_stream.pxi): the same arithmetic in the same
-       order as FE_DEFINE_ROW, so the same bits; plain stores up to the first and after the last
-       64-byte boundary of the row. */
-    #define FE_ROW_TERM(j) (b && p ? s[j] * scale + b[j] + p[j] : b ? s[j] * scale + b[j] : p ? s[j] * scale + p[j] : s[j] * scale)
-    #define FE_DEFINE_STREAM(NAME, T, ISA, V, LANES, SET1, LOAD, MUL, ADD, STREAM)                     \
-    __attribute__((target(ISA))) static void NAME(T* o, const T* s, T scale, const T* b, const T* p,  \
-                                                  ptrdiff_t d) {                                       \
-        ptrdiff_t j = 0, head = (ptrdiff_t)(((64 - ((uintptr_t)o & 63)) & 63) / sizeof(T));            \
-        V vs = SET1(scale);                                                                            \
-        if (head > d) head = d;                                                                        \
-        for (; j < head; j++) o[j] = FE_ROW_TERM(j);                                                   \
-        for (; j + LANES <= d; j += LANES) {                                                           \
-            V v = MUL(LOAD(s + j), vs);                                                                \
-            if (b) v = ADD(v, LOAD(b + j));                                                            \
-            if (p) v = ADD(v, LOAD(p + j));                                                            \
-            STREAM(o + j, v);                                                                          \
-        }                                                                                              \
-        for (; j < d; j++) o[j] = FE_ROW_TERM(j);                                                      \
-    }
-    #if FE_STREAM_X86
-    FE_DEFINE_STREAM(fe_stream512_f32, float, "avx512f", __m512, 16, _mm512_set1_ps, _mm512_loadu_ps, _mm512_mul_ps, _mm512_add_ps, _mm512_stream_ps)
-    FE_DEFINE_STREAM(fe_stream512_f64, double, "avx512f", __m512d, 8, _mm512_set1_pd, _mm512_loadu_pd, _mm512_mul_pd, _mm512_add_pd, _mm512_stream_pd)
-    FE_DEFINE_STREAM(fe_stream256_f32, float, "avx", __m256, 8, _mm256_set1_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_stream_ps)
-    FE_DEFINE_STREAM(fe_stream256_f64, double, "avx", __m256d, 4, _mm256_set1_pd, _mm256_loadu_pd, _mm256_mul_pd, _mm256_add_pd, _mm256_stream_pd)
-    #else
-    static void fe_stream512_f32(float* o, const float* s, float scale, const float* b, const float* p, ptrdiff_t d) {}
-    static void fe_stream512_f64(double* o, const double* s, double scale, const double* b, const double* p, ptrdiff_t d) {}
-    static void fe_stream256_f32(float* o, const float* s, float scale, const float* b, const float* p, ptrdiff_t d) {}
-    static void fe_stream256_f64(double* o, const double* s, double scale, const double* b, const double* p, ptrdiff_t d) {}
-    #endif
-    static void fe_stream_row_f32(int isa, float* o, const float* s, float scale, const float* b, const float* p, ptrdiff_t d) {
-        if (isa >= 512) fe_stream512_f32(o, s, scale, b, p, d); else fe_stream256_f32(o, s, scale, b, p, d);
-    }
-    static void fe_stream_row_f64(int isa, double* o, const double* s, double scale, const double* b, const double* p, ptrdiff_t d) {
-        if (isa >= 512) fe_stream512_f64(o, s, scale, b, p, d); else fe_stream256_f64(o, s, scale, b, p, d);
-    }
-    """
-    void fe_row_f32(float* o, const float* s, float scale, const float* b, const float* p,
-                    Py_ssize_t d) noexcept nogil
-    void fe_row_f64(double* o, const double* s, double scale, const double* b, const double* p,
-                    Py_ssize_t d) noexcept nogil
-    void fe_stream_row_f32(int isa, float* o, const float* s, float scale, const float* b, const float* p,
-                           Py_ssize_t d) noexcept nogil
-    void fe_stream_row_f64(int isa, double* o, const double* s, double scale, const double* b, const double* p,
-                           Py_ssize_t d) noexcept nogil
-
-
-cdef inline void _emit_row(real* o, const real* s, Py_ssize_t s_step, real scale,
-                           const real* b, const real* p, Py_ssize_t p_step,
-                           Py_ssize_t d, int stream=0) noexcept nogil:
-    # o[j] = s[j] * scale + b[j] + p[j]; b and p may be NULL (absent). stream: _stream_for's ISA.
-    cdef Py_ssize_t j
-    if s_step == 1 and p_step == 1 and stream:
-        if real is float:
-            fe_stream_row_f32(stream, o, s, scale, b, p, d)
-        else:
-            fe_stream_row_f64(stream, o, s, scale, b, p, d)
-    elif s_step == 1 and p_step == 1:
-        if real is float:
-            fe_row_f32(o, s, scale, b, p, d)
-        else:
-            fe_row_f64(o, s, scale, b, p, d)
-    else:
-        for j in range(d):
-            o[j] = s[j * s_step] * scale
-        if b != NULL:
-            for j in range(d):
-                o[j] = o[j] + b[j]
-        if p != NULL:
-            for j in range(d):
-                o[j] = o[j] + p[j * p_step]
 
 
 def gather_rows(const real[:, :] src, const index_t[::1] rows, double scale,

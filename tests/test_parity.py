@@ -115,6 +115,28 @@ def test_projection_kernels(pair, dtype, itype, kernel):
         np.testing.assert_allclose(other, outs[0], rtol=tol, atol=tol * np.abs(outs[0]).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("itype", [np.int32, np.int64])
+def test_project_gather(pair, dtype, itype):
+    rng = np.random.default_rng(5)
+    table, proj = rng.standard_normal((60, 21)).astype(dtype), rng.standard_normal((21, 53)).astype(dtype)
+    uniq, remap = np.unique(rng.integers(0, 60, 999) % 40, return_inverse=True)
+    bias, pos = rng.standard_normal(53).astype(dtype), rng.standard_normal((30, 53)).astype(dtype)
+    pos_rows = rng.integers(0, 30, 999)
+    results = []
+    for k in pair:
+        projected, out = np.empty((len(uniq), 53), dtype), np.empty((999, 53), dtype)
+        assert (
+            k.project_gather(
+                table, uniq.astype(itype), remap.astype(itype), proj, 1.3, bias, pos, pos_rows, projected, out, 0, 2
+            )
+            == 0
+        )
+        results.append(out)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(results[1], results[0], rtol=tol, atol=tol * np.abs(results[0]).max())
+
+
 def _stub_parameters(module):
     """Parameter names of each function in the ``.pyi`` stub installed beside a Cython module."""
     path = Path(importlib.import_module(module).__file__)

@@ -214,6 +214,121 @@ def test_simd_switch_is_reported_and_honoured(monkeypatch):
     assert fresh.simd_width == 0 and fresh.fused_simd is False
 
 
+# ---------------------------------------------------------------- project_gather (the pipelined dedupe plan)
+
+
+def _first_seen(rows):
+    """(uniq, remap) with uniq in first-seen order, as fastembed's dedupe gives them."""
+    uniq, first, remap = np.unique(rows, return_index=True, return_inverse=True)
+    rank = np.empty(len(uniq), np.int64)
+    rank[np.argsort(first)] = np.arange(len(uniq))
+    return uniq[np.argsort(first)], rank[remap.reshape(-1)]
+
+
+@pytest.mark.parametrize(("backend", "simd"), VARIANTS, ids=lambda x: str(x))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("itype", [np.int32, np.int64])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (9, 40, 7, 49), (300, 50, 9, 131), (2000, 700, 128, 96)], ids=str)
+@pytest.mark.parametrize("terms", ["none", "bias", "pos", "both"])
+@pytest.mark.parametrize("order", ["first-seen", "reversed"])
+def test_project_gather_is_project_rows_then_gather_rows(backend, simd, dtype, itype, shape, terms, order):
+    """The pipeline gives the reference's values and, bit for bit, the two passes it overlaps, for
+    every thread count, with plain and streaming stores, whatever order the distinct rows are in."""
+    k = _kernels(backend)
+    rng = np.random.default_rng(sum(shape) + 7)
+    for layout in ("C", "F"):
+        table, rows, proj, bias, pos, pos_rows = _case(rng, shape, dtype, itype, layout, terms)
+        rows = (rows % max(1, shape[1] // 4)) if shape[0] > 1 else rows  # repeats
+        uniq, remap = _first_seen(rows)
+        if order == "reversed":
+            uniq, remap = uniq[::-1], len(uniq) - 1 - remap
+        uniq, remap = np.ascontiguousarray(uniq, itype), np.ascontiguousarray(remap, itype)
+        expected_projected = np.empty((len(uniq), shape[3]), dtype)
+        k.project_rows(table, uniq, proj, 1.0, None, None, None, expected_projected, simd, 1)
+        expected = np.empty((shape[0], shape[3]), dtype)
+        k.gather_rows(expected_projected, remap, 1.7, bias, pos, pos_rows, expected, 1)
+        _check(expected, *_reference(table, rows, proj, 1.7, bias, pos, pos_rows), dtype)
+        previous = k.project.stream_min_bytes() if backend == "cython" else None
+        try:
+            for threshold, n_threads in ((None, 1), (None, 2), (0, 3), (0, 8)):
+                if previous is not None and threshold is not None:
+                    k.project.stream_min_bytes(threshold)
+                projected = np.full_like(expected_projected, np.nan)
+                out = np.full_like(expected, np.nan)
+                assert (
+                    k.project_gather(
+                        table, uniq, remap, proj, 1.7, bias, pos, pos_rows, projected, out, simd, n_threads
+                    )
+                    == 0
+                )
+                np.testing.assert_array_equal(projected, expected_projected)
+                np.testing.assert_array_equal(out, expected)
+        finally:
+            if previous is not None:
+                k.project.stream_min_bytes(previous)
+
+
+@pytest.mark.parametrize(("backend", "simd"), VARIANTS, ids=lambda x: str(x))
+def test_project_gather_counts_bad_indices_and_writes_nothing(backend, simd):
+    k = _kernels(backend)
+    table, proj = np.ones((4, 3), np.float32), np.ones((3, 5), np.float32)
+    pos = np.ones((2, 5), np.float32)
+    uniq = np.array([3, 0, 2], np.int64)
+    for bad_uniq, remap, pos_rows, bad in [
+        (np.array([3, 4, -1]), np.array([0, 1, 2, 1, 0]), None, 2),
+        (uniq, np.array([0, 3, -1, 2, 2**40]), None, 3),
+        (uniq, np.array([0, 1, 2, 1, 0]), np.array([0, 1, 2, -1, 1]), 2),
+    ]:
+        out = np.full((5, 5), -7, np.float32)
+        projected = np.full((3, 5), -7, np.float32)
+        terms = (pos, pos_rows) if pos_rows is not None else (None, None)
+        result = k.project.project_gather(table, bad_uniq, remap, proj, 1.0, None, *terms, projected, out, simd, 2)
+        assert result == bad
+        assert (out == -7).all() and (projected == -7).all()
+
+
+@pytest.mark.skipif("cython" not in COMPILED, reason="needs the Cython kernels")
+def test_project_gather_refuses_mismatched_shapes():
+    k = backends.kernels("cython")
+    table, proj = np.ones((4, 3), np.float32), np.ones((3, 5), np.float32)
+    uniq, remap = np.array([1, 2], np.int64), np.zeros(6, np.int64)
+    projected, out = np.empty((2, 5), np.float32), np.empty((6, 5), np.float32)
+    for args, message in [
+        ((table, uniq, remap, proj, 1.0, None, None, None, np.empty((3, 5), np.float32), out), "projected shape"),
+        ((table, uniq, remap[:5], proj, 1.0, None, None, None, projected, out), "remap shape"),
+        ((table, uniq, remap, np.ones((2, 5), np.float32), 1.0, None, None, None, projected, out), "proj"),
+        ((table, uniq, remap, proj, 1.0, np.ones(4, np.float32), None, None, projected, out), "bias shape"),
+        ((table, uniq, remap, proj, 1.0, None, np.ones((3, 5), np.float32), None, projected, out), "position shape"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            k.project.project_gather(*args, 0, 1)
+
+
+@pytest.mark.skipif("cython" not in COMPILED, reason="needs the Cython kernels")
+def test_dedupe_plan_pipelines_its_two_passes_with_the_same_bits(monkeypatch):
+    """With the fused kernel's SIMD tiles, the dedupe plan's buffer path is one project_gather call,
+    and gives the bits of its two passes run one after the other."""
+    import fastembed as fe
+    from fastembed import _pipeline
+
+    if not backends.kernels("cython").fused_simd:
+        pytest.skip("the automatic plans take the fused kernel with AVX-512 tiles")
+    rng = np.random.default_rng(9)
+    table, proj = rng.standard_normal((3000, 64)).astype(np.float32), rng.standard_normal((64, 96)).astype(np.float32)
+    ids = (rng.zipf(1.3, (4, 1024)) % 3000).astype(np.int64)
+    bias, pos = rng.standard_normal(96).astype(np.float32), rng.standard_normal((1024, 96)).astype(np.float32)
+    calls = []
+    k = backends.kernels("cython")
+    original = k.project_gather
+    monkeypatch.setattr(k, "project_gather", lambda *a: calls.append(a) or original(*a))
+    piped = fe.factorized_lookup(ids, table, proj, scale=1.5, bias=bias, pos_table=pos, backend="cython")
+    assert len(calls) == 1
+    monkeypatch.setattr(_pipeline, "_pipelined", lambda *a: False)
+    two_passes = fe.factorized_lookup(ids, table, proj, scale=1.5, bias=bias, pos_table=pos, backend="cython")
+    assert len(calls) == 1
+    np.testing.assert_array_equal(piped, two_passes)
+
+
 # ---------------------------------------------------------------- the latency path (project_call)
 
 

@@ -177,8 +177,9 @@ def test_beside_torch_two_openmp_runtimes_neither_crash_nor_oversubscribe(tmp_pa
 
 def test_multi_pass_kernels_are_exact_with_one_core_busy():
     """Kernels with several parallel loops in one region (the Gram pass's chunks, the fused kernel's
-    packing then tiles) give one thread's bits while another process takes a core and preempts a
-    worker mid-loop: no loop may start on data that a late thread is still writing."""
+    packing then tiles, the pipelined projection and gather) give one thread's bits while another
+    process takes a core and preempts a worker mid-loop: no loop may start on data that a late
+    thread is still writing."""
     from fastembed import backends
     from fastembed.bench import one_core_busy
 
@@ -192,6 +193,7 @@ def test_multi_pass_kernels_are_exact_with_one_core_busy():
     table = rng.standard_normal((500, 64)).astype(np.float32)
     rows = rng.integers(0, 500, 6000)
     projs = [rng.standard_normal((64, 200)).astype(np.float32) for _ in range(2)]  # a stale strip shows
+    uniq, remap = np.unique(rows, return_inverse=True)  # the pipeline reads rows another thread projects
     expected_gram = np.zeros((48, 48))
     k.gram_rows(x, expected_gram, k.simd_width, 1)
     expected = []
@@ -206,4 +208,9 @@ def test_multi_pass_kernels_are_exact_with_one_core_busy():
             out = np.empty_like(expected[0])
             time.sleep(0.002)  # the pool's worker goes to sleep: it starts late in the next region
             k.project.project_rows(table, rows, projs[i % 2], 1.0, None, None, None, out, k.simd_width, 8)
+            np.testing.assert_array_equal(out, expected[i % 2])
+            projected = np.empty((len(uniq), 200), np.float32)
+            k.project.project_gather(
+                table, uniq, remap, projs[i % 2], 1.0, None, None, None, projected, out, k.simd_width, 8
+            )
             np.testing.assert_array_equal(out, expected[i % 2])
