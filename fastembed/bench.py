@@ -313,7 +313,9 @@ def static_cases(quick=False):
     in_order = cases.rows_in_order(n)
     rows_in_order = best_time(in_order, repeat=repeat, min_seconds=0)
     encode_methods = cases.encode_methods(n)
-    encode = {name: best_time(f, repeat=2 if quick else 3, min_seconds=0) for name, f in encode_methods.items()}
+    # interleaved: timed one after the other, a drift of the VM's speed during fastembed's few
+    # tenths of a second had put its ratio to model2vec anywhere between 14x and 21x
+    encode = interleaved_best_times(encode_methods, rounds=2, repeat=2 if quick else 6)
     tokenize = {
         name: best_time(f, repeat=2 if quick else 3, min_seconds=0) for name, f in cases.tokenize_methods(n).items()
     }
