@@ -9,9 +9,10 @@ three plans (chosen in ``choose_plan``):
   (``project_distinct``: no U x d buffer, no second pass). Otherwise
   ``Y = table[uniq] @ proj`` (the fused kernel, or one (U x r) @ (r x d) BLAS
   product), then one parallel pass writes ``out[n] = Y[remap[n]] * scale +
-  bias + pos[...]``; with the fused kernel the two run as one pipeline
-  (``project_gather``: rows are gathered while other distinct rows are
-  projected). Real text repeats tokens, so U is often a fraction of N.
+  bias + pos[...]``; where the fused kernel pays for the U rows' projection
+  (with AVX2 tiles too, whose limit is on the flops done), the two run as one
+  pipeline (``project_gather``: rows are gathered while other distinct rows
+  are projected). Real text repeats tokens, so U is often a fraction of N.
 - "direct": gather ``G = table[ids]`` (N x r), write ``G @ proj`` straight
   into ``out`` with BLAS, then finish the rows in place. No (U x d) buffer.
 - "fused": one kernel (kernels/_project.pyx) gathers, projects and finishes
@@ -133,8 +134,8 @@ def factorized(k, ids, table, proj, scale, bias, pos_table, pos_rows, out, n_thr
                 _fused_distinct(k, uniq, remap, table, proj, scale, bias, pos_table, pos_rows, out, n_threads)
                 return out
             projected = _workspace.scratch("projected", (uniq.shape[0], proj.shape[1]), proj.dtype)
-            if fused_fast and _pipelined(table, uniq, proj, out):
-                threads = fused_threads(k, n_threads, token_flops * uniq.shape[0])
+            if k.fused_pays(token_flops * uniq.shape[0]) and _pipelined(table, uniq, proj, out):
+                threads = max(fused_threads(k, n_threads, token_flops * uniq.shape[0]), k.for_work(n_threads, out.size))
                 k.project_gather(
                     table, uniq, remap, proj, scale, bias, pos_table, pos_rows, projected, out, k.simd_width, threads
                 )

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fastembed import backends
-from util import COMPILED, DTYPES, FUSED_VARIANTS, RTOL, layouts
+from util import COMPILED, DTYPES, FUSED_VARIANTS, RTOL, SIMD_WIDTHS, layouts
 
 # (n rows, V, r, d): tiles are 4 rows by strips of 96 / 48 columns (AVX-512 float32 / float64) or
 # 24 / 12 (AVX2), a strip's last vector masked; from 4096 rows (AVX2: 256) proj is packed first
@@ -304,29 +304,36 @@ def test_project_gather_refuses_mismatched_shapes():
             k.project.project_gather(*args, 0, 1)
 
 
-@pytest.mark.skipif("cython" not in COMPILED, reason="needs the Cython kernels")
-def test_dedupe_plan_pipelines_its_two_passes_with_the_same_bits(monkeypatch):
-    """With the fused kernel's SIMD tiles, the dedupe plan's buffer path is one project_gather call,
-    and gives the bits of its two passes run one after the other."""
+@pytest.mark.parametrize("width", SIMD_WIDTHS)
+def test_dedupe_plan_pipelines_its_two_passes(monkeypatch, width):
+    """Where the fused kernel pays for the distinct rows' projection (AVX-512 tiles; AVX2 tiles up to
+    FUSED_AVX2_MAX_FLOPS of it, though the whole call is beyond), the dedupe plan's buffer path is
+    one project_gather call: the reference's values, and with AVX-512 tiles the bits of its two
+    passes run one after the other."""
     import fastembed as fe
     from fastembed import _pipeline
 
-    if not backends.kernels("cython").fused_simd:
-        pytest.skip("the automatic plans take the fused kernel with AVX-512 tiles")
     rng = np.random.default_rng(9)
-    table, proj = rng.standard_normal((3000, 64)).astype(np.float32), rng.standard_normal((64, 96)).astype(np.float32)
+    table = rng.standard_normal((3000, 128)).astype(np.float32)
+    proj = rng.standard_normal((128, 768)).astype(np.float32)
     ids = (rng.zipf(1.3, (4, 1024)) % 3000).astype(np.int64)
-    bias, pos = rng.standard_normal(96).astype(np.float32), rng.standard_normal((1024, 96)).astype(np.float32)
-    calls = []
+    bias, pos = rng.standard_normal(768).astype(np.float32), rng.standard_normal((1024, 768)).astype(np.float32)
+    n_unique, token_flops = len(np.unique(ids)), 2.0 * 128 * 768
+    assert n_unique * token_flops <= backends.FUSED_AVX2_MAX_FLOPS < ids.size * token_flops
     k = backends.kernels("cython")
+    monkeypatch.setattr(k, "simd_width", width)  # 256: the plans of an AVX2-only CPU
+    calls = []
     original = k.project_gather
     monkeypatch.setattr(k, "project_gather", lambda *a: calls.append(a) or original(*a))
     piped = fe.factorized_lookup(ids, table, proj, scale=1.5, bias=bias, pos_table=pos, backend="cython")
-    assert len(calls) == 1
-    monkeypatch.setattr(_pipeline, "_pipelined", lambda *a: False)
-    two_passes = fe.factorized_lookup(ids, table, proj, scale=1.5, bias=bias, pos_table=pos, backend="cython")
-    assert len(calls) == 1
-    np.testing.assert_array_equal(piped, two_passes)
+    assert len(calls) == 1 and calls[0][-2] == width
+    expected, magnitude = _reference(table, ids.reshape(-1), proj, 1.5, bias, pos, np.tile(np.arange(1024), 4))
+    _check(piped.reshape(-1, 768), expected, magnitude, np.float32)
+    if width == 512:
+        monkeypatch.setattr(_pipeline, "_pipelined", lambda *a: False)
+        two_passes = fe.factorized_lookup(ids, table, proj, scale=1.5, bias=bias, pos_table=pos, backend="cython")
+        assert len(calls) == 1
+        np.testing.assert_array_equal(piped, two_passes)
 
 
 # ---------------------------------------------------------------- the latency path (project_call)
