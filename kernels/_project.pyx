@@ -74,9 +74,13 @@ cdef extern from *:
        x < starts[i + 1] (out, bias and pos start at the strip's first column). a[i] for i >= m
        must point at readable rows (results dropped); bias and pos may be NULL. ``padded``: every p
        row holds NV * LANES readable values (a packed strip), so all loads are full ones; otherwise
-       the last vector's loads are masked to w. */
+       the last vector's loads are masked to w. ``lead`` (< LANES) columns before the strip's first
+       are neither stored nor read from bias or pos: p, out, bias and pos point ``lead`` columns
+       before it, so that p's vectors start on an aligned address (p's loads are not masked there:
+       an aligned vector holding p's first column lies in one cache line with it). */
     #define FE_TILE_ARGS(T) const T* const* a, ptrdiff_t a_cs, int m, const T* p, ptrdiff_t p_rs,       \\
-        int padded, ptrdiff_t r, int w, T scale, const T* bias, const T* pos, ptrdiff_t pos_rs,         \\
+        int padded, ptrdiff_t r, int w, int lead, T scale, const T* bias, const T* pos,                 \\
+        ptrdiff_t pos_rs,                                                                               \\
         const int64_t* pos_rows, T* out, ptrdiff_t d, const ptrdiff_t* starts, const ptrdiff_t* order
     #if FE_X86
     #define FE_LD512_full(SFX, ptr) _mm512_loadu_##SFX(ptr)
@@ -101,6 +105,7 @@ cdef extern from *:
         VEC c[FE_MR][NV];                                                                               \\
         const int left = w - (NV - 1) * LANES;                                                          \\
         const MASK last = left >= LANES ? (MASK)~0 : (MASK)((1u << left) - 1u);                         \\
+        const MASK first = (MASK)(~0u << lead);                                                         \\
         _Pragma("GCC unroll 8") for (int i = 0; i < FE_MR; i++)                                         \\
             _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) c[i][v] = _mm512_setzero_##SFX();      \\
         if (padded || left >= LANES) {                                                                  \\
@@ -112,7 +117,7 @@ cdef extern from *:
         _Pragma("GCC unroll 8") for (int i = 0; i < FE_MR; i++) {                                       \\
             if (i >= m) break;                                                                          \\
             _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) {                                      \\
-                MASK mk = v == NV - 1 ? last : (MASK)~0;                                                \\
+                MASK mk = (v == NV - 1 ? last : (MASK)~0) & (v == 0 ? first : (MASK)~0);               \\
                 c[i][v] = _mm512_mul_##SFX(c[i][v], s);                                                 \\
                 if (bias) c[i][v] = _mm512_add_##SFX(c[i][v], _mm512_maskz_loadu_##SFX(mk, bias + v * LANES)); \\
             }                                                                                           \\
@@ -120,7 +125,7 @@ cdef extern from *:
                 T* o = out + order[x] * d;                                                              \\
                 const T* q = pos ? pos + pos_rows[order[x]] * pos_rs : NULL;                            \\
                 _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) {                                  \\
-                    MASK mk = v == NV - 1 ? last : (MASK)~0;                                            \\
+                    MASK mk = (v == NV - 1 ? last : (MASK)~0) & (v == 0 ? first : (MASK)~0);           \\
                     VEC y = c[i][v];                                                                    \\
                     if (q) y = _mm512_add_##SFX(y, _mm512_maskz_loadu_##SFX(mk, q + v * LANES));       \\
                     _mm512_mask_storeu_##SFX(o + v * LANES, mk, y);                                     \\
@@ -132,6 +137,10 @@ cdef extern from *:
     /* AVX2 (16 registers): 4 x 3 accumulators, 3 loads and 4 broadcasts per k; masks are vectors. */
     #define FE_MASK256_ps(left) _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
     #define FE_MASK256_pd(left) _mm256_cmpgt_epi64(_mm256_set1_epi64x(left), _mm256_setr_epi64x(0, 1, 2, 3))
+    #define FE_FIRST256_ps(lead) _mm256_cmpgt_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((lead) - 1))
+    #define FE_FIRST256_pd(lead) _mm256_cmpgt_epi64(_mm256_setr_epi64x(0, 1, 2, 3), _mm256_set1_epi64x((lead) - 1))
+    #define FE_ALL256 _mm256_set1_epi32(-1)
+    #define FE_AND256(x, y) _mm256_and_si256(x, y)
     #define FE_LD256_full(SFX, ptr) _mm256_loadu_##SFX(ptr)
     #define FE_LD256_mask(SFX, ptr) _mm256_maskload_##SFX(ptr, last)
     #define FE_K_LOOP256(VEC, LANES, SFX, NV, KIND)                                                     \\
@@ -154,6 +163,7 @@ cdef extern from *:
         const int left = w - (NV - 1) * LANES;                                                          \\
         const int full = left >= LANES;                                                                 \\
         const __m256i last = FE_MASK256_##SFX(left);                                                    \\
+        const __m256i first = FE_FIRST256_##SFX(lead);                                                  \\
         _Pragma("GCC unroll 4") for (int i = 0; i < FE_MR; i++)                                         \\
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) c[i][v] = _mm256_setzero_##SFX();      \\
         if (padded || full) {                                                                           \\
@@ -165,21 +175,23 @@ cdef extern from *:
         _Pragma("GCC unroll 4") for (int i = 0; i < FE_MR; i++) {                                       \\
             if (i >= m) break;                                                                          \\
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                                      \\
-                const int whole = v < NV - 1 || full;                                                   \\
+                const int whole = (v < NV - 1 || full) && (v > 0 || !lead);                             \\
+                const __m256i mk = FE_AND256(v < NV - 1 ? FE_ALL256 : last, v == 0 ? first : FE_ALL256);  \\
                 c[i][v] = _mm256_mul_##SFX(c[i][v], s);                                                 \\
                 if (bias) c[i][v] = _mm256_add_##SFX(c[i][v], whole ? _mm256_loadu_##SFX(bias + v * LANES) \\
-                                                                    : _mm256_maskload_##SFX(bias + v * LANES, last)); \\
+                                                                    : _mm256_maskload_##SFX(bias + v * LANES, mk)); \\
             }                                                                                           \\
             for (ptrdiff_t x = starts[i]; x < starts[i + 1]; x++) {                                     \\
                 T* o = out + order[x] * d;                                                              \\
                 const T* q = pos ? pos + pos_rows[order[x]] * pos_rs : NULL;                            \\
                 _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                                  \\
-                    const int whole = v < NV - 1 || full;                                               \\
+                    const int whole = (v < NV - 1 || full) && (v > 0 || !lead);                         \\
+                    const __m256i mk = FE_AND256(v < NV - 1 ? FE_ALL256 : last, v == 0 ? first : FE_ALL256); \\
                     VEC y = c[i][v];                                                                    \\
                     if (q) y = _mm256_add_##SFX(y, whole ? _mm256_loadu_##SFX(q + v * LANES)            \\
-                                                         : _mm256_maskload_##SFX(q + v * LANES, last));  \\
+                                                         : _mm256_maskload_##SFX(q + v * LANES, mk));    \\
                     if (whole) _mm256_storeu_##SFX(o + v * LANES, y);                                   \\
-                    else _mm256_maskstore_##SFX(o + v * LANES, last, y);                                \\
+                    else _mm256_maskstore_##SFX(o + v * LANES, mk, y);                                  \\
                 }                                                                                       \\
             }                                                                                           \\
         }                                                                                               \\
@@ -213,10 +225,10 @@ cdef extern from *:
     static const fe_tile_f64_fn fe_tiles256_f64[FE_NV256 + 1] = {0, fe_t256_double_1, fe_t256_double_2, fe_t256_double_3};
     /* The tile of ``nv`` vectors for a strip (1 <= nv <= FE_NV512 or FE_NV256 by ``width``). */
     static void fe_tile_f32(int width, int nv, FE_TILE_ARGS(float)) {
-        (width == 512 ? fe_tiles512_f32 : fe_tiles256_f32)[nv](a, a_cs, m, p, p_rs, padded, r, w, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order);
+        (width == 512 ? fe_tiles512_f32 : fe_tiles256_f32)[nv](a, a_cs, m, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order);
     }
     static void fe_tile_f64(int width, int nv, FE_TILE_ARGS(double)) {
-        (width == 512 ? fe_tiles512_f64 : fe_tiles256_f64)[nv](a, a_cs, m, p, p_rs, padded, r, w, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order);
+        (width == 512 ? fe_tiles512_f64 : fe_tiles256_f64)[nv](a, a_cs, m, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order);
     }
     /* Peak multiply-add throughput of one core: 16 independent chains of n steps; returns their sum
        (so the work cannot be optimised away). */
@@ -256,11 +268,11 @@ cdef extern from *:
     double fe_probe_avx512(long n) noexcept nogil
     double fe_probe_avx2(long n) noexcept nogil
     void fe_tile_f32(int width, int nv, const float* const* a, Py_ssize_t a_cs, int m, const float* p,
-                     Py_ssize_t p_rs, int padded, Py_ssize_t r, int w, float scale, const float* bias,
+                     Py_ssize_t p_rs, int padded, Py_ssize_t r, int w, int lead, float scale, const float* bias,
                      const float* pos, Py_ssize_t pos_rs, const int64_t* pos_rows, float* out, Py_ssize_t d,
                      const Py_ssize_t* starts, const Py_ssize_t* order) noexcept nogil
     void fe_tile_f64(int width, int nv, const double* const* a, Py_ssize_t a_cs, int m, const double* p,
-                     Py_ssize_t p_rs, int padded, Py_ssize_t r, int w, double scale, const double* bias,
+                     Py_ssize_t p_rs, int padded, Py_ssize_t r, int w, int lead, double scale, const double* bias,
                      const double* pos, Py_ssize_t pos_rs, const int64_t* pos_rows, double* out, Py_ssize_t d,
                      const Py_ssize_t* starts, const Py_ssize_t* order) noexcept nogil
 
@@ -271,8 +283,8 @@ ctypedef fused remap_t:  # project_distinct's remap, apart from uniq (which may 
     int64_t
 
 DEF ROWS_PER_TASK = 64
-DEF PACK_MIN_ROWS_256 = 256
-DEF PACK_MIN_ROWS_512 = 4096
+DEF PACK_MIN_ROWS = 256  # see _packed_proj
+DEF PACK_MIN_ROWS_4K = 64
 DEF GRAM_CHUNK = 256  # rows summed in the input dtype before their sums join the float64 Gram matrix
 
 
@@ -336,7 +348,7 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
                      real scale, const real* b0, const real* q0, Py_ssize_t q_rs, const int64_t* q_rows,
                      const Py_ssize_t* starts, const Py_ssize_t* order,
                      real* out, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1,
-                     Py_ssize_t nr, int width) noexcept nogil:
+                     Py_ssize_t nr, int width, int shift) noexcept nogil:
     cdef const real* a[MAX_MR]
     cdef Py_ssize_t own_starts[MAX_MR + 1]
     cdef Py_ssize_t own_order[MAX_MR]
@@ -346,10 +358,12 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
     cdef const real* pj
     cdef Py_ssize_t ii, i, j, t, pj_rs
     cdef Py_ssize_t lanes = width // 8 // <Py_ssize_t>sizeof(real)
-    cdef int m, w, nv
+    cdef int m, w, nv, lead
     # Column strips outside, row tiles inside: a strip of proj (r x nr), packed or in place, is read
-    # by every row tile of the task from L1 or L2. j0 is a multiple of nr. Tile row i is output row
-    # ii + i, or with ``starts`` distinct row ii + i, written to each of its occurrences.
+    # by every row tile of the task from L1 or L2. Tile row i is output row ii + i, or with
+    # ``starts`` distinct row ii + i, written to each of its occurrences. Columns j0..j1 count from
+    # ``shift`` columns before the first (see _lead), j0 a multiple of nr; p0, out, b0 and q0 point
+    # at column 0.
     for i in range(FE_MR):
         own_starts[i] = i
     own_starts[FE_MR] = FE_MR
@@ -359,12 +373,13 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
     while j < j1:
         w = <int>min(nr, j1 - j)
         nv = <int>((w + lanes - 1) // lanes)
-        bj = b0 + j if b0 != NULL else NULL
+        lead = shift if j == 0 else 0
+        bj = b0 + (j - shift) if b0 != NULL else NULL
         if packed != NULL:
             pj = packed + (j // nr) * r * nr
             pj_rs = nr
         else:
-            pj = p0 + j
+            pj = p0 + (j - shift)
             pj_rs = p_rs
         ii = i0
         while ii < i1:
@@ -379,15 +394,17 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
                 _prefetch_rows(t0, t_rs, t_cs, rows, ii + FE_MR, min(ii + 2 * FE_MR, i1), r)
             if ii + FE_MR < i1:
                 if starts != NULL:
-                    _prefetch_writes(out + j, d, w, order, starts[ii + FE_MR], starts[min(ii + 2 * FE_MR, i1)])
+                    _prefetch_writes(out + j - shift, d, w, order, starts[ii + FE_MR], starts[min(ii + 2 * FE_MR, i1)])
                 else:
-                    _prefetch_writes(out + j, d, w, NULL, ii + FE_MR, min(ii + 2 * FE_MR, i1))
+                    _prefetch_writes(out + j - shift, d, w, NULL, ii + FE_MR, min(ii + 2 * FE_MR, i1))
             if real is float:
-                fe_tile_f32(width, nv, a, t_cs, m, pj, pj_rs, packed != NULL, r, w, scale, bj,
-                            q0 + j if q0 != NULL else NULL, q_rs, q_rows, out + j, d, tile_starts, tile_order)
+                fe_tile_f32(width, nv, a, t_cs, m, pj, pj_rs, packed != NULL, r, w, lead, scale, bj,
+                            q0 + (j - shift) if q0 != NULL else NULL, q_rs, q_rows, out + (j - shift), d,
+                            tile_starts, tile_order)
             else:
-                fe_tile_f64(width, nv, a, t_cs, m, pj, pj_rs, packed != NULL, r, w, scale, bj,
-                            q0 + j if q0 != NULL else NULL, q_rs, q_rows, out + j, d, tile_starts, tile_order)
+                fe_tile_f64(width, nv, a, t_cs, m, pj, pj_rs, packed != NULL, r, w, lead, scale, bj,
+                            q0 + (j - shift) if q0 != NULL else NULL, q_rs, q_rows, out + (j - shift), d,
+                            tile_starts, tile_order)
             ii += FE_MR
         j += nr
 
@@ -623,21 +640,47 @@ cdef Py_ssize_t _strip_width(Py_ssize_t d, int width, Py_ssize_t itemsize) noexc
     return lanes * ((n_vec + n_strips - 1) // n_strips)
 
 
+cdef int _lead(const void* p0, Py_ssize_t p_rs, int width, Py_ssize_t itemsize) noexcept nogil:
+    """Columns by which proj's strips start before its first column, so that the tiles' vector loads
+    of proj (read in place) start on addresses aligned to the vector width: 0 when they already
+    do, or when the rows are not all aligned alike. numpy aligns arrays to 16 bytes only, and a
+    misaligned 64-byte load spans two cache lines: on an Intel Xeon with AVX-512 (2 FMA units) the
+    1 x 128 ALBERT-base lookup took 133 us against 98 aligned, xxlarge 52-54 ms against 41."""
+    cdef Py_ssize_t vector = width // 8, off
+    if not width or (p_rs * itemsize) % vector:
+        return 0
+    off = <Py_ssize_t>(<size_t>p0 % <size_t>vector)
+    return <int>(off // itemsize) if off % itemsize == 0 else 0
+
+
+cdef void* _aligned_malloc(size_t size, void** raw) noexcept nogil:
+    """size bytes aligned to 64 (NULL if out of memory); free(raw[0]) releases them."""
+    raw[0] = malloc(size + 64)
+    if raw[0] == NULL:
+        return NULL
+    return <void*>((<size_t>raw[0] + 64) & ~(<size_t>63))
+
+
 cdef real* _packed_proj(const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t d, Py_ssize_t nr,
-                        Py_ssize_t n_rows, int width, int n_threads, int caller_cpu) noexcept:
-    """proj copied strip by strip into contiguous r x nr panels (to free), or NULL when the tiles
-    read it in place. Read in place, a strip's rows lie d apart, and for d a multiple of 256 bytes
-    they share a few cache sets and miss L1. The copy is one more pass over proj, paid back by
-    enough rows (measured on a Zen 4, r = 128..256, d = 384..4096: the AVX2 tiles ran 1.3-2x faster
-    packed from 512 rows and broke even at 128; the AVX-512 tiles, 6 loads per 24 FMAs, gained 2-5%
+                        Py_ssize_t n_rows, int width, int n_threads, int caller_cpu, void** raw) noexcept:
+    """proj copied strip by strip into contiguous r x nr panels, aligned (free(raw[0]) releases
+    them), or NULL when the tiles read it in place. Read in place, a strip's rows lie d apart, and
+    for d a multiple of 256 bytes they share a few cache sets and miss L1; for a multiple of 4 KiB
+    they share one set per column vector. The copy is one more pass over proj, paid back by enough
+    rows: PACK_MIN_ROWS, or PACK_MIN_ROWS_4K for rows 4 KiB apart. Measured with 2 threads, the
+    AVX2 tiles on a Zen 4 (r = 128..256, d = 384..4096) ran 1.3-2x faster packed from 512 rows and
+    broke even at 128; the AVX-512 tiles on an Intel Xeon (2 FMA units, misaligned proj read with
+    _lead's shift) at ALBERT-base shapes 0.88x the time from 1024 rows, 1.01x at 256, 1.19x at 128;
+    at r = 256, d = 4096 0.79x from 128 rows, 0.58x from 1024 (on the Zen 4 they had gained 2-5%
     from 8192 rows). The packing is a parallel region of its own: its end is the barrier the tiles
     need before they read the strips."""
     cdef Py_ssize_t n_pack, s
     cdef real* packed
-    if not width or r == 0 or n_rows < (PACK_MIN_ROWS_256 if width == 256 else PACK_MIN_ROWS_512):
+    raw[0] = NULL
+    if not width or r == 0 or n_rows < (PACK_MIN_ROWS_4K if (p_rs * sizeof(real)) % 4096 == 0 else PACK_MIN_ROWS):
         return NULL
     n_pack = (d + nr - 1) // nr
-    packed = <real*>malloc(n_pack * r * nr * sizeof(real))
+    packed = <real*>_aligned_malloc(n_pack * r * nr * sizeof(real), raw)
     if packed == NULL:
         return NULL
     with nogil, parallel(num_threads=n_threads):
@@ -656,7 +699,12 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
     number of distinct rows) over checked arguments, on ``n_threads`` OpenMP threads."""
     cdef Py_ssize_t nr = _strip_width(d, width, sizeof(real)), want, rows_per_task, n_rb, n_cb, cb_width, n_tasks, task, rb, cb
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
-    cdef real* packed = _packed_proj(p0, p_rs, r, d, nr, n, width, n_threads, caller_cpu)
+    cdef void* raw
+    cdef real* packed = _packed_proj(p0, p_rs, r, d, nr, n, width, n_threads, caller_cpu, &raw)
+    cdef int shift = 0 if packed != NULL or r == 0 else _lead(p0, p_rs, width, sizeof(real))
+    cdef Py_ssize_t dv = d + shift  # the columns the strips cover (see _task_simd)
+    if shift:
+        nr = _strip_width(dv, width, sizeof(real))
     # Tasks: row blocks of ROWS_PER_TASK; few rows are split into smaller blocks, then by columns,
     # so that every thread gets about four tasks.
     want = 4 * max(1, n_threads)
@@ -666,11 +714,11 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
         rows_per_task = max(FE_MR, ((n + want - 1) // want + FE_MR - 1) // FE_MR * FE_MR)
         n_rb = (n + rows_per_task - 1) // rows_per_task
     n_cb = 1
-    cb_width = (d + nr - 1) // nr * nr
-    if n_rb < want and d > nr:
-        n_cb = min((d + nr - 1) // nr, (want + n_rb - 1) // n_rb)
-        cb_width = ((d + nr - 1) // nr + n_cb - 1) // n_cb * nr
-        n_cb = (d + cb_width - 1) // cb_width
+    cb_width = (dv + nr - 1) // nr * nr
+    if n_rb < want and dv > nr:
+        n_cb = min((dv + nr - 1) // nr, (want + n_rb - 1) // n_rb)
+        cb_width = ((dv + nr - 1) // nr + n_cb - 1) // n_cb * nr
+        n_cb = (dv + cb_width - 1) // cb_width
     n_tasks = n_rb * n_cb
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
@@ -681,12 +729,12 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
                 _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, packed, r, d, sc, b0, q0, q_rs, q_rows,
                            starts, order, out0,
                            rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
-                           cb * cb_width, min(d, (cb + 1) * cb_width), nr, width)
+                           cb * cb_width, min(dv, (cb + 1) * cb_width), nr, width, shift)
             else:
                 _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, starts, order, out0,
                            rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
                            cb * cb_width, min(d, (cb + 1) * cb_width))
-    free(packed)
+    free(raw)
 
 
 # project_gather: the dedupe plan's two passes (project the distinct rows into a buffer, then gather
@@ -838,18 +886,22 @@ cdef void _run_pipeline(_Pipe* pipe, const real* t0, Py_ssize_t t_rs, Py_ssize_t
                         int width, int n_threads) noexcept:
     cdef Py_ssize_t nr = _strip_width(d, width, sizeof(real))
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
-    cdef real* packed = _packed_proj(p0, p_rs, r, d, nr, n_uniq, width, n_threads, caller_cpu)
+    cdef void* raw
+    cdef real* packed = _packed_proj(p0, p_rs, r, d, nr, n_uniq, width, n_threads, caller_cpu, &raw)
+    cdef int shift = 0 if packed != NULL or r == 0 else _lead(p0, p_rs, width, sizeof(real))
     cdef int stream = _stream_for(<double>n * d * sizeof(real))
+    if shift:
+        nr = _strip_width(d + shift, width, sizeof(real))
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
         _pipeline_worker(pipe, threadid() == 0, t0, t_rs, t_cs, uniq, p0, p_rs, packed, r, n_uniq, nr, width,
-                         projected, remap, n, d, sc, b0, q0, q_rs, q_cs, q_rows, out, stream)
-    free(packed)
+                         shift, projected, remap, n, d, sc, b0, q0, q_rs, q_cs, q_rows, out, stream)
+    free(raw)
 
 
 cdef void _pipeline_worker(_Pipe* pipe, bint gatherer, const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs,
                            const index_t* uniq, const real* p0, Py_ssize_t p_rs, const real* packed,
-                           Py_ssize_t r, Py_ssize_t n_uniq, Py_ssize_t nr, int width, real* projected,
+                           Py_ssize_t r, Py_ssize_t n_uniq, Py_ssize_t nr, int width, int shift, real* projected,
                            const index_t* remap, Py_ssize_t n, Py_ssize_t d, real sc, const real* b0,
                            const real* q0, Py_ssize_t q_rs, Py_ssize_t q_cs, const int64_t* q_rows,
                            real* out, int stream) noexcept nogil:
@@ -864,7 +916,8 @@ cdef void _pipeline_worker(_Pipe* pipe, bint gatherer, const real* t0, Py_ssize_
                 i0, i1 = b * PIPE_PROJECT_ROWS, min(n_uniq, (b + 1) * PIPE_PROJECT_ROWS)
                 if width:
                     _task_simd(t0, t_rs, t_cs, uniq, p0, p_rs, packed, r, d, 1, <const real*>NULL,
-                               <const real*>NULL, 0, NULL, NULL, NULL, projected, i0, i1, 0, d, nr, width)
+                               <const real*>NULL, 0, NULL, NULL, NULL, projected, i0, i1, 0, d + shift, nr, width,
+                               shift)
                 else:
                     _task_loop(t0, t_rs, t_cs, uniq, p0, p_rs, r, d, 1, <const real*>NULL, <const real*>NULL,
                                0, NULL, NULL, NULL, projected, i0, i1, 0, d)
@@ -909,10 +962,10 @@ cdef void _gram_task(const real* x0, Py_ssize_t x_rs, Py_ssize_t k_rows, Py_ssiz
         own_order[i] = i
     own_starts[FE_MR] = FE_MR
     if real is float:
-        fe_tile_f32(width, nv, a, x_rs, m, x0 + j0, x_rs, 0, k_rows, <int>w, 1, NULL, NULL, 0, NULL,
+        fe_tile_f32(width, nv, a, x_rs, m, x0 + j0, x_rs, 0, k_rows, <int>w, 0, 1, NULL, NULL, 0, NULL,
                     tile, nv * lanes, own_starts, own_order)
     else:
-        fe_tile_f64(width, nv, a, x_rs, m, x0 + j0, x_rs, 0, k_rows, <int>w, 1, NULL, NULL, 0, NULL,
+        fe_tile_f64(width, nv, a, x_rs, m, x0 + j0, x_rs, 0, k_rows, <int>w, 0, 1, NULL, NULL, 0, NULL,
                     tile, nv * lanes, own_starts, own_order)
     for i in range(m):
         for j in range(w):

@@ -10,7 +10,7 @@ from fastembed import backends
 from util import COMPILED, DTYPES, FUSED_VARIANTS, RTOL, SIMD_WIDTHS, layouts
 
 # (n rows, V, r, d): tiles are 4 rows by strips of 96 / 48 columns (AVX-512 float32 / float64) or
-# 24 / 12 (AVX2), a strip's last vector masked; from 4096 rows (AVX2: 256) proj is packed first
+# 24 / 12 (AVX2), a strip's last vector masked; from 256 rows proj is packed first
 SHAPES = [
     (1, 1, 1, 1),
     (3, 5, 2, 7),
@@ -163,6 +163,52 @@ def test_result_is_bitwise_the_same_for_every_thread_count(backend, simd):
         outs.append(out)
     for other in outs[1:]:
         np.testing.assert_array_equal(other, outs[0])
+
+
+def _at_offset(a, offset_bytes, fill=np.nan):
+    """A copy of ``a`` whose data start ``offset_bytes`` after a 4 KiB boundary, inside a buffer
+    filled with ``fill`` around it (returned too, to check what a kernel wrote outside ``a``)."""
+    pad = 4096
+    buf = np.full(a.nbytes + 3 * pad, fill, a.dtype) if a.dtype.kind == "f" else np.zeros(a.nbytes + 3 * pad, a.dtype)
+    raw = buf.view(np.uint8)
+    start = (-raw.ctypes.data) % pad + pad + offset_bytes
+    view = raw[start : start + a.nbytes].view(a.dtype).reshape(a.shape)
+    view[...] = a
+    return view, buf
+
+
+@pytest.mark.parametrize("simd", SIMD_WIDTHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("n", "d"), [(5, 16), (9, 48), (130, 768), (300, 96), (70, 1024)], ids=str)
+def test_misaligned_proj_is_read_from_aligned_strips_with_the_same_bits(simd, dtype, n, d):
+    """numpy aligns arrays to 16 bytes: proj, out, bias and pos at every element offset within a
+    vector give the bits of the aligned call (the strips then start before column 0, whose lanes
+    are neither read from bias/pos nor stored), and nothing outside out is written. Below 256 rows
+    proj is read in place; 300 rows pack it, and rows 4 KiB apart (d = 1024) pack from 64."""
+    k = _kernels("cython")
+    itemsize = np.dtype(dtype).itemsize
+    rng = np.random.default_rng(n + d)
+    table = rng.standard_normal((50, 24)).astype(dtype)
+    rows = rng.integers(0, 50, n)
+    proj, bias = rng.standard_normal((24, d)).astype(dtype), rng.standard_normal(d).astype(dtype)
+    pos, pos_rows = rng.standard_normal((n + 3, d)).astype(dtype), rng.integers(0, n + 3, n).astype(np.int64)
+    aligned = np.empty((n, d), dtype)
+    k.project_rows(table, rows, _at_offset(proj, 0)[0], 1.3, bias, pos, pos_rows, aligned, simd, 2)
+    _check(aligned, *_reference(table, rows, proj, 1.3, bias, pos, pos_rows), dtype)
+    for offset in range(itemsize, 64, itemsize * (1 if n < 100 else 3)):
+        p = _at_offset(proj, offset)[0]
+        b, q = _at_offset(bias, (offset * 7) % 64)[0], _at_offset(pos, (offset * 3) % 64)[0]
+        for out_offset in (0, offset):
+            out, around = _at_offset(np.full((n, d), np.nan, dtype), out_offset)
+            assert k.project_rows(table, rows, p, 1.3, b, q, pos_rows, out, simd, 2) == 0
+            np.testing.assert_array_equal(out, aligned)
+            assert np.isnan(around).sum() == around.size - out.size  # only out's elements written
+            uniq, remap = np.unique(rows, return_inverse=True)
+            out[...] = np.nan
+            projected = np.empty((len(uniq), d), dtype)
+            assert k.project.project_gather(table, uniq, remap, p, 1.3, b, q, pos_rows, projected, out, simd, 2) == 0
+            np.testing.assert_array_equal(out, aligned)
+            assert np.isnan(around).sum() == around.size - out.size
 
 
 @pytest.mark.parametrize(("backend", "simd"), VARIANTS, ids=lambda x: str(x))
