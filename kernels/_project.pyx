@@ -43,6 +43,53 @@ cdef extern from *:
     #endif
 
     #define FE_MR 4
+
+    /* Memory for proj's packed panels, 64-byte aligned: a buffer of the calling thread's, kept
+       between calls up to FE_PACK_KEEP bytes and released when the thread exits, since fresh memory
+       costs a page fault per 4 KiB (packing ALBERT-base's 393 KB proj into new memory took ~50 us,
+       a third of a 1 x 128 lookup). *owned is what the caller frees afterwards (NULL: the cache).
+       A kernel call on a thread ends before that thread can start another, so one buffer a thread
+       suffices. */
+    #define FE_PACK_KEEP ((size_t)16 << 20)
+    #define FE_ALIGN64(p) ((void*)(((size_t)(p) + 64) & ~(size_t)63))
+    #if defined(__unix__) || defined(__APPLE__)
+    #include <pthread.h>
+    typedef struct { void* raw; size_t size; } fe_pack_cache;
+    static pthread_key_t fe_pack_key;
+    static int fe_pack_key_ok = 0;
+    static pthread_once_t fe_pack_once = PTHREAD_ONCE_INIT;
+    static void fe_pack_release(void* p) {
+        if (p) { free(((fe_pack_cache*)p)->raw); free(p); }
+    }
+    static void fe_pack_init(void) { fe_pack_key_ok = pthread_key_create(&fe_pack_key, fe_pack_release) == 0; }
+    static void* fe_pack_take(size_t size, void** owned) {
+        fe_pack_cache* c = NULL;
+        *owned = NULL;
+        pthread_once(&fe_pack_once, fe_pack_init);
+        if (size <= FE_PACK_KEEP && fe_pack_key_ok) {
+            c = (fe_pack_cache*)pthread_getspecific(fe_pack_key);
+            if (c == NULL && (c = (fe_pack_cache*)calloc(1, sizeof *c)) != NULL && pthread_setspecific(fe_pack_key, c) != 0) {
+                free(c);
+                c = NULL;
+            }
+            if (c != NULL) {
+                if (c->size < size) {
+                    free(c->raw);
+                    c->raw = malloc(size + 64);
+                    c->size = c->raw ? size : 0;
+                }
+                if (c->raw) return FE_ALIGN64(c->raw);
+            }
+        }
+        *owned = malloc(size + 64);
+        return *owned ? FE_ALIGN64(*owned) : NULL;
+    }
+    #else
+    static void* fe_pack_take(size_t size, void** owned) {
+        *owned = malloc(size + 64);
+        return *owned ? FE_ALIGN64(*owned) : NULL;
+    }
+    #endif
     #define FE_NV512 6
     #define FE_NV256 3
 
@@ -258,6 +305,7 @@ cdef extern from *:
     #endif
     """
     int FE_MR
+    void* fe_pack_take(size_t size, void** owned) noexcept nogil
     int FE_NV512
     int FE_NV256
     int fe_team_size() noexcept nogil
@@ -653,18 +701,10 @@ cdef int _lead(const void* p0, Py_ssize_t p_rs, int width, Py_ssize_t itemsize) 
     return <int>(off // itemsize) if off % itemsize == 0 else 0
 
 
-cdef void* _aligned_malloc(size_t size, void** raw) noexcept nogil:
-    """size bytes aligned to 64 (NULL if out of memory); free(raw[0]) releases them."""
-    raw[0] = malloc(size + 64)
-    if raw[0] == NULL:
-        return NULL
-    return <void*>((<size_t>raw[0] + 64) & ~(<size_t>63))
-
-
 cdef real* _packed_proj(const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t d, Py_ssize_t nr,
                         Py_ssize_t n_rows, int width, int n_threads, int caller_cpu, void** raw) noexcept:
-    """proj copied strip by strip into contiguous r x nr panels, aligned (free(raw[0]) releases
-    them), or NULL when the tiles read it in place. Read in place, a strip's rows lie d apart, and
+    """proj copied strip by strip into contiguous r x nr panels, aligned (fe_pack_take's memory:
+    free(raw[0]) afterwards), or NULL when the tiles read it in place. Read in place, a strip's rows lie d apart, and
     for d a multiple of 256 bytes they share a few cache sets and miss L1; for a multiple of 4 KiB
     they share one set per column vector. The copy is one more pass over proj, paid back by enough
     rows: PACK_MIN_ROWS, or PACK_MIN_ROWS_4K for rows 4 KiB apart. Measured with 2 threads, the
@@ -680,7 +720,7 @@ cdef real* _packed_proj(const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_
     if not width or r == 0 or n_rows < (PACK_MIN_ROWS_4K if (p_rs * sizeof(real)) % 4096 == 0 else PACK_MIN_ROWS):
         return NULL
     n_pack = (d + nr - 1) // nr
-    packed = <real*>_aligned_malloc(n_pack * r * nr * sizeof(real), raw)
+    packed = <real*>fe_pack_take(n_pack * r * nr * sizeof(real), raw)
     if packed == NULL:
         return NULL
     with nogil, parallel(num_threads=n_threads):

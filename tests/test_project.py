@@ -211,6 +211,34 @@ def test_misaligned_proj_is_read_from_aligned_strips_with_the_same_bits(simd, dt
             assert np.isnan(around).sum() == around.size - out.size
 
 
+@pytest.mark.parametrize("simd", SIMD_WIDTHS)
+def test_packed_panels_of_concurrent_calls_stay_apart(simd):
+    """proj's packed panels live in a buffer of the calling thread's, kept between calls (grown
+    when a larger proj comes, and above 16 MiB allocated per call instead): threads packing
+    different projs at once, each growing its buffer, all get their own results."""
+    import concurrent.futures
+
+    k = _kernels("cython")
+    rng = np.random.default_rng(4)
+    cases = []
+    for r, d in [(8, 48), (40, 200), (130, 768), (16, 3000), (64, 65600)]:  # the last packs 16.8 MB
+        table, proj = rng.standard_normal((70, r)).astype(np.float32), rng.standard_normal((r, d)).astype(np.float32)
+        rows = rng.integers(0, 70, 300)
+        cases.append((table, rows, proj, table[rows].astype(np.float64) @ proj.astype(np.float64)))
+
+    def run(order):
+        for i in order:
+            table, rows, proj, expected = cases[i]
+            out = np.empty((300, proj.shape[1]), np.float32)
+            assert k.project_rows(table, rows, proj, 1.0, None, None, None, out, simd, 2) == 0
+            np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-3)
+
+    orders = [[0, 1, 2, 3, 4, 2, 0], [4, 3, 2, 1, 0, 1], [2, 2, 1, 4, 0], [1, 0, 3, 3, 2]]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for done in [pool.submit(run, order) for order in orders]:
+            done.result()
+
+
 @pytest.mark.parametrize(("backend", "simd"), VARIANTS, ids=lambda x: str(x))
 def test_bad_indices_are_counted_and_nothing_is_written(backend, simd):
     k = _kernels(backend)
