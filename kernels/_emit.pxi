@@ -70,6 +70,17 @@ cdef extern from *:
                            Py_ssize_t d) noexcept nogil
 
 
+cdef int _check_terms(str kernel, const real[::1] bias, const real[:, :] pos, const int64_t[::1] pos_rows,
+                      Py_ssize_t n, Py_ssize_t d) except -1:
+    """ValueError("<kernel>: bias/position shape mismatch") unless ``bias`` (or None) holds d values
+    and ``pos`` (or None) d columns, with a ``pos_rows`` entry for each of the n output rows."""
+    if bias is not None and bias.shape[0] != d:
+        raise ValueError(f"{kernel}: bias shape mismatch")
+    if pos is not None and (pos_rows is None or pos_rows.shape[0] != n or pos.shape[1] != d):
+        raise ValueError(f"{kernel}: position shape mismatch")
+    return 0
+
+
 cdef inline void _emit_row(real* o, const real* s, Py_ssize_t s_step, real scale,
                            const real* b, const real* p, Py_ssize_t p_step,
                            Py_ssize_t d, int stream=0) noexcept nogil:

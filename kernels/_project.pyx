@@ -442,9 +442,9 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
                 _prefetch_rows(t0, t_rs, t_cs, rows, ii + FE_MR, min(ii + 2 * FE_MR, i1), r)
             if ii + FE_MR < i1:
                 if starts != NULL:
-                    _prefetch_writes(out + j - shift, d, w, order, starts[ii + FE_MR], starts[min(ii + 2 * FE_MR, i1)])
+                    _prefetch_writes(out + (j - shift), d, w, order, starts[ii + FE_MR], starts[min(ii + 2 * FE_MR, i1)])
                 else:
-                    _prefetch_writes(out + j - shift, d, w, NULL, ii + FE_MR, min(ii + 2 * FE_MR, i1))
+                    _prefetch_writes(out + (j - shift), d, w, NULL, ii + FE_MR, min(ii + 2 * FE_MR, i1))
             if real is float:
                 fe_tile_f32(width, nv, a, t_cs, m, pj, pj_rs, packed != NULL, r, w, lead, scale, bj,
                             q0 + (j - shift) if q0 != NULL else NULL, q_rs, q_rows, out + (j - shift), d,
@@ -602,13 +602,10 @@ cdef object _project(const real[:, :] table, const index_t[::1] rows, bint disti
     cdef int width = _effective_width(simd)
     if proj.shape[0] != r or proj.shape[1] != d:
         raise ValueError("project_rows: proj shape mismatch")
+    _check_terms("project_rows", bias, pos, pos_rows, n, d)
     if bias is not None:
-        if bias.shape[0] != d:
-            raise ValueError("project_rows: bias shape mismatch")
         b0 = &bias[0]
     if pos is not None:
-        if pos_rows is None or pos_rows.shape[0] != n or pos.shape[1] != d:
-            raise ValueError("project_rows: position shape mismatch")
         if d > 1 and pos.strides[1] != <Py_ssize_t>sizeof(real):
             raise ValueError("project_rows: pos needs unit column stride")
         n_pos = pos.shape[0]
@@ -704,9 +701,9 @@ cdef int _lead(const void* p0, Py_ssize_t p_rs, int width, Py_ssize_t itemsize) 
 cdef real* _packed_proj(const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t d, Py_ssize_t nr,
                         Py_ssize_t n_rows, int width, int n_threads, int caller_cpu, void** raw) noexcept:
     """proj copied strip by strip into contiguous r x nr panels, aligned (fe_pack_take's memory:
-    free(raw[0]) afterwards), or NULL when the tiles read it in place. Read in place, a strip's rows lie d apart, and
-    for d a multiple of 256 bytes they share a few cache sets and miss L1; for a multiple of 4 KiB
-    they share one set per column vector. The copy is one more pass over proj, paid back by enough
+    free(raw[0]) afterwards), or NULL when the tiles read it in place. Read in place, a strip's
+    rows lie d apart, and for d a multiple of 256 bytes they share a few cache sets and miss L1; for
+    a multiple of 4 KiB they share one set per column vector. The copy is one more pass over proj, paid back by enough
     rows: PACK_MIN_ROWS, or PACK_MIN_ROWS_4K for rows 4 KiB apart. Measured with 2 threads, the
     AVX2 tiles on a Zen 4 (r = 128..256, d = 384..4096) ran 1.3-2x faster packed from 512 rows and
     broke even at 128; the AVX-512 tiles on an Intel Xeon (2 FMA units, misaligned proj read with
@@ -730,6 +727,20 @@ cdef real* _packed_proj(const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_
     return packed
 
 
+cdef real* _proj_strips(const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t d, Py_ssize_t n_rows,
+                        int width, int n_threads, int caller_cpu, void** raw, Py_ssize_t* nr,
+                        int* shift) noexcept:
+    """How the tiles read proj for n_rows rows: its packed panels (_packed_proj; NULL when read in
+    place), the strip width ``nr`` and the ``shift`` that aligns the in-place strips (_lead; 0 when
+    packed). The strips then cover columns [0, d + shift) (see _task_simd)."""
+    nr[0] = _strip_width(d, width, sizeof(real))
+    cdef real* packed = _packed_proj(p0, p_rs, r, d, nr[0], n_rows, width, n_threads, caller_cpu, raw)
+    shift[0] = 0 if packed != NULL or r == 0 else _lead(p0, p_rs, width, sizeof(real))
+    if shift[0]:
+        nr[0] = _strip_width(d + shift[0], width, sizeof(real))
+    return packed
+
+
 cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const index_t* rows0,
                     const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t n, Py_ssize_t d, real sc,
                     const real* b0, const real* q0, Py_ssize_t q_rs, const int64_t* q_rows,
@@ -737,14 +748,11 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
                     real* out0, int width, int n_threads) noexcept:
     """The task grid of ``project_rows`` (``project_distinct`` with ``starts``: n is then the
     number of distinct rows) over checked arguments, on ``n_threads`` OpenMP threads."""
-    cdef Py_ssize_t nr = _strip_width(d, width, sizeof(real)), want, rows_per_task, n_rb, n_cb, cb_width, n_tasks, task, rb, cb
-    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    cdef Py_ssize_t nr, want, rows_per_task, n_rb, n_cb, cb_width, n_tasks, task, rb, cb
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1, shift
     cdef void* raw
-    cdef real* packed = _packed_proj(p0, p_rs, r, d, nr, n, width, n_threads, caller_cpu, &raw)
-    cdef int shift = 0 if packed != NULL or r == 0 else _lead(p0, p_rs, width, sizeof(real))
-    cdef Py_ssize_t dv = d + shift  # the columns the strips cover (see _task_simd)
-    if shift:
-        nr = _strip_width(dv, width, sizeof(real))
+    cdef real* packed = _proj_strips(p0, p_rs, r, d, n, width, n_threads, caller_cpu, &raw, &nr, &shift)
+    cdef Py_ssize_t dv = d + shift  # the columns the strips cover
     # Tasks: row blocks of ROWS_PER_TASK; few rows are split into smaller blocks, then by columns,
     # so that every thread gets about four tasks.
     want = 4 * max(1, n_threads)
@@ -867,13 +875,10 @@ def project_gather(const real[:, :] table, const index_t[::1] uniq, const index_
         raise ValueError("project_gather: proj or projected shape mismatch")
     if remap.shape[0] != n:
         raise ValueError("project_gather: remap shape mismatch")
+    _check_terms("project_gather", bias, pos, pos_rows, n, d)
     if bias is not None:
-        if bias.shape[0] != d:
-            raise ValueError("project_gather: bias shape mismatch")
         b0 = &bias[0]
     if pos is not None:
-        if pos_rows is None or pos_rows.shape[0] != n or pos.shape[1] != d:
-            raise ValueError("project_gather: position shape mismatch")
         n_pos = pos.shape[0]
     if n == 0 or d == 0:
         return 0
@@ -924,14 +929,11 @@ cdef void _run_pipeline(_Pipe* pipe, const real* t0, Py_ssize_t t_rs, Py_ssize_t
                         const index_t* remap, Py_ssize_t n, Py_ssize_t d, real sc, const real* b0,
                         const real* q0, Py_ssize_t q_rs, Py_ssize_t q_cs, const int64_t* q_rows, real* out,
                         int width, int n_threads) noexcept:
-    cdef Py_ssize_t nr = _strip_width(d, width, sizeof(real))
-    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
+    cdef Py_ssize_t nr
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1, shift
     cdef void* raw
-    cdef real* packed = _packed_proj(p0, p_rs, r, d, nr, n_uniq, width, n_threads, caller_cpu, &raw)
-    cdef int shift = 0 if packed != NULL or r == 0 else _lead(p0, p_rs, width, sizeof(real))
+    cdef real* packed = _proj_strips(p0, p_rs, r, d, n_uniq, width, n_threads, caller_cpu, &raw, &nr, &shift)
     cdef int stream = _stream_for(<double>n * d * sizeof(real))
-    if shift:
-        nr = _strip_width(d + shift, width, sizeof(real))
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
         _pipeline_worker(pipe, threadid() == 0, t0, t_rs, t_cs, uniq, p0, p_rs, packed, r, n_uniq, nr, width,

@@ -60,13 +60,10 @@ def gather_rows(const real[:, :] src, const index_t[::1] rows, double scale,
     s0 = &src[0, 0]
     s_rs = src.strides[0] // <Py_ssize_t>sizeof(real)
     s_cs = src.strides[1] // <Py_ssize_t>sizeof(real)
+    _check_terms("gather_rows", bias, pos, pos_rows, n_out, d)
     if bias is not None:
-        if bias.shape[0] != d:
-            raise ValueError("gather_rows: bias shape mismatch")
         b0 = &bias[0]
     if pos is not None:
-        if pos_rows is None or pos_rows.shape[0] != n_out or pos.shape[1] != d:
-            raise ValueError("gather_rows: position shape mismatch")
         n_pos = pos.shape[0]
         p0 = &pos[0, 0]
         p_rs = pos.strides[0] // <Py_ssize_t>sizeof(real)
@@ -192,13 +189,10 @@ def finish_rows(real[:, ::1] out, double scale, const real[::1] bias,
     cdef Py_ssize_t skipped = 0
     if n_out == 0 or d == 0:
         return 0
+    _check_terms("finish_rows", bias, pos, pos_rows, n_out, d)
     if bias is not None:
-        if bias.shape[0] != d:
-            raise ValueError("finish_rows: bias shape mismatch")
         b0 = &bias[0]
     if pos is not None:
-        if pos_rows is None or pos_rows.shape[0] != n_out or pos.shape[1] != d:
-            raise ValueError("finish_rows: position shape mismatch")
         n_pos = pos.shape[0]
         p0 = &pos[0, 0]
         p_rs = pos.strides[0] // <Py_ssize_t>sizeof(real)
