@@ -166,8 +166,8 @@ def gram(X, w=None, mu=None, row_norms=None, n_threads=None):
     Where the fused kernel's SIMD tiles run, its ``gram_rows`` computes the upper triangle only
     (half BLAS's multiply-adds; chunks of 256 rows summed in X's dtype, then in float64); else
     one BLAS product per block. NaN or inf anywhere in X reaches the result, so checking the
-    (d x d) result checks X. ``row_norms`` (V,), when given, receives ||X_i||^2 in float64 from
-    the same pass (X itself, without mu and w), while each block is in cache.
+    (d x d) result checks X. ``row_norms`` (V,), when given, receives ||X_i||^2 in float64 (X
+    itself, without mu and w), in one pass after the Gram blocks.
     """
     from . import backends
 
@@ -175,15 +175,14 @@ def gram(X, w=None, mu=None, row_norms=None, n_threads=None):
     tiles = k is not None and k.simd_width >= 256
     threads = resolve(n_threads)
     total = np.zeros((X.shape[1], X.shape[1]))
-    for i, block in enumerate(_row_chunks(X, w, mu, GRAM_BLOCK_ROWS)):
+    for block in _row_chunks(X, w, mu, GRAM_BLOCK_ROWS):
         if tiles and (block.shape[1] <= 1 or block.strides[1] == block.itemsize):
             k.gram_rows(block, total, k.simd_width, threads)
         else:
             with np.errstate(over="ignore", invalid="ignore"):  # the caller checks the result and rescales
                 total += block.T @ block
-        if row_norms is not None:
-            rows = slice(i * GRAM_BLOCK_ROWS, i * GRAM_BLOCK_ROWS + block.shape[0])
-            row_norms[rows] = _row_sq_norms(X[rows])
+    if row_norms is not None:
+        row_norms[:] = _row_sq_norms(X, n_threads=threads)
     return total
 
 

@@ -529,7 +529,7 @@ def test_factorized_lookup_takes_the_latency_path_only_for_the_simple_case(monke
 
 @pytest.mark.parametrize(("backend", "simd"), VARIANTS, ids=lambda x: str(x))
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("n", "d"), [(1, 1), (3, 5), (255, 97), (257, 130), (600, 49)], ids=str)
+@pytest.mark.parametrize(("n", "d"), [(1, 1), (3, 5), (255, 97), (257, 130), (600, 49), (700, 384)], ids=str)
 def test_gram_rows_adds_the_upper_triangle_and_mirrors_it(backend, simd, dtype, n, d):
     """gram += x^T x, summed by chunks of 256 rows in x's dtype, exactly symmetric, from rows of
     any stride."""
@@ -545,6 +545,24 @@ def test_gram_rows_adds_the_upper_triangle_and_mirrors_it(backend, simd, dtype, 
     err = np.abs(gram - (start + x64.T @ x64))
     assert np.all(err <= RTOL[np.dtype(dtype)] * magnitude), float(np.max(err / magnitude))
     np.testing.assert_array_equal(gram, gram.T)
+
+
+@pytest.mark.skipif("cython" not in COMPILED, reason="needs the Cython kernels")
+@pytest.mark.parametrize("simd", SIMD_WIDTHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gram_rows_sums_have_the_same_bits_at_every_address_and_thread_count(simd, dtype):
+    """The tiles' sums carried between sub-chunks of rows (and the strips' placement) depend on
+    neither where x lies nor how many threads share the tiles."""
+    k = backends.kernels("cython")
+    x = np.random.default_rng(7).standard_normal((600, 200)).astype(dtype)
+    expected = np.zeros((200, 200))
+    k.gram_rows(x, expected, simd, 1)
+    for offset in (0, 4, 8, 16, 24, 40, 56):
+        moved, _ = _at_offset(x, offset)
+        for threads in (1, 2, 3):
+            gram = np.zeros((200, 200))
+            k.gram_rows(moved, gram, simd, threads)
+            np.testing.assert_array_equal(gram, expected)
 
 
 @pytest.mark.skipif("cython" not in COMPILED, reason="needs the Cython kernels")
