@@ -125,11 +125,17 @@ cdef extern from *:
        the last vector's loads are masked to w. ``lead`` (< LANES) columns before the strip's first
        are neither stored nor read from bias or pos: p, out, bias and pos point ``lead`` columns
        before it, so that p's vectors start on an aligned address (p's loads are not masked there:
-       an aligned vector holding p's first column lies in one cache line with it). */
+       an aligned vector holding p's first column lies in one cache line with it). ``stage``: with
+       FE_ACC_IN the sums start from ``acc`` (FE_MR rows of NV * LANES sums) rather than 0; with
+       FE_ACC_OUT they are stored there rather than finished and written, so that a sum over k
+       carried through acc from block to block of k has the bits of one unbroken sum. */
+    #define FE_ACC_IN 1
+    #define FE_ACC_OUT 2
     #define FE_TILE_ARGS(T) const T* const* a, ptrdiff_t a_cs, int m, const T* p, ptrdiff_t p_rs,       \\
         int padded, ptrdiff_t r, int w, int lead, T scale, const T* bias, const T* pos,                 \\
         ptrdiff_t pos_rs,                                                                               \\
-        const int64_t* pos_rows, T* out, ptrdiff_t d, const ptrdiff_t* starts, const ptrdiff_t* order
+        const int64_t* pos_rows, T* out, ptrdiff_t d, const ptrdiff_t* starts, const ptrdiff_t* order,    \\
+        T* acc, int stage
     #if FE_X86
     #define FE_LD512_full(SFX, ptr) _mm512_loadu_##SFX(ptr)
     #define FE_LD512_mask(SFX, ptr) _mm512_maskz_loadu_##SFX(last, ptr)
@@ -155,11 +161,19 @@ cdef extern from *:
         const MASK last = left >= LANES ? (MASK)~0 : (MASK)((1u << left) - 1u);                         \\
         const MASK first = (MASK)(~0u << lead);                                                         \\
         _Pragma("GCC unroll 8") for (int i = 0; i < FE_MR; i++)                                         \\
-            _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) c[i][v] = _mm512_setzero_##SFX();      \\
+            _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                        \\
+                c[i][v] = stage & FE_ACC_IN ? _mm512_loadu_##SFX(acc + (i * NV + v) * LANES)            \\
+                                            : _mm512_setzero_##SFX();                                   \\
         if (padded || left >= LANES) {                                                                  \\
             FE_K_LOOP512(VEC, LANES, SFX, NV, full)                                                     \\
         } else {                                                                                        \\
             FE_K_LOOP512(VEC, LANES, SFX, NV, mask)                                                     \\
+        }                                                                                               \\
+        if (stage & FE_ACC_OUT) {                                                                       \\
+            _Pragma("GCC unroll 8") for (int i = 0; i < FE_MR; i++)                                     \\
+                _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                    \\
+                    _mm512_storeu_##SFX(acc + (i * NV + v) * LANES, c[i][v]);                           \\
+            return;                                                                                     \\
         }                                                                                               \\
         VEC s = _mm512_set1_##SFX(scale);                                                               \\
         _Pragma("GCC unroll 8") for (int i = 0; i < FE_MR; i++) {                                       \\
@@ -213,11 +227,19 @@ cdef extern from *:
         const __m256i last = FE_MASK256_##SFX(left);                                                    \\
         const __m256i first = FE_FIRST256_##SFX(lead);                                                  \\
         _Pragma("GCC unroll 4") for (int i = 0; i < FE_MR; i++)                                         \\
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) c[i][v] = _mm256_setzero_##SFX();      \\
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                        \\
+                c[i][v] = stage & FE_ACC_IN ? _mm256_loadu_##SFX(acc + (i * NV + v) * LANES)            \\
+                                            : _mm256_setzero_##SFX();                                   \\
         if (padded || full) {                                                                           \\
             FE_K_LOOP256(VEC, LANES, SFX, NV, full)                                                     \\
         } else {                                                                                        \\
             FE_K_LOOP256(VEC, LANES, SFX, NV, mask)                                                     \\
+        }                                                                                               \\
+        if (stage & FE_ACC_OUT) {                                                                       \\
+            _Pragma("GCC unroll 4") for (int i = 0; i < FE_MR; i++)                                     \\
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                    \\
+                    _mm256_storeu_##SFX(acc + (i * NV + v) * LANES, c[i][v]);                           \\
+            return;                                                                                     \\
         }                                                                                               \\
         VEC s = _mm256_set1_##SFX(scale);                                                               \\
         _Pragma("GCC unroll 4") for (int i = 0; i < FE_MR; i++) {                                       \\
@@ -273,78 +295,10 @@ cdef extern from *:
     static const fe_tile_f64_fn fe_tiles256_f64[FE_NV256 + 1] = {0, fe_t256_double_1, fe_t256_double_2, fe_t256_double_3};
     /* The tile of ``nv`` vectors for a strip (1 <= nv <= FE_NV512 or FE_NV256 by ``width``). */
     static void fe_tile_f32(int width, int nv, FE_TILE_ARGS(float)) {
-        (width == 512 ? fe_tiles512_f32 : fe_tiles256_f32)[nv](a, a_cs, m, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order);
+        (width == 512 ? fe_tiles512_f32 : fe_tiles256_f32)[nv](a, a_cs, m, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order, acc, stage);
     }
     static void fe_tile_f64(int width, int nv, FE_TILE_ARGS(double)) {
-        (width == 512 ? fe_tiles512_f64 : fe_tiles256_f64)[nv](a, a_cs, m, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order);
-    }
-    /* One Gram micro-tile, FE_MR x (NV * LANES): acc[i][:] = (zero ? 0 : acc[i][:]) + sum over k < r
-       of a[i][k * a_cs] * p[k * p_rs][:w], k ascending, one fused multiply-add a step, so that a sum
-       carried through acc from one call to the next has the bits of one unbroken sum. acc rows lie
-       NV * LANES apart; p's last vector is loaded masked to w; lanes past w hold what the caller drops. */
-    #define FE_GRAM_ARGS(T) const T* const* a, const T* p, ptrdiff_t p_rs, ptrdiff_t r, int w, int zero, T* acc
-    #define FE_DEFINE_GRAM512(NAME, T, VEC, MASK, LANES, SFX, NV)                                        \\
-    __attribute__((target("avx512f"))) static void NAME(FE_GRAM_ARGS(T)) {                              \\
-        VEC c[FE_MR][NV];                                                                               \\
-        const ptrdiff_t a_cs = p_rs;                                                                    \\
-        const int left = w - (NV - 1) * LANES;                                                          \\
-        const MASK last = left >= LANES ? (MASK)~0 : (MASK)((1u << left) - 1u);                         \\
-        _Pragma("GCC unroll 8") for (int i = 0; i < FE_MR; i++)                                         \\
-            _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                        \\
-                c[i][v] = zero ? _mm512_setzero_##SFX() : _mm512_loadu_##SFX(acc + (i * NV + v) * LANES); \\
-        if (left >= LANES) {                                                                            \\
-            FE_K_LOOP512(VEC, LANES, SFX, NV, full)                                                     \\
-        } else {                                                                                        \\
-            FE_K_LOOP512(VEC, LANES, SFX, NV, mask)                                                     \\
-        }                                                                                               \\
-        _Pragma("GCC unroll 8") for (int i = 0; i < FE_MR; i++)                                         \\
-            _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                        \\
-                _mm512_storeu_##SFX(acc + (i * NV + v) * LANES, c[i][v]);                               \\
-    }
-    #define FE_DEFINE_GRAM256(NAME, T, VEC, LANES, SFX, NV)                                              \\
-    __attribute__((target("avx2,fma"))) static void NAME(FE_GRAM_ARGS(T)) {                             \\
-        VEC c[FE_MR][NV];                                                                               \\
-        const ptrdiff_t a_cs = p_rs;                                                                    \\
-        const int left = w - (NV - 1) * LANES;                                                          \\
-        const __m256i last = FE_MASK256_##SFX(left);                                                    \\
-        _Pragma("GCC unroll 4") for (int i = 0; i < FE_MR; i++)                                         \\
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                        \\
-                c[i][v] = zero ? _mm256_setzero_##SFX() : _mm256_loadu_##SFX(acc + (i * NV + v) * LANES); \\
-        if (left >= LANES) {                                                                            \\
-            FE_K_LOOP256(VEC, LANES, SFX, NV, full)                                                     \\
-        } else {                                                                                        \\
-            FE_K_LOOP256(VEC, LANES, SFX, NV, mask)                                                     \\
-        }                                                                                               \\
-        _Pragma("GCC unroll 4") for (int i = 0; i < FE_MR; i++)                                         \\
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                        \\
-                _mm256_storeu_##SFX(acc + (i * NV + v) * LANES, c[i][v]);                               \\
-    }
-    typedef void (*fe_gram_f32_fn)(FE_GRAM_ARGS(float));
-    typedef void (*fe_gram_f64_fn)(FE_GRAM_ARGS(double));
-    #define FE_DEFINE_GRAMS(T, SFX)                                                                      \\
-    FE_DEFINE_GRAM512(fe_g512_##T##_1, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 1)             \\
-    FE_DEFINE_GRAM512(fe_g512_##T##_2, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 2)             \\
-    FE_DEFINE_GRAM512(fe_g512_##T##_3, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 3)             \\
-    FE_DEFINE_GRAM512(fe_g512_##T##_4, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 4)             \\
-    FE_DEFINE_GRAM512(fe_g512_##T##_5, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 5)             \\
-    FE_DEFINE_GRAM512(fe_g512_##T##_6, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 6)             \\
-    FE_DEFINE_GRAM256(fe_g256_##T##_1, T, FE_V256_##T, 32 / sizeof(T), SFX, 1)                          \\
-    FE_DEFINE_GRAM256(fe_g256_##T##_2, T, FE_V256_##T, 32 / sizeof(T), SFX, 2)                          \\
-    FE_DEFINE_GRAM256(fe_g256_##T##_3, T, FE_V256_##T, 32 / sizeof(T), SFX, 3)
-    FE_DEFINE_GRAMS(float, ps)
-    FE_DEFINE_GRAMS(double, pd)
-    static const fe_gram_f32_fn fe_grams512_f32[FE_NV512 + 1] = {
-        0, fe_g512_float_1, fe_g512_float_2, fe_g512_float_3, fe_g512_float_4, fe_g512_float_5, fe_g512_float_6};
-    static const fe_gram_f64_fn fe_grams512_f64[FE_NV512 + 1] = {
-        0, fe_g512_double_1, fe_g512_double_2, fe_g512_double_3, fe_g512_double_4, fe_g512_double_5, fe_g512_double_6};
-    static const fe_gram_f32_fn fe_grams256_f32[FE_NV256 + 1] = {0, fe_g256_float_1, fe_g256_float_2, fe_g256_float_3};
-    static const fe_gram_f64_fn fe_grams256_f64[FE_NV256 + 1] = {0, fe_g256_double_1, fe_g256_double_2, fe_g256_double_3};
-    /* The Gram tile of ``nv`` vectors (1 <= nv <= FE_NV512 or FE_NV256 by ``width``). */
-    static void fe_gram_f32(int width, int nv, FE_GRAM_ARGS(float)) {
-        (width == 512 ? fe_grams512_f32 : fe_grams256_f32)[nv](a, p, p_rs, r, w, zero, acc);
-    }
-    static void fe_gram_f64(int width, int nv, FE_GRAM_ARGS(double)) {
-        (width == 512 ? fe_grams512_f64 : fe_grams256_f64)[nv](a, p, p_rs, r, w, zero, acc);
+        (width == 512 ? fe_tiles512_f64 : fe_tiles256_f64)[nv](a, a_cs, m, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order, acc, stage);
     }
     /* Peak multiply-add throughput of one core: 16 independent chains of n steps; returns their sum
        (so the work cannot be optimised away). */
@@ -371,12 +325,11 @@ cdef extern from *:
     /* Never called: fe_simd_width() is 0 off x86, so the tiles only need to link. */
     static void fe_tile_f32(int width, int nv, FE_TILE_ARGS(float)) {}
     static void fe_tile_f64(int width, int nv, FE_TILE_ARGS(double)) {}
-    #define FE_GRAM_ARGS(T) const T* const* a, const T* p, ptrdiff_t p_rs, ptrdiff_t r, int w, int zero, T* acc
-    static void fe_gram_f32(int width, int nv, FE_GRAM_ARGS(float)) {}
-    static void fe_gram_f64(int width, int nv, FE_GRAM_ARGS(double)) {}
     #endif
     """
     int FE_MR
+    int FE_ACC_IN
+    int FE_ACC_OUT
     void* fe_pack_take(size_t size, void** owned) noexcept nogil
     int FE_NV512
     int FE_NV256
@@ -390,15 +343,11 @@ cdef extern from *:
     void fe_tile_f32(int width, int nv, const float* const* a, Py_ssize_t a_cs, int m, const float* p,
                      Py_ssize_t p_rs, int padded, Py_ssize_t r, int w, int lead, float scale, const float* bias,
                      const float* pos, Py_ssize_t pos_rs, const int64_t* pos_rows, float* out, Py_ssize_t d,
-                     const Py_ssize_t* starts, const Py_ssize_t* order) noexcept nogil
+                     const Py_ssize_t* starts, const Py_ssize_t* order, float* acc, int stage) noexcept nogil
     void fe_tile_f64(int width, int nv, const double* const* a, Py_ssize_t a_cs, int m, const double* p,
                      Py_ssize_t p_rs, int padded, Py_ssize_t r, int w, int lead, double scale, const double* bias,
                      const double* pos, Py_ssize_t pos_rs, const int64_t* pos_rows, double* out, Py_ssize_t d,
-                     const Py_ssize_t* starts, const Py_ssize_t* order) noexcept nogil
-    void fe_gram_f32(int width, int nv, const float* const* a, const float* p, Py_ssize_t p_rs, Py_ssize_t r,
-                     int w, int zero, float* acc) noexcept nogil
-    void fe_gram_f64(int width, int nv, const double* const* a, const double* p, Py_ssize_t p_rs, Py_ssize_t r,
-                     int w, int zero, double* acc) noexcept nogil
+                     const Py_ssize_t* starts, const Py_ssize_t* order, double* acc, int stage) noexcept nogil
 
 DEF MAX_MR = 4
 
@@ -525,11 +474,11 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
             if real is float:
                 fe_tile_f32(width, nv, a, t_cs, m, pj, pj_rs, packed != NULL, r, w, lead, scale, bj,
                             q0 + (j - shift) if q0 != NULL else NULL, q_rs, q_rows, out + (j - shift), d,
-                            tile_starts, tile_order)
+                            tile_starts, tile_order, NULL, 0)
             else:
                 fe_tile_f64(width, nv, a, t_cs, m, pj, pj_rs, packed != NULL, r, w, lead, scale, bj,
                             q0 + (j - shift) if q0 != NULL else NULL, q_rs, q_rows, out + (j - shift), d,
-                            tile_starts, tile_order)
+                            tile_starts, tile_order, NULL, 0)
             ii += FE_MR
         j += nr
 
@@ -1069,17 +1018,20 @@ cdef void _gram_tile(const real* x0, Py_ssize_t x_rs, Py_ssize_t k_rows, Py_ssiz
                      Py_ssize_t j0, int w, int zero, real* acc, int width) noexcept nogil:
     """acc = (zero ? 0 : acc) + sum over the k_rows rows of x from x0 of x[:, i0 + i] x[:, j0:j0 + w]
     (i < FE_MR), in x's dtype by one Gram micro-tile (its broadcasts are x[k, i0 + i], its loads
-    x[k, j0:j0 + w]); acc holds FE_MR rows of nv * lanes sums."""
+    x[k, j0:j0 + w]), the project tiles' k loop; acc holds FE_MR rows of nv * lanes sums."""
     cdef const real* a[MAX_MR]
     cdef Py_ssize_t lanes = width // 8 // <Py_ssize_t>sizeof(real), i
     cdef Py_ssize_t m = min(<Py_ssize_t>FE_MR, d - i0)
     cdef int nv = <int>((w + lanes - 1) // lanes)
     for i in range(FE_MR):
         a[i] = x0 + i0 + (i if i < m else 0)
+    cdef int stage = FE_ACC_OUT | (0 if zero else FE_ACC_IN)
     if real is float:
-        fe_gram_f32(width, nv, a, x0 + j0, x_rs, k_rows, w, zero, acc)
+        fe_tile_f32(width, nv, a, x_rs, FE_MR, x0 + j0, x_rs, 0, k_rows, w, 0, 1, NULL, NULL, 0, NULL, NULL, 0,
+                    NULL, NULL, acc, stage)
     else:
-        fe_gram_f64(width, nv, a, x0 + j0, x_rs, k_rows, w, zero, acc)
+        fe_tile_f64(width, nv, a, x_rs, FE_MR, x0 + j0, x_rs, 0, k_rows, w, 0, 1, NULL, NULL, 0, NULL, NULL, 0,
+                    NULL, NULL, acc, stage)
 
 
 cdef void _gram_add(const real* acc, Py_ssize_t d, Py_ssize_t i0, Py_ssize_t j0, int w, Py_ssize_t lanes,
