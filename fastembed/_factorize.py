@@ -167,7 +167,8 @@ def gram(X, w=None, mu=None, row_norms=None, n_threads=None):
     (half BLAS's multiply-adds; chunks of 256 rows summed in X's dtype, then in float64); else
     one BLAS product per block. NaN or inf anywhere in X reaches the result, so checking the
     (d x d) result checks X. ``row_norms`` (V,), when given, receives ||X_i||^2 in float64 (X
-    itself, without mu and w), in one pass after the Gram blocks.
+    itself, without mu and w): from the Gram pass while each chunk is in cache when the blocks are
+    X's rows, else in a pass of its own.
     """
     from . import backends
 
@@ -175,13 +176,18 @@ def gram(X, w=None, mu=None, row_norms=None, n_threads=None):
     tiles = k is not None and k.simd_width >= 256
     threads = resolve(n_threads)
     total = np.zeros((X.shape[1], X.shape[1]))
-    for block in _row_chunks(X, w, mu, GRAM_BLOCK_ROWS):
+    fused_norms = row_norms is not None and tiles and w is None and mu is None
+    starts = range(0, X.shape[0], GRAM_BLOCK_ROWS)
+    for start, block in zip(starts, _row_chunks(X, w, mu, GRAM_BLOCK_ROWS), strict=True):
         if tiles and (block.shape[1] <= 1 or block.strides[1] == block.itemsize):
-            k.gram_rows(block, total, k.simd_width, threads)
+            norms = row_norms[start : start + block.shape[0]] if fused_norms else None
+            k.gram_rows(block, total, norms, k.simd_width, threads)
         else:
             with np.errstate(over="ignore", invalid="ignore"):  # the caller checks the result and rescales
                 total += block.T @ block
-    if row_norms is not None:
+            if fused_norms:
+                row_norms[start : start + block.shape[0]] = _row_sq_norms(block, n_threads=threads)
+    if row_norms is not None and not fused_norms:
         row_norms[:] = _row_sq_norms(X, n_threads=threads)
     return total
 

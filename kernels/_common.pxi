@@ -12,6 +12,27 @@ ctypedef fused index_t:
     int64_t
 
 
+# sum_j row[j]^2 in float64, for row_sq_norms (_rows.pyx) and gram_rows (_project.pyx) alike.
+cdef inline double _sq_sum(const real* row, Py_ssize_t d) noexcept nogil:
+    # four independent float64 accumulators (j mod 4), summed pairwise: one chain would be
+    # bound by the latency of each addition
+    cdef double a0 = 0, a1 = 0, a2 = 0, a3 = 0, v
+    cdef Py_ssize_t j, d4 = d - d % 4
+    for j in range(0, d4, 4):
+        v = row[j]
+        a0 = a0 + v * v
+        v = row[j + 1]
+        a1 = a1 + v * v
+        v = row[j + 2]
+        a2 = a2 + v * v
+        v = row[j + 3]
+        a3 = a3 + v * v
+    for j in range(d4, d):
+        v = row[j]
+        a0 = a0 + v * v
+    return (a0 + a1) + (a2 + a3)
+
+
 # After the CPUs idle, a VM's scheduler (Linux wake-affine placement) often wakes an OpenMP
 # worker on the CPU of the thread that woke it and leaves both there for a second or more: a
 # 2-thread region then runs 3-5x slower than one thread. fe_unstack(cpu of the calling thread),

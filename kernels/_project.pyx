@@ -1043,8 +1043,10 @@ cdef void _gram_add(const real* acc, Py_ssize_t d, Py_ssize_t i0, Py_ssize_t j0,
             gram[(i0 + i) * d + j0 + j] += acc[i * row + j]
 
 
-def gram_rows(const real[:, :] x, double[:, ::1] gram, int simd, int n_threads):
-    """gram += x^T x (d x d, float64), x of shape (n, d) with unit column stride.
+def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, int simd, int n_threads):
+    """gram += x^T x (d x d, float64), x of shape (n, d) with unit column stride; ``row_norms`` (n,),
+    unless None, receives sum_j x[i, j]^2 in float64 (as row_sq_norms sums it), each chunk's rows
+    summed by the threads while the chunk is in cache.
 
     The upper triangle is summed over chunks of GRAM_CHUNK rows (each chunk's sums in x's dtype,
     k ascending, added to ``gram`` in float64), then mirrored, so the result is exactly symmetric.
@@ -1067,6 +1069,12 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, int simd, int n_threads):
         raise ValueError("gram_rows: gram shape mismatch")
     if d > 1 and x.strides[1] != <Py_ssize_t>sizeof(real):
         raise ValueError("gram_rows: x needs unit column stride")
+    if row_norms is not None and row_norms.shape[0] != n:
+        raise ValueError("gram_rows: row_norms shape mismatch")
+    cdef double* norms = &row_norms[0] if row_norms is not None and n > 0 else NULL
+    if d == 0 and norms != NULL:
+        for t in range(n):
+            norms[t] = 0
     if n == 0 or d == 0:
         return 0
     x_rs = x.strides[0] // <Py_ssize_t>sizeof(real)
@@ -1121,6 +1129,10 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, int simd, int n_threads):
             c = 0
             while c < n:
                 k_rows = min(<Py_ssize_t>GRAM_CHUNK, n - c)
+                if norms != NULL:
+                    kc = (k_rows + team - 1) // team
+                    for t in range(c + me * kc, min(c + (me + 1) * kc, c + k_rows)):
+                        norms[t] = _sq_sum(&x[t, 0], d)
                 for u in range(n_strips):
                     s = 0
                     while s < k_rows:

@@ -13,7 +13,7 @@ import numba as nb
 import numpy as np
 
 from ._numba_jit import jit
-from ._rows_numba import _emit_row
+from ._rows_numba import _emit_row, _sq_sum
 
 
 @jit()
@@ -142,11 +142,15 @@ GRAM_CHUNK = 256  # as _project.pyx
 
 
 @jit(parallel=True)
-def gram_rows(x, gram, simd, n_threads):
+def gram_rows(x, gram, row_norms, simd, n_threads):
     """gram += x^T x (d x d, float64); mirrors _project.gram_rows: the upper triangle summed over
     chunks of GRAM_CHUNK rows in x's dtype (k ascending), each chunk's sums added in float64,
-    then mirrored. ``simd`` is accepted for the shared signature and ignored."""
+    then mirrored; ``row_norms`` (unless None) receives each row's sum of squares as
+    row_sq_norms sums it. ``simd`` is accepted for the shared signature and ignored."""
     n, d = x.shape
+    if row_norms is not None:
+        for i in nb.prange(n):
+            row_norms[i] = _sq_sum(x[i])
     for c in range(0, n, GRAM_CHUNK):
         stop = min(c + GRAM_CHUNK, n)
         for i in nb.prange(d):

@@ -371,26 +371,6 @@ def gather_dequant(const compact_t[:, :] src, const index_t[::1] rows, const flo
     return skipped
 
 
-cdef inline double _sq_sum(const real* row, Py_ssize_t d) noexcept nogil:
-    # four independent float64 accumulators (j mod 4), summed pairwise: one chain would be
-    # bound by the latency of each addition
-    cdef double a0 = 0, a1 = 0, a2 = 0, a3 = 0, v
-    cdef Py_ssize_t j, d4 = d - d % 4
-    for j in range(0, d4, 4):
-        v = row[j]
-        a0 = a0 + v * v
-        v = row[j + 1]
-        a1 = a1 + v * v
-        v = row[j + 2]
-        a2 = a2 + v * v
-        v = row[j + 3]
-        a3 = a3 + v * v
-    for j in range(d4, d):
-        v = row[j]
-        a0 = a0 + v * v
-    return (a0 + a1) + (a2 + a3)
-
-
 def row_sq_norms(const real[:, ::1] x, double[::1] out, int n_threads):
     """out[n] = sum_j x[n, j]^2, accumulated in float64 (four interleaved partial sums)."""
     cdef Py_ssize_t n_rows = x.shape[0], d = x.shape[1], n

@@ -539,12 +539,19 @@ def test_gram_rows_adds_the_upper_triangle_and_mirrors_it(backend, simd, dtype, 
     start = rng.standard_normal((d, d))
     start = start + start.T
     gram = start.copy()
-    assert k.gram_rows(x, gram, simd, 2) == 0
+    norms = np.full(n, np.nan)
+    assert k.gram_rows(x, gram, norms, simd, 2) == 0
     x64 = x.astype(np.float64)
     magnitude = np.abs(x64).T @ np.abs(x64) + np.abs(start)
     err = np.abs(gram - (start + x64.T @ x64))
     assert np.all(err <= RTOL[np.dtype(dtype)] * magnitude), float(np.max(err / magnitude))
     np.testing.assert_array_equal(gram, gram.T)
+    expected_norms = np.empty(n)
+    k.row_sq_norms(np.ascontiguousarray(x), expected_norms, 1)  # the same sums, bit for bit
+    np.testing.assert_array_equal(norms, expected_norms)
+    without = start.copy()
+    k.gram_rows(x, without, None, simd, 2)
+    np.testing.assert_array_equal(without, gram)
 
 
 @pytest.mark.skipif("cython" not in COMPILED, reason="needs the Cython kernels")
@@ -556,12 +563,12 @@ def test_gram_rows_sums_have_the_same_bits_at_every_address_and_thread_count(sim
     k = backends.kernels("cython")
     x = np.random.default_rng(7).standard_normal((600, 200)).astype(dtype)
     expected = np.zeros((200, 200))
-    k.gram_rows(x, expected, simd, 1)
+    k.gram_rows(x, expected, None, simd, 1)
     for offset in (0, 4, 8, 16, 24, 40, 56):
         moved, _ = _at_offset(x, offset)
         for threads in (1, 2, 3):
             gram = np.zeros((200, 200))
-            k.gram_rows(moved, gram, simd, threads)
+            k.gram_rows(moved, gram, None, simd, threads)
             np.testing.assert_array_equal(gram, expected)
 
 
@@ -569,6 +576,8 @@ def test_gram_rows_sums_have_the_same_bits_at_every_address_and_thread_count(sim
 def test_gram_rows_refuses_what_it_cannot_read():
     k = backends.kernels("cython")
     with pytest.raises(ValueError, match="gram shape"):
-        k.gram_rows(np.ones((4, 3), np.float32), np.zeros((3, 4)), 512, 1)
+        k.gram_rows(np.ones((4, 3), np.float32), np.zeros((3, 4)), None, 512, 1)
     with pytest.raises(ValueError, match="unit column stride"):
-        k.gram_rows(np.ones((4, 6), np.float32)[:, ::2], np.zeros((3, 3)), 512, 1)
+        k.gram_rows(np.ones((4, 6), np.float32)[:, ::2], np.zeros((3, 3)), None, 512, 1)
+    with pytest.raises(ValueError, match="row_norms shape"):
+        k.gram_rows(np.ones((4, 3), np.float32), np.zeros((3, 3)), np.zeros(3), 512, 1)

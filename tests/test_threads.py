@@ -195,7 +195,7 @@ def test_multi_pass_kernels_are_exact_with_one_core_busy():
     projs = [rng.standard_normal((64, 200)).astype(np.float32) for _ in range(2)]  # a stale strip shows
     uniq, remap = np.unique(rows, return_inverse=True)  # the pipeline reads rows another thread projects
     expected_gram = np.zeros((48, 48))
-    k.gram_rows(x, expected_gram, k.simd_width, 1)
+    k.gram_rows(x, expected_gram, None, k.simd_width, 1)
     expected = []
     for proj in projs:  # 6000 rows: proj is packed into strips first
         expected.append(np.empty((6000, 200), np.float32))
@@ -203,7 +203,7 @@ def test_multi_pass_kernels_are_exact_with_one_core_busy():
     with one_core_busy():
         for i in range(40):
             gram = np.zeros((48, 48))
-            k.gram_rows(x, gram, k.simd_width, 8)
+            k.gram_rows(x, gram, None, k.simd_width, 8)
             np.testing.assert_array_equal(gram, expected_gram)
             out = np.empty_like(expected[0])
             time.sleep(0.002)  # the pool's worker goes to sleep: it starts late in the next region
