@@ -14,6 +14,8 @@ multiplied by the scheme's attention factor (YaRN). Features from
 ``rotary_dim`` on pass through unchanged.
 """
 
+import functools
+
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
@@ -290,6 +292,8 @@ def apply_rope(
     n_threads = resolve(n_threads)
     if table_positions.ndim == 2:
         cos, sin = _mrope_tables(table_positions, inv_freq, attention, axes, x.dtype, name, n_threads)
+    elif positions is None and np.ndim(offset) == 0:
+        cos, sin = _sequence_tables(table_positions, inv_freq, attention, x.dtype, name, n_threads)
     else:
         cos, sin = _tables(table_positions, inv_freq, attention, x.dtype, name, n_threads)
     x2, result2 = _rows_view(x), _rows_view(result)
@@ -345,8 +349,7 @@ def _rope_positions(lead_shape, positions, offset, max_position, multimodal):
     if positions is None and np.ndim(offset) == 0:
         offset = v.check_offset(offset, L, max_position)
         table_positions = np.arange(offset, offset + L, dtype=np.int64)
-        rows = np.broadcast_to(np.arange(L, dtype=np.int64), lead_shape)
-        return np.ascontiguousarray(rows).reshape(n_rows), table_positions
+        return _sequence_rows(n_rows, L), table_positions
     if positions is None:
         positions = _row_offsets(offset, lead_shape, max_position)
     elif multimodal:
@@ -377,6 +380,48 @@ def _rope_positions(lead_shape, positions, offset, max_position, multimodal):
         table_positions = np.arange(lo, hi + 1, dtype=np.int64)
         rows = pos - lo
     return np.ascontiguousarray(rows, dtype=np.int64).reshape(n_rows), table_positions
+
+
+# Tables derived from a call's shape and scalars alone (never from an array the caller could change)
+# are kept, read-only, up to this size each: built afresh, the 1 MB row index and the cos/sin tables
+# of RoPE (4, 32, 1024, 128) took 1.3 of its 3.8 ms on an Intel Xeon.
+KEPT_TABLE_BYTES = 8 << 20
+
+
+def _read_only(a):
+    a.flags.writeable = False
+    return a
+
+
+@functools.lru_cache(maxsize=16)
+def _kept_sequence_rows(n_rows, L):
+    return _read_only(_tiled_arange(n_rows, L))
+
+
+def _sequence_rows(n_rows, L):
+    """The table row of each x row when every sequence takes positions offset + arange(L): l."""
+    if 8 * n_rows <= KEPT_TABLE_BYTES:
+        return _kept_sequence_rows(n_rows, L)
+    return _tiled_arange(n_rows, L)
+
+
+def _tiled_arange(n_rows, L):
+    return np.tile(np.arange(L, dtype=np.int64), n_rows // L if L else 0)
+
+
+@functools.lru_cache(maxsize=16)
+def _kept_tables(start, stop, inv_freq_bytes, attention, dtype, backend):
+    inv_freq = np.frombuffer(inv_freq_bytes)
+    positions = np.arange(start, stop, dtype=np.int64)
+    return tuple(_read_only(t) for t in _tables(positions, inv_freq, attention, np.dtype(dtype), backend, None))
+
+
+def _sequence_tables(positions, inv_freq, attention, dtype, backend, n_threads):
+    """_tables of consecutive positions (an arange), kept when small."""
+    if 2 * positions.size * inv_freq.size * np.dtype(dtype).itemsize <= KEPT_TABLE_BYTES and positions.size:
+        key = (int(positions[0]), int(positions[-1]) + 1, inv_freq.astype(np.float64).tobytes(), float(attention))
+        return _kept_tables(*key, np.dtype(dtype).str, backend)
+    return _tables(positions, inv_freq, attention, dtype, backend, n_threads)
 
 
 def _is_zero(offset):

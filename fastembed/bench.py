@@ -119,9 +119,10 @@ class MemoryProbe:
     """Memory write and copy rates, timed among a case's methods in the same interleaved rounds, so
     that the case's bounds see the memory the methods saw (on the Zen 4 VM the write rate swung
     between about 28 and 55 GB/s from minute to minute). Write: a fill of 256 MB; copy: numpy
-    copyto of 256 MB into another 256 MB, counted as reads + writes; each the faster of one thread
-    and one thread per core (numpy's fill and copyto release the GIL). The buffers lie far beyond
-    the caches, also with --quick."""
+    copyto of 256 MB into another 256 MB, counted as reads + writes; each the fastest of one thread,
+    one thread per core (numpy's fill and copyto release the GIL) and streaming stores on every core
+    (``stream_probe``: the kernels stream large outputs, which a plain store's read of each line
+    would otherwise put below the bound). The buffers lie far beyond the caches, also with --quick."""
 
     PREFIX = "memory "
     _instance = None
@@ -148,7 +149,14 @@ class MemoryProbe:
         else:
             one = lambda: np.copyto(self.dst, self.src)  # noqa: E731
             every = lambda: list(self.pool.map(np.copyto, self.dst_parts, self.src_parts))  # noqa: E731
-        return {f"{self.PREFIX}{kind}, one thread": one, f"{self.PREFIX}{kind}, every core": every}
+        methods = {f"{self.PREFIX}{kind}, one thread": one, f"{self.PREFIX}{kind}, every core": every}
+        try:
+            from ._kernels._rows import stream_probe
+        except ImportError:
+            return methods
+        dst, src = self.dst.view(np.uint8), (self.src.view(np.uint8) if kind == "copy" else None)
+        methods[f"{self.PREFIX}{kind}, streamed"] = lambda: stream_probe(dst, src, available_cores())
+        return methods
 
     def rates(self, times):
         """{"write_gbs": ..., "copy_gbs": ...} of the probes in ``times`` (those measured), which are

@@ -59,19 +59,37 @@ cdef extern from *:
 
     /* The same rows into contiguous output rows (o_rs = 2 half) with streaming stores: a few rows at
        a time rotated into a 4 KB stage that stays in L1, then streamed out (_stream.pxi), so the
-       output's lines are not read first. Rows wider than the stage take the plain path. */
+       output's lines are not read first. Only whole 64-byte lines of the output are streamed from
+       the stage; the bytes of a line the stage does not complete wait at its front for the next
+       rows (numpy's large arrays start 16 bytes into a line: cut at row boundaries, every 4 KB
+       stage left a line written by plain stores, each read from memory first, and RoPE (4, 32,
+       1024, 128) took 4.8-5.5 ms against 2.3 for a streamed copy of its bytes on an Intel Xeon).
+       Only the first and last line of the n rows take plain stores. Rows wider than the stage take
+       the plain path. */
     #define FE_ROPE_STAGE 4096
     #define FE_DEFINE_ROPE_STREAM(NAME, T)                                                          \
     static void NAME##_neox_stream(const T* x, ptrdiff_t x_rs, T* o, const int64_t* rows,           \
                                    const T* c0, const T* s0, ptrdiff_t t_rs, ptrdiff_t half,         \
                                    ptrdiff_t n, int isa) {                                          \
-        T stage[FE_ROPE_STAGE / sizeof(T)] __attribute__((aligned(64)));                            \
+        T stage[(FE_ROPE_STAGE + 64) / sizeof(T)] __attribute__((aligned(64)));                     \
         ptrdiff_t w = 2 * half, per = w > 0 ? (ptrdiff_t)(FE_ROPE_STAGE / sizeof(T)) / w : 0;         \
         if (per < 1) { NAME##_neox(x, x_rs, o, w, rows, c0, s0, t_rs, half, n); return; }          \
+        char* out = (char*)o;                                                                       \
+        size_t lead = (64 - ((uintptr_t)out & 63)) & 63, written = 0, held = 0;                     \
         for (ptrdiff_t r = 0; r < n; r += per) {                                                    \
             ptrdiff_t k = n - r < per ? n - r : per;                                                \
-            NAME##_neox(x + r * x_rs, x_rs, stage, w, rows + r, c0, s0, t_rs, half, k);             \
-            fe_stream_copy(o + r * w, stage, (size_t)(k * w) * sizeof(T), isa);                     \
+            NAME##_neox(x + r * x_rs, x_rs, (T*)((char*)stage + held), w, rows + r, c0, s0, t_rs,   \
+                        half, k);                                                                   \
+            held += (size_t)(k * w) * sizeof(T);                                                    \
+            size_t upto = written + held;                                                           \
+            if (r + k < n)                                                                          \
+                upto = upto > lead ? lead + (upto - lead) / 64 * 64 : written;                      \
+            if (upto > written) {                                                                   \
+                fe_stream_copy(out + written, stage, upto - written, isa);                          \
+                held -= upto - written;                                                             \
+                memmove(stage, (char*)stage + (upto - written), held);                              \
+                written = upto;                                                                     \
+            }                                                                                       \
         }                                                                                           \
     }
     FE_DEFINE_ROPE_STREAM(fe_rope_f32, float)

@@ -371,6 +371,30 @@ def gather_dequant(const compact_t[:, :] src, const index_t[::1] rows, const flo
     return skipped
 
 
+def stream_probe(unsigned char[::1] dst, const unsigned char[::1] src, int n_threads):
+    """dst[:] = src[:] (or 0 where ``src`` is None) with streaming stores, dst cut into one part
+    per thread: timed by the caller, the memory probe of the report's write and copy bounds (a
+    streamed line goes to memory without first being read, as the kernels write large outputs).
+    Returns the streaming ISA (512, 256, or 0 for plain stores)."""
+    cdef Py_ssize_t n = dst.shape[0], part, t, lo
+    if src is not None and src.shape[0] != n:
+        raise ValueError("stream_probe: shape mismatch")
+    if n == 0:
+        return _STREAM_ISA
+    cdef unsigned char* d0 = &dst[0]
+    cdef const unsigned char* s0 = &src[0] if src is not None else NULL
+    part = (n + n_threads - 1) // n_threads
+    for t in prange(n_threads, nogil=True, schedule="static", chunksize=1, num_threads=n_threads):
+        lo = t * part
+        if lo < n:
+            if s0 != NULL:
+                fe_stream_copy(d0 + lo, s0 + lo, <size_t>min(part, n - lo), _STREAM_ISA)
+            else:
+                fe_stream_zero(d0 + lo, <size_t>min(part, n - lo), _STREAM_ISA)
+            fe_store_fence()
+    return _STREAM_ISA
+
+
 def row_sq_norms(const real[:, ::1] x, double[::1] out, int n_threads):
     """out[n] = sum_j x[n, j]^2, accumulated in float64 (four interleaved partial sums)."""
     cdef Py_ssize_t n_rows = x.shape[0], d = x.shape[1], n

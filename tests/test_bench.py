@@ -9,6 +9,7 @@ import pytest
 from fastembed import bench
 from fastembed._bench_cases import SHAPES
 from fastembed._bench_goals import TARGETS, goal_label
+from util import COMPILED
 
 
 def _case(name, ids, B, L, shape, seconds, distinct=1.0):
@@ -188,7 +189,10 @@ def test_bounds_use_the_memory_rates_measured_in_the_case_own_rounds():
 def test_memory_probe_rates_are_taken_out_of_the_case_times():
     probe = bench.MemoryProbe.__new__(bench.MemoryProbe)
     probe.dst = np.zeros(1000, np.float32)  # 4000 bytes
-    assert set(bench.MemoryProbe.methods(probe, "write")) == {"memory write, one thread", "memory write, every core"}
+    expected = {"memory write, one thread", "memory write, every core"}
+    if "cython" in COMPILED:
+        expected.add("memory write, streamed")  # the kernels' streaming stores
+    assert set(bench.MemoryProbe.methods(probe, "write")) == expected
     times = {
         "fastembed auto": 1.0,
         "memory write, one thread": 4e-6,
@@ -198,3 +202,21 @@ def test_memory_probe_rates_are_taken_out_of_the_case_times():
     rates = probe.rates(times)
     assert times == {"fastembed auto": 1.0}
     assert rates == {"write_gbs": pytest.approx(2.0), "copy_gbs": pytest.approx(1.0)}
+
+
+@pytest.mark.skipif("cython" not in COMPILED, reason="the streaming probe is a Cython kernel")
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_stream_probe_copies_and_zeroes_every_byte(threads):
+    from fastembed._kernels._rows import stream_probe
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 63, 64, 65, 1000, 4097):
+        for start in (0, 1, 16, 33):
+            src = rng.integers(1, 255, n + start, dtype=np.uint8)[start:]
+            buf = np.full(n + 2 * 64 + start, 7, np.uint8)
+            dst = buf[64 + start : 64 + start + n]
+            stream_probe(dst, src, threads)
+            np.testing.assert_array_equal(dst, src)
+            stream_probe(dst, None, threads)
+            assert not dst.any()
+            assert (buf[: 64 + start] == 7).all() and (buf[64 + start + n :] == 7).all()

@@ -248,3 +248,26 @@ def test_streaming_output_is_the_plain_output_bit_for_bit(dtype, D, misaligned):
         _positional.stream_min_bytes(previous)
     np.testing.assert_array_equal(streamed, plain)
     np.testing.assert_array_equal(plain, fe.apply_rope(x, style="neox", backend="numpy", offset=5))
+
+
+def test_kept_tables_are_read_only_and_keyed_by_every_parameter():
+    """The cos/sin tables and row index of the default positions are kept between calls: read-only,
+    and a change of base, scaling, offset, rotary_dim or dtype takes tables of its own."""
+    from fastembed import _rope
+
+    x = np.random.default_rng(9).standard_normal((2, 3, 40, 16))
+    first = fe.apply_rope(x, backend="numpy")
+    rows = _rope._sequence_rows(6 * 40, 40)
+    assert not rows.flags.writeable
+    with pytest.raises(ValueError):
+        rows[0] = 1
+    linear = {"rope_type": "linear", "factor": 2.0}
+    for kwargs in ({"base": 500.0}, {"offset": 3}, {"rotary_dim": 8}, {"scaling": linear}):
+        changed = fe.apply_rope(x, backend="numpy", **kwargs)
+        fresh = _rope._kept_tables.cache_clear() or fe.apply_rope(x, backend="numpy", **kwargs)
+        np.testing.assert_array_equal(changed, fresh)
+        assert not np.array_equal(changed, first)
+    single = fe.apply_rope(x.astype(np.float32), backend="numpy")
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single, first, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(fe.apply_rope(x, backend="numpy"), first)
