@@ -227,7 +227,7 @@ cdef void _rope_blocks(const real[:, :] x, real[:, :] out, const int64_t[::1] ta
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     cdef int stream = 0
     if 2 * half == width and o_rs == width and &out[0, 0] != &x[0, 0]:  # whole rows, one after the other
-        stream = _stream_for(<double>n_rows * width * sizeof(real))
+        stream = _stream_for(&out[0, 0], <double>n_rows * width * sizeof(real), sizeof(real))
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
         for blk in prange(n_blocks, schedule="guided"):

@@ -120,6 +120,10 @@ def stream_min_bytes(value=None):
     return previous
 
 
-cdef inline int _stream_for(double out_bytes) noexcept nogil:
-    """The streaming stores' ISA for an output of ``out_bytes``, 0 for plain stores."""
+cdef inline int _stream_for(const void* out, double out_bytes, Py_ssize_t itemsize) noexcept nogil:
+    """The streaming stores' ISA for an output of ``out_bytes`` at ``out``, 0 for plain stores: also
+    when ``out`` is not aligned to its elements (a numpy view at an odd byte offset), since then no
+    element starts on a line boundary for a streaming store to write from."""
+    if <size_t>out % <size_t>itemsize:
+        return 0
     return _STREAM_ISA if out_bytes >= _stream_min_bytes and out_bytes > 0 else 0

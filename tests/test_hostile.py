@@ -569,3 +569,38 @@ def test_commands_refuse_to_run_from_a_source_tree_without_kernels(tmp_path):
         proc = subprocess.run([sys.executable, *command], cwd=tree, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, (command, proc.stdout, proc.stderr)
         assert "no compiled kernels" in proc.stderr and "pip install ." in proc.stderr
+
+
+@pytest.mark.skipif("cython" not in COMPILED, reason="the streaming stores are the Cython kernels'")
+def test_outputs_at_an_odd_byte_offset_are_written_without_streaming_stores():
+    """A numpy view at an odd byte offset has no element on a line boundary: the kernels that stream
+    large outputs write it with plain stores (a streaming store there faulted) and the same values."""
+    from fastembed._kernels import _positional, _project, _rows
+
+    rng = np.random.default_rng(4)
+    table, proj = rng.standard_normal((100, 8)).astype(np.float32), rng.standard_normal((8, 64)).astype(np.float32)
+    ids = rng.integers(0, 100, (3, 50))
+    x = rng.standard_normal((2, 2, 50, 64)).astype(np.float32)
+
+    def odd(shape):
+        raw = np.zeros(int(np.prod(shape)) * 4 + 1, np.uint8)
+        return np.frombuffer(raw.data, np.float32, int(np.prod(shape)), offset=1).reshape(shape)
+
+    modules = (_rows, _project, _positional)
+    previous = [m.stream_min_bytes() for m in modules]
+    try:
+        for m in modules:
+            m.stream_min_bytes(0)
+        for plan in ("direct", "dedupe", "fused"):
+            out = odd((3, 50, 64))
+            fe.factorized_lookup(ids, table, proj, out=out, plan=plan)
+            np.testing.assert_allclose(out, fe.factorized_lookup(ids, table, proj, backend="numpy"), rtol=1e-5)
+        out = odd((3, 50, 64))
+        fe.lookup(ids, table @ proj, out=out)
+        np.testing.assert_array_equal(out, (table @ proj)[ids])
+        y = odd(x.shape)
+        fe.apply_rope(x, out=y)
+        np.testing.assert_array_equal(y, fe.apply_rope(x))
+    finally:
+        for m, value in zip(modules, previous, strict=True):
+            m.stream_min_bytes(value)

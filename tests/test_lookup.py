@@ -382,6 +382,30 @@ def test_lookup_takes_the_dense_latency_path_only_for_the_simple_case(monkeypatc
     assert len(calls) == 4
 
 
+@pytest.mark.parametrize("d", [1, 5, 16, 100])
+def test_streamed_gather_skips_the_rows_of_bad_indices_as_plain_stores_do(d):
+    """Streamed, gather_rows writes blocks of rows as runs; a block holding an index outside its
+    table is written row by row: the same count of skipped rows, the same rows written."""
+    k = _gather_call_kernels()
+    rng = np.random.default_rng(d)
+    n, V = 200, 30
+    table, pos = rng.standard_normal((V, d)).astype(np.float32), rng.standard_normal((5, d)).astype(np.float32)
+    rows, pos_rows = rng.integers(0, V, n), rng.integers(0, 5, n)
+    rows[[3, 150]], pos_rows[[70]] = [-1, V], [5]
+    previous = k.rows.stream_min_bytes()
+    try:
+        results = []
+        for threshold in (float("inf"), 0):
+            k.rows.stream_min_bytes(threshold)
+            out = np.zeros((n, d), np.float32)
+            assert k.rows.gather_rows(table, rows, 2.0, None, pos, pos_rows, out, 2) == 3
+            results.append(out)
+    finally:
+        k.rows.stream_min_bytes(previous)
+    np.testing.assert_array_equal(results[1], results[0])
+    assert not results[0][[3, 70, 150]].any()
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("d", [1, 7, 16, 17, 33, 100, 768])
 @pytest.mark.parametrize("misaligned", [False, True])

@@ -342,6 +342,38 @@ def test_project_gather_is_project_rows_then_gather_rows(backend, simd, dtype, i
                 k.project.stream_min_bytes(previous)
 
 
+@pytest.mark.skipif("cython" not in COMPILED, reason="the streaming stores are the Cython kernel's")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("d", [1, 3, 16, 20, 37, 768])
+def test_streamed_gather_runs_write_every_row_at_every_line_offset(dtype, d):
+    """Streamed, the pipeline gathers blocks of rows in output order as runs whose shared lines are
+    assembled first: the plain stores' bits at every start of out within a line, nothing written
+    outside out."""
+    k = backends.kernels("cython")
+    rng = np.random.default_rng(d)
+    n, r = 150, 5
+    table, proj = rng.standard_normal((40, r)).astype(dtype), rng.standard_normal((r, d)).astype(dtype)
+    bias, pos = rng.standard_normal(d).astype(dtype), rng.standard_normal((7, d)).astype(dtype)
+    uniq, remap = _first_seen(rng.integers(0, 40, n))
+    uniq, remap = np.ascontiguousarray(uniq, np.int64), np.ascontiguousarray(remap, np.int64)
+    pos_rows = rng.integers(0, 7, n)
+    projected = np.empty((len(uniq), d), dtype)
+    previous = k.project.stream_min_bytes()
+    try:
+        for terms in ((None, None, None), (bias, pos, pos_rows)):
+            k.project.stream_min_bytes(float("inf"))
+            expected = np.empty((n, d), dtype)
+            k.project_gather(table, uniq, remap, proj, 0.5, *terms, projected, expected, k.simd_width, 2)
+            k.project.stream_min_bytes(0)
+            for offset in range(0, 64, np.dtype(dtype).itemsize):
+                out, buf = _at_offset(expected * 0, offset)
+                k.project_gather(table, uniq, remap, proj, 0.5, *terms, projected, out, k.simd_width, 2)
+                np.testing.assert_array_equal(out, expected)
+                assert np.isnan(buf).sum() == buf.size - out.size  # nothing outside out
+    finally:
+        k.project.stream_min_bytes(previous)
+
+
 @pytest.mark.parametrize(("backend", "simd"), VARIANTS, ids=lambda x: str(x))
 def test_project_gather_counts_bad_indices_and_writes_nothing(backend, simd):
     k = _kernels(backend)
