@@ -383,8 +383,10 @@ def _rope_positions(lead_shape, positions, offset, max_position, multimodal):
 
 
 # Tables derived from a call's shape and scalars alone (never from an array the caller could change)
-# are kept, read-only, up to this size each: built afresh, the 1 MB row index and the cos/sin tables
-# of RoPE (4, 32, 1024, 128) took 1.3 of its 3.8 ms on an Intel Xeon.
+# are kept, read-only, the KEPT_TABLES most recent of each kind up to KEPT_TABLE_BYTES each (at most
+# 64 MB in all): built afresh, the 1 MB row index and the cos/sin tables of RoPE (4, 32, 1024, 128)
+# took 1.3 of its 3.8 ms on an Intel Xeon.
+KEPT_TABLES = 4
 KEPT_TABLE_BYTES = 8 << 20
 
 
@@ -393,7 +395,7 @@ def _read_only(a):
     return a
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=KEPT_TABLES)
 def _kept_sequence_rows(n_rows, L):
     return _read_only(_tiled_arange(n_rows, L))
 
@@ -409,7 +411,7 @@ def _tiled_arange(n_rows, L):
     return np.tile(np.arange(L, dtype=np.int64), n_rows // L if L else 0)
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=KEPT_TABLES)
 def _kept_tables(start, stop, inv_freq_bytes, attention, dtype, backend):
     inv_freq = np.frombuffer(inv_freq_bytes)
     positions = np.arange(start, stop, dtype=np.int64)
