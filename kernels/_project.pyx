@@ -328,6 +328,7 @@ cdef extern from *:
     #endif
     """
     int FE_MR
+    void* FE_ALIGN64(void* p) noexcept nogil
     int FE_ACC_IN
     int FE_ACC_OUT
     void* fe_pack_take(size_t size, void** owned) noexcept nogil
@@ -1073,8 +1074,9 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, in
 
     The upper triangle is summed over chunks of GRAM_CHUNK rows (each chunk's sums in x's dtype,
     k ascending, added to ``gram`` in float64), then mirrored, so the result is exactly symmetric.
-    Tiles of FE_MR rows of gram by a strip of columns run strip by strip through sub-chunks of rows whose part of the strip stays in L1 while every tile reads it,
-    their sums carried between sub-chunks in memory (same bits as one unbroken sum). Without SIMD
+    Tiles of FE_MR rows of gram by a strip of columns run strip by strip through sub-chunks of
+    rows whose part of the strip stays in L1 while every tile reads it, their sums carried between
+    sub-chunks in memory (same bits as one unbroken sum). Without SIMD
     tiles (``simd`` 0 or a CPU without them) the same chunks are summed by a portable loop.
     """
     cdef Py_ssize_t n = x.shape[0], d = x.shape[1], x_rs, c, k_rows, s, kc, sub, t, u, u0, i0, vs, end
@@ -1122,7 +1124,7 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, in
         scratch = malloc(n_threads * per_strip * FE_MR * nr * sizeof(real) + 64)
         if tasks == NULL or strip_first == NULL or owner == NULL or scratch == NULL:
             raise MemoryError()
-        accs = <real*>(<char*>scratch + (64 - <size_t>scratch % 64))
+        accs = <real*>FE_ALIGN64(scratch)
         t = 0
         for u in range(n_strips):
             u0 = u * nr

@@ -122,6 +122,7 @@ cdef Py_ssize_t _gather_runs(const real* s0, Py_ssize_t s_rs, Py_ssize_t n_src, 
             for n in range(i0, i1):
                 r = rows[n]
                 q = pos_rows[n] if p0 != NULL else 0
+                srows[n - i0] = prows[n - i0] = NULL  # NULL source: a row skipped
                 if r < 0 or r >= n_src or (p0 != NULL and (q < 0 or q >= n_pos)):
                     bad = bad + 1
                     continue
@@ -130,9 +131,7 @@ cdef Py_ssize_t _gather_runs(const real* s0, Py_ssize_t s_rs, Py_ssize_t n_src, 
             if bad:
                 skipped += bad
                 for n in range(i0, i1):
-                    r = rows[n]
-                    q = pos_rows[n] if p0 != NULL else 0
-                    if not (r < 0 or r >= n_src or (p0 != NULL and (q < 0 or q >= n_pos))):
+                    if srows[n - i0] != NULL:
                         _emit_row(out + n * d, srows[n - i0], 1, sc, b0, prows[n - i0], 1, d, stream)
             else:
                 _emit_run(out + i0 * d, i1 - i0, d, srows, prows if p0 != NULL else NULL, sc, b0, stream)
@@ -438,10 +437,7 @@ def stream_probe(unsigned char[::1] dst, const unsigned char[::1] src, int n_thr
     for t in prange(n_threads, nogil=True, schedule="static", chunksize=1, num_threads=n_threads):
         lo = t * part
         if lo < n:
-            if s0 != NULL:
-                fe_stream_copy(d0 + lo, s0 + lo, <size_t>min(part, n - lo), _STREAM_ISA)
-            else:
-                fe_stream_zero(d0 + lo, <size_t>min(part, n - lo), _STREAM_ISA)
+            fe_stream_copy(d0 + lo, s0 + lo if s0 != NULL else NULL, <size_t>min(part, n - lo), _STREAM_ISA)
             fe_store_fence()
     return _STREAM_ISA
 

@@ -46,58 +46,41 @@ cdef extern from *:
         }
         return bytes;
     }
-    /* dst[:n_bytes] = src[:n_bytes] with streaming stores of whole aligned lines (plain ones at
-       both ends); dst and src share no byte. */
+    /* dst[:n_bytes] = src[:n_bytes] (or 0 where src is NULL: the report's memory probe) with
+       streaming stores of whole aligned lines (plain ones at both ends); dst and src share no byte. */
     #if FE_STREAM_X86
     __attribute__((target("avx"))) static void fe_stream_copy256(char* dst, const char* src, size_t n) {
         size_t j = 0, head = (64 - ((uintptr_t)dst & 63)) & 63;
         if (head > n) head = n;
-        for (; j < head; j++) dst[j] = src[j];
-        for (; j + 32 <= n; j += 32) _mm256_stream_si256((__m256i*)(dst + j), _mm256_loadu_si256((const __m256i*)(src + j)));
-        for (; j < n; j++) dst[j] = src[j];
+        for (; j < head; j++) dst[j] = src ? src[j] : 0;
+        for (; j + 32 <= n; j += 32)
+            _mm256_stream_si256((__m256i*)(dst + j), src ? _mm256_loadu_si256((const __m256i*)(src + j)) : _mm256_setzero_si256());
+        for (; j < n; j++) dst[j] = src ? src[j] : 0;
     }
     __attribute__((target("avx512f"))) static void fe_stream_copy512(char* dst, const char* src, size_t n) {
         size_t j = 0, head = (64 - ((uintptr_t)dst & 63)) & 63;
         if (head > n) head = n;
-        for (; j < head; j++) dst[j] = src[j];
-        for (; j + 64 <= n; j += 64) _mm512_stream_si512((__m512i*)(dst + j), _mm512_loadu_si512((const void*)(src + j)));
-        for (; j < n; j++) dst[j] = src[j];
+        for (; j < head; j++) dst[j] = src ? src[j] : 0;
+        for (; j + 64 <= n; j += 64)
+            _mm512_stream_si512((__m512i*)(dst + j), src ? _mm512_loadu_si512((const void*)(src + j)) : _mm512_setzero_si512());
+        for (; j < n; j++) dst[j] = src ? src[j] : 0;
     }
     static void fe_stream_copy(void* dst, const void* src, size_t n, int isa) {
         if (isa >= 512) fe_stream_copy512((char*)dst, (const char*)src, n);
         else if (isa >= 256) fe_stream_copy256((char*)dst, (const char*)src, n);
-        else memcpy(dst, src, n);
-    }
-    /* dst[:n_bytes] = 0 the same way (the report's memory probe). */
-    __attribute__((target("avx512f"))) static void fe_stream_zero512(char* dst, size_t n) {
-        size_t j = 0, head = (64 - ((uintptr_t)dst & 63)) & 63;
-        if (head > n) head = n;
-        memset(dst, 0, head);
-        for (j = head; j + 64 <= n; j += 64) _mm512_stream_si512((__m512i*)(dst + j), _mm512_setzero_si512());
-        memset(dst + j, 0, n - j);
-    }
-    __attribute__((target("avx"))) static void fe_stream_zero256(char* dst, size_t n) {
-        size_t j = 0, head = (64 - ((uintptr_t)dst & 63)) & 63;
-        if (head > n) head = n;
-        memset(dst, 0, head);
-        for (j = head; j + 32 <= n; j += 32) _mm256_stream_si256((__m256i*)(dst + j), _mm256_setzero_si256());
-        memset(dst + j, 0, n - j);
-    }
-    static void fe_stream_zero(void* dst, size_t n, int isa) {
-        if (isa >= 512) fe_stream_zero512((char*)dst, n);
-        else if (isa >= 256) fe_stream_zero256((char*)dst, n);
+        else if (src) memcpy(dst, src, n);
         else memset(dst, 0, n);
     }
     #else
-    static void fe_stream_copy(void* dst, const void* src, size_t n, int isa) { memcpy(dst, src, n); }
-    static void fe_stream_zero(void* dst, size_t n, int isa) { memset(dst, 0, n); }
+    static void fe_stream_copy(void* dst, const void* src, size_t n, int isa) {
+        if (src) memcpy(dst, src, n); else memset(dst, 0, n);
+    }
     #endif
     """
     void fe_store_fence() noexcept nogil
     int fe_stream_isa() noexcept nogil
     long fe_last_level_cache() noexcept nogil
     void fe_stream_copy(void* dst, const void* src, size_t n_bytes, int isa) noexcept nogil
-    void fe_stream_zero(void* dst, size_t n_bytes, int isa) noexcept nogil
 
 
 cdef int _STREAM_ISA = fe_stream_isa()
