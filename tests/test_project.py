@@ -9,8 +9,9 @@ import pytest
 from fastembed import backends
 from util import COMPILED, DTYPES, FUSED_VARIANTS, RTOL, SIMD_WIDTHS, layouts
 
-# (n rows, V, r, d): tiles are 4 rows by strips of 96 / 48 columns (AVX-512 float32 / float64) or
-# 24 / 12 (AVX2), a strip's last vector masked; from 256 rows proj is packed first
+# (n rows, V, r, d): tiles are 8 rows by strips of up to 48 / 24 columns (AVX-512 float32 /
+# float64), or two halves of 4 rows by strips of 24 / 12 (AVX2), a strip's last vector masked; from
+# 256 rows proj is packed first
 SHAPES = [
     (1, 1, 1, 1),
     (3, 5, 2, 7),
@@ -24,6 +25,9 @@ SHAPES = [
     (130, 300, 128, 768),
     (300, 50, 9, 131),
     (4099, 300, 5, 131),
+    (12, 30, 5, 47),
+    (13, 40, 3, 145),
+    (21, 50, 4, 64),
 ]
 VARIANTS = FUSED_VARIANTS  # (backend, widest micro-tile allowed)
 
