@@ -436,7 +436,7 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
                      real scale, const real* b0, const real* q0, Py_ssize_t q_rs, const int64_t* q_rows,
                      const Py_ssize_t* starts, const Py_ssize_t* order,
                      real* out, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1,
-                     Py_ssize_t nr, int width, int shift) noexcept nogil:
+                     Py_ssize_t nr, int width, int shift, int stream) noexcept nogil:
     cdef const real* a[MAX_MR]
     cdef Py_ssize_t own_starts[MAX_MR + 1]
     cdef Py_ssize_t own_order[MAX_MR]
@@ -447,15 +447,30 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
     cdef Py_ssize_t ii, i, j, t, pj_rs
     cdef Py_ssize_t lanes = width // 8 // <Py_ssize_t>sizeof(real)
     cdef int m, w, nv, lead
+    cdef void* raw = NULL
+    cdef real* buf = NULL
+    cdef real* dst = out
+    cdef real tile_scale = scale
+    cdef const real* tile_b0 = b0
+    cdef const real* tile_q0 = q0
     # Column strips outside, row tiles inside: a strip of proj (r x nr), packed or in place, is read
     # by every row tile of the task from L1 or L2. Tile row i is output row ii + i, or with
     # ``starts`` distinct row ii + i, written to each of its occurrences. Columns j0..j1 count from
     # ``shift`` columns before the first (see _lead), j0 a multiple of nr; p0, out, b0 and q0 point
-    # at column 0.
+    # at column 0. With ``stream`` (a task of whole rows, an output past the streaming threshold)
+    # the tiles write their raw sums to a buffer of the task's rows, which _emit_rows then finishes
+    # into the output with streaming stores: the tiles' own stores wrote a strip of each row at a
+    # time, each line read from memory first. The sums times 1 are the sums, and the finish rounds
+    # s * scale, + b, + p as the tile does: the same bits.
+    if stream and j0 == 0 and j1 >= d:
+        raw = malloc((i1 - i0) * d * sizeof(real) + 64)
+        if raw != NULL:
+            buf = <real*>FE_ALIGN64(raw)
+            dst, tile_scale, tile_b0, tile_q0 = buf, 1, NULL, NULL
     for i in range(FE_MR):
         own_starts[i] = i
     own_starts[FE_MR] = FE_MR
-    if starts != NULL:
+    if starts != NULL and buf == NULL:
         tile_order = order
     j = j0
     while j < j1:
@@ -475,26 +490,65 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
             for i in range(FE_MR):
                 t = ii + (i if i < m else 0)
                 a[i] = t0 + _row(rows, t) * t_rs
-                own_order[i] = t
-            if starts != NULL:
+                own_order[i] = t if buf == NULL else t - i0
+            if starts != NULL and buf == NULL:
                 tile_starts = starts + ii
             if j == j0 and ii + FE_MR < i1:
                 _prefetch_rows(t0, t_rs, t_cs, rows, ii + FE_MR, min(ii + 2 * FE_MR, i1), r)
-            if ii + FE_MR < i1:
+            if ii + FE_MR < i1 and buf == NULL:
                 if starts != NULL:
                     _prefetch_writes(out + (j - shift), d, w, order, starts[ii + FE_MR], starts[min(ii + 2 * FE_MR, i1)])
                 else:
                     _prefetch_writes(out + (j - shift), d, w, NULL, ii + FE_MR, min(ii + 2 * FE_MR, i1))
+            if tile_b0 == NULL:
+                bj = NULL
             if real is float:
-                fe_tile_f32(width, nv, a, t_cs, m, pj, pj_rs, packed != NULL, r, w, lead, scale, bj,
-                            q0 + (j - shift) if q0 != NULL else NULL, q_rs, q_rows, out + (j - shift), d,
+                fe_tile_f32(width, nv, a, t_cs, m, pj, pj_rs, packed != NULL, r, w, lead, tile_scale, bj,
+                            tile_q0 + (j - shift) if tile_q0 != NULL else NULL, q_rs, q_rows, dst + (j - shift), d,
                             tile_starts, tile_order, NULL, 0)
             else:
-                fe_tile_f64(width, nv, a, t_cs, m, pj, pj_rs, packed != NULL, r, w, lead, scale, bj,
-                            q0 + (j - shift) if q0 != NULL else NULL, q_rs, q_rows, out + (j - shift), d,
+                fe_tile_f64(width, nv, a, t_cs, m, pj, pj_rs, packed != NULL, r, w, lead, tile_scale, bj,
+                            tile_q0 + (j - shift) if tile_q0 != NULL else NULL, q_rs, q_rows, dst + (j - shift), d,
                             tile_starts, tile_order, NULL, 0)
             ii += FE_MR
         j += nr
+    if buf != NULL:
+        _emit_rows(buf, out, i0, i1, d, scale, b0, q0, q_rs, q_rows, starts, order, stream)
+        free(raw)
+
+
+cdef void _emit_rows(const real* buf, real* out, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t d, real scale,
+                     const real* b0, const real* q0, Py_ssize_t q_rs, const int64_t* q_rows,
+                     const Py_ssize_t* starts, const Py_ssize_t* order, int stream) noexcept nogil:
+    """out[o] = buf[t - i0] * scale + b0 + q0[q_rows[o]] for the rows t of a task, o = t (one run of
+    consecutive rows: _emit_run) or with ``starts`` each occurrence o = order[x] of distinct row t,
+    with streaming stores."""
+    cdef Py_ssize_t t, x, o
+    cdef const real** srows
+    cdef const real** prows = NULL
+    if starts != NULL:
+        for t in range(i0, i1):
+            for x in range(starts[t], starts[t + 1]):
+                o = order[x]
+                _emit_row(out + o * d, buf + (t - i0) * d, 1, scale, b0,
+                          q0 + q_rows[o] * q_rs if q0 != NULL else NULL, 1, d, stream)
+        fe_store_fence()
+        return
+    srows = <const real**>malloc(2 * (i1 - i0) * sizeof(real*))
+    if srows == NULL:
+        for t in range(i0, i1):
+            _emit_row(out + t * d, buf + (t - i0) * d, 1, scale, b0,
+                      q0 + q_rows[t] * q_rs if q0 != NULL else NULL, 1, d, stream)
+    else:
+        if q0 != NULL:
+            prows = srows + (i1 - i0)
+        for t in range(i0, i1):
+            srows[t - i0] = buf + (t - i0) * d
+            if prows != NULL:
+                prows[t - i0] = q0 + q_rows[t] * q_rs
+        _emit_run(out + i0 * d, i1 - i0, d, srows, prows, scale, b0, stream)
+        free(srows)
+    fe_store_fence()
 
 
 cdef inline void _prefetch_rows(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const index_t* rows,
@@ -687,7 +741,8 @@ cdef object _project(const real[:, :] table, const index_t[::1] rows, bint disti
     p_rs = proj.strides[0] // <Py_ssize_t>sizeof(real)
     try:
         _run_grid(t0, t_rs, t_cs, rows0, p0, p_rs, r, n_grid, d, sc, b0, q0, q_rs, q_rows, starts, order,
-                  &out[0, 0], width, n_threads)
+                  &out[0, 0], width, n_threads,
+                  _stream_for(&out[0, 0], <double>n * d * sizeof(real), sizeof(real)) if width else 0)
     finally:
         free(starts)
     return 0
@@ -785,9 +840,10 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
                     const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t n, Py_ssize_t d, real sc,
                     const real* b0, const real* q0, Py_ssize_t q_rs, const int64_t* q_rows,
                     const Py_ssize_t* starts, const Py_ssize_t* order,
-                    real* out0, int width, int n_threads) noexcept:
+                    real* out0, int width, int n_threads, int stream) noexcept:
     """The task grid of ``project_rows`` (``project_distinct`` with ``starts``: n is then the
-    number of distinct rows) over checked arguments, on ``n_threads`` OpenMP threads."""
+    number of distinct rows) over checked arguments, on ``n_threads`` OpenMP threads; ``stream``:
+    _stream_for's ISA for the whole output (see _task_simd)."""
     cdef Py_ssize_t nr, want, rows_per_task, n_rb, n_cb, cb_width, n_tasks, task, rb, cb
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1, shift
     cdef void* raw
@@ -822,7 +878,8 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
                 _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, packed, r, d, sc, b0, q0, q_rs, q_rows,
                            starts, order, out0,
                            rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
-                           cb * cb_width, min(dv, (cb + 1) * cb_width), nr, width, shift)
+                           cb * cb_width, min(dv, (cb + 1) * cb_width), nr, width, shift,
+                           stream if n_cb == 1 else 0)
             else:
                 _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, starts, order, out0,
                            rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
@@ -1019,7 +1076,7 @@ cdef void _pipeline_worker(_Pipe* pipe, bint gatherer, const real* t0, Py_ssize_
                 if width:
                     _task_simd(t0, t_rs, t_cs, uniq, p0, p_rs, packed, r, d, 1, <const real*>NULL,
                                <const real*>NULL, 0, NULL, NULL, NULL, projected, i0, i1, 0, d + shift, nr, width,
-                               shift)
+                               shift, 0)
                 else:
                     _task_loop(t0, t_rs, t_cs, uniq, p0, p_rs, r, d, 1, <const real*>NULL, <const real*>NULL,
                                0, NULL, NULL, NULL, projected, i0, i1, 0, d)
@@ -1254,10 +1311,10 @@ cdef void _fast_grid(Py_buffer* bt, Py_buffer* bp, Py_buffer* bq, Py_buffer* bo,
     cdef const double* q64 = <const double*>bq.buf if bq != NULL else NULL
     if f64:
         _run_grid(<const double*>bt.buf, r, 1, rows, <const double*>bp.buf, d, r, n, d, <double>scale,
-                  <const double*>NULL, q64, d, q_rows if bq != NULL else NULL, NULL, NULL, <double*>bo.buf, width, n_threads)
+                  <const double*>NULL, q64, d, q_rows if bq != NULL else NULL, NULL, NULL, <double*>bo.buf, width, n_threads, 0)
     else:
         _run_grid(<const float*>bt.buf, r, 1, rows, <const float*>bp.buf, d, r, n, d, <float>scale,
-                  <const float*>NULL, q32, d, q_rows if bq != NULL else NULL, NULL, NULL, <float*>bo.buf, width, n_threads)
+                  <const float*>NULL, q32, d, q_rows if bq != NULL else NULL, NULL, NULL, <float*>bo.buf, width, n_threads, 0)
 
 
 def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, threads_for):

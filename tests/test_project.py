@@ -378,6 +378,46 @@ def test_streamed_gather_runs_write_every_row_at_every_line_offset(dtype, d):
         k.project.stream_min_bytes(previous)
 
 
+@pytest.mark.skipif("cython" not in COMPILED, reason="the streaming stores are the Cython kernel's")
+@pytest.mark.parametrize("simd", SIMD_WIDTHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("d", [1, 5, 16, 47, 100, 768])
+def test_streamed_fused_rows_are_the_tiles_bits_at_every_line_offset(simd, dtype, d):
+    """Past the streaming threshold, project_rows and project_distinct tiles write their sums to a
+    buffer of the task's rows, finished into out with streaming stores (runs of consecutive rows,
+    or every occurrence of a distinct row): the bits of the tiles' own epilogue at every start of
+    out within a line, with and without scale, bias and positions, nothing written outside out."""
+    k = backends.kernels("cython")
+    rng = np.random.default_rng(d)
+    n, V, r = 150, 40, 7
+    table, proj = rng.standard_normal((V, r)).astype(dtype), rng.standard_normal((r, d)).astype(dtype)
+    bias, pos = rng.standard_normal(d).astype(dtype), rng.standard_normal((9, d)).astype(dtype)
+    rows, pos_rows = rng.integers(0, V, n), rng.integers(0, 9, n)
+    uniq, remap = _first_seen(rows)
+    uniq, remap = np.ascontiguousarray(uniq, np.int64), np.ascontiguousarray(remap, np.int64)
+    calls = {
+        "rows": lambda scale, terms, out: k.project.project_rows(table, rows, proj, scale, *terms, out, simd, 2),
+        "distinct": lambda scale, terms, out: k.project.project_distinct(
+            table, uniq, remap, proj, scale, *terms, out, simd, 2
+        ),
+    }
+    previous = k.project.stream_min_bytes()
+    try:
+        for call in calls.values():
+            for scale, terms in ((1.0, (None, None, None)), (0.37, (bias, pos, pos_rows))):
+                k.project.stream_min_bytes(float("inf"))
+                expected = np.empty((n, d), dtype)
+                call(scale, terms, expected)
+                k.project.stream_min_bytes(0)
+                for offset in range(0, 64, np.dtype(dtype).itemsize):
+                    out, buf = _at_offset(expected * 0, offset)
+                    assert call(scale, terms, out) == 0
+                    np.testing.assert_array_equal(out, expected)
+                    assert np.isnan(buf).sum() == buf.size - out.size  # nothing outside out
+    finally:
+        k.project.stream_min_bytes(previous)
+
+
 @pytest.mark.parametrize(("backend", "simd"), VARIANTS, ids=lambda x: str(x))
 def test_project_gather_counts_bad_indices_and_writes_nothing(backend, simd):
     k = _kernels(backend)
