@@ -85,7 +85,7 @@ class KernelSet:
         """True when the automatic plan choice takes the fused kernel at every size: with AVX-512
         tiles it beat gather + BLAS + finish on every measured shape and dtype (1.3-2.5x on
         full-width AVX-512 cores; on a Zen 4, whose AVX-512 runs on 256-bit units, 0.8-0.9x
-        BLAS's time at 32 x 512 with the 4 x 6 tiles of then and 0.45-0.7x at 1 x 128). For AVX2 tiles see
+        BLAS's time at 32 x 512 with the 4 x 6 tiles, which AMD CPUs run, and 0.45-0.7x at 1 x 128). For AVX2 tiles see
         ``fused_pays``."""
         return self.simd_width >= 512
 

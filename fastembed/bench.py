@@ -112,7 +112,21 @@ def roofline(quick=False):
     probe = MemoryProbe.shared()
     rates = probe.rates(interleaved_best_times({**probe.methods("write"), **probe.methods("copy")}, rounds=1))
     peak, isa = _fma_peak(available_cores())
-    return {"sgemm_gflops": 2 * n**3 / t / 1e9, "fma_gflops": peak, "fma_isa": isa, **rates}
+    return {"sgemm_gflops": 2 * n**3 / t / 1e9, "fma_gflops": peak, "fma_isa": isa, "tiles": _tile_shape(), **rates}
+
+
+def _tile_shape():
+    """The fused kernel's micro-tile here, rows x vectors: 'AVX-512 8x3' or '4x6' (by CPU kind),
+    'AVX2 4x3', or 'none'."""
+    try:
+        from ._kernels import _project
+    except ImportError:
+        return "none"
+    width = backends.simd_width()
+    if width == 512:
+        rows = _project.tile_rows512()
+        return f"AVX-512 {rows}x{24 // rows}"
+    return "AVX2 4x3" if width == 256 else "none"
 
 
 class MemoryProbe:
@@ -449,6 +463,7 @@ def format_report(report):
     peak = f"{m['fma_gflops']:.0f} GFLOP/s ({m['fma_isa']})" if m.get("fma_gflops") else "not measured"
     lines = [
         f"machine: {m['cores']} cores, sgemm (numpy's BLAS) {m['sgemm_gflops']:.0f} GFLOP/s, FMA peak {peak}, "
+        f"tiles {m.get('tiles', 'not recorded')}, "
         f"writes {m['write_gbs']:.1f} GB/s, copies {m.get('copy_gbs', float('nan')):.1f} GB/s (python {m['python']})",
         "compute bound = all tokens' projection flops at the sgemm rate; FMA bound = the same at the FMA peak",
         "",

@@ -93,8 +93,21 @@ cdef extern from *:
         return *owned ? FE_ALIGN64(*owned) : NULL;
     }
     #endif
-    #define FE_NV512 3
+    #define FE_NV512 6          /* the most vectors of an AVX-512 strip: 6 in tiles of 4 rows, */
+    #define FE_NV512_ROWS8 3    /* 3 in tiles of 8 */
     #define FE_NV256 3
+
+    /* Rows of the AVX-512 tiles, 8 (8 x 3) or 4 (4 x 6), chosen once at import by what was measured
+       on each kind of CPU (see FE_DEFINE_TILE512): 4 on AMD's (the Zen 4 runs AVX-512 on 256-bit
+       units), 8 elsewhere. */
+    static int fe_rows512 = 8;
+    static int fe_default_rows512(void) {
+    #if FE_X86
+        __builtin_cpu_init();
+        if (__builtin_cpu_is("amd")) return 4;
+    #endif
+        return 8;
+    }
 
     /* The size of the calling OpenMP team and a barrier of it (1 and nothing in a serial build). */
     #ifdef _OPENMP
@@ -141,51 +154,55 @@ cdef extern from *:
     #if FE_X86
     #define FE_LD512_full(SFX, ptr) _mm512_loadu_##SFX(ptr)
     #define FE_LD512_mask(SFX, ptr) _mm512_maskz_loadu_##SFX(last, ptr)
-    #define FE_K_LOOP512(VEC, LANES, SFX, NV, KIND)                                                     \\
-        _Pragma("GCC unroll 4") for (ptrdiff_t k = 0; k < r; k++) {                                                             \\
+    #define FE_K_LOOP512(VEC, LANES, SFX, NV, KIND, MR)                                                 \\
+        _Pragma("GCC unroll 4") for (ptrdiff_t k = 0; k < r; k++) {                                     \\
             VEC b[NV];                                                                                  \\
             _Pragma("GCC unroll 8") for (int v = 0; v < NV - 1; v++)                                    \\
                 b[v] = _mm512_loadu_##SFX(p + k * p_rs + v * LANES);                                    \\
             b[NV - 1] = FE_LD512_##KIND(SFX, p + k * p_rs + (NV - 1) * LANES);                          \\
-            _Pragma("GCC unroll 8") for (int i = 0; i < FE_MR; i++) {                                   \\
+            _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) {                                      \\
                 VEC x = _mm512_set1_##SFX(a[i][k * a_cs]);                                              \\
                 _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                    \\
                     c[i][v] = _mm512_fmadd_##SFX(x, b[v], c[i][v]);                                     \\
             }                                                                                           \\
         }
-    /* AVX-512 (32 registers): 8 x 3 accumulators, 3 loads and 8 broadcasts per k, the k loop unrolled
-       4 times (GCC otherwise steps each row's pointer every k, spilling some to the stack). On an
-       Intel Xeon (2 FMA units, proj's strip in L1) 4 x 6 tiles took 16.6 cycles a k for their 24
-       FMAs (12 at the FMA peak), 8 x 3 15.3, 6 x 4 15.1, 5 x 5 15.5; 8 rows also halve the passes
-       over proj's strips, which come from L2. */
-    #define FE_DEFINE_TILE512(NAME, T, VEC, MASK, LANES, SFX, NV)                                        \\
+    /* AVX-512 (32 registers): MR x NV accumulators, 8 x 3 (3 loads and 8 broadcasts per k) or 4 x 6
+       (6 loads and 4 broadcasts), the k loop unrolled 4 times (GCC otherwise steps each row's
+       pointer every k, spilling some to the stack). On an Intel Xeon (2 FMA units) 8 x 3 won: in a C
+       microbenchmark (proj's strip in L1) 4 x 6 took 16.6 cycles a k for its 24 FMAs (12 at the FMA
+       peak), 8 x 3 15.3; in the kernel, 2 threads, 4096 x 128 x 768 at 320 GFLOP/s against 299,
+       d = 4096 r = 256 248 against 198, the 1 x 128 call 87 us against 94 (8 rows also halve the
+       passes over proj's strips). On a Zen 4, whose AVX-512 runs on 256-bit units, 4 x 6 (half the
+       broadcasts) took the 16384 x 128 x 768 projection from 70% to 82-91% of the FMA peak. The 4 x
+       6 tiles run a task's 8-row tiles as two halves (FE_DEFINE_HALVES). */
+    #define FE_DEFINE_TILE512(NAME, T, VEC, MASK, LANES, SFX, NV, MR)                                   \\
     __attribute__((target("avx512f"))) static void NAME(                                                \\
         FE_TILE_ARGS(T))                                                                                \\
     {                                                                                                   \\
-        VEC c[FE_MR][NV];                                                                               \\
+        VEC c[MR][NV];                                                                                  \\
         const int left = w - (NV - 1) * LANES;                                                          \\
         const MASK last = left >= LANES ? (MASK)~0 : (MASK)((1u << left) - 1u);                         \\
         const MASK first = (MASK)(~0u << lead);                                                         \\
-        _Pragma("GCC unroll 8") for (int i = 0; i < FE_MR; i++)                                         \\
+        _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++)                                            \\
             _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                        \\
                 c[i][v] = stage & FE_ACC_IN ? _mm512_loadu_##SFX(acc + (i * NV + v) * LANES)            \\
                                             : _mm512_setzero_##SFX();                                   \\
         if (padded || left >= LANES) {                                                                  \\
-            FE_K_LOOP512(VEC, LANES, SFX, NV, full)                                                     \\
+            FE_K_LOOP512(VEC, LANES, SFX, NV, full, MR)                                                 \\
         } else {                                                                                        \\
-            FE_K_LOOP512(VEC, LANES, SFX, NV, mask)                                                     \\
+            FE_K_LOOP512(VEC, LANES, SFX, NV, mask, MR)                                                 \\
         }                                                                                               \\
         if (stage & FE_ACC_OUT) {                                                                       \\
-            _Pragma("GCC unroll 8") for (int i = 0; i < FE_MR; i++)                                     \\
+            _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++)                                        \\
                 _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                    \\
                     _mm512_storeu_##SFX(acc + (i * NV + v) * LANES, c[i][v]);                           \\
             return;                                                                                     \\
         }                                                                                               \\
         VEC s = _mm512_set1_##SFX(scale);                                                               \\
-        _Pragma("GCC unroll 8") for (int i = 0; i < FE_MR; i++) {                                       \\
+        _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) {                                          \\
             if (i >= m) break;                                                                          \\
             _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) {                                      \\
-                MASK mk = (v == NV - 1 ? last : (MASK)~0) & (v == 0 ? first : (MASK)~0);               \\
+                MASK mk = (v == NV - 1 ? last : (MASK)~0) & (v == 0 ? first : (MASK)~0);                \\
                 c[i][v] = _mm512_mul_##SFX(c[i][v], s);                                                 \\
                 if (bias) c[i][v] = _mm512_add_##SFX(c[i][v], _mm512_maskz_loadu_##SFX(mk, bias + v * LANES)); \\
             }                                                                                           \\
@@ -193,13 +210,23 @@ cdef extern from *:
                 T* o = out + order[x] * d;                                                              \\
                 const T* q = pos ? pos + pos_rows[order[x]] * pos_rs : NULL;                            \\
                 _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) {                                  \\
-                    MASK mk = (v == NV - 1 ? last : (MASK)~0) & (v == 0 ? first : (MASK)~0);           \\
+                    MASK mk = (v == NV - 1 ? last : (MASK)~0) & (v == 0 ? first : (MASK)~0);            \\
                     VEC y = c[i][v];                                                                    \\
-                    if (q) y = _mm512_add_##SFX(y, _mm512_maskz_loadu_##SFX(mk, q + v * LANES));       \\
+                    if (q) y = _mm512_add_##SFX(y, _mm512_maskz_loadu_##SFX(mk, q + v * LANES));        \\
                     _mm512_mask_storeu_##SFX(o + v * LANES, mk, y);                                     \\
                 }                                                                                       \\
             }                                                                                           \\
         }                                                                                               \\
+    }
+
+    /* A tile of FE_MR rows run as halves of 4 rows by the 4-row tile NAME##_half, the second only
+       when it holds rows below m. */
+    #define FE_DEFINE_HALVES(NAME, T, LANES, NV, TARGET)                                                \\
+    __attribute__((target(TARGET))) static void NAME(FE_TILE_ARGS(T)) {                                 \\
+        for (int h = 0; h < m; h += 4)                                                                  \\
+            NAME##_half(a + h, a_cs, m - h, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs,      \\
+                        pos_rows, out, d, starts ? starts + h : NULL, order,                            \\
+                        acc ? acc + h * NV * LANES : NULL, stage);                                      \\
     }
 
     /* AVX2 (16 registers): 4 x 3 accumulators, 3 loads and 4 broadcasts per k; masks are vectors. A
@@ -273,19 +300,26 @@ cdef extern from *:
             }                                                                                           \\
         }                                                                                               \\
     }                                                                                                   \\
-    __attribute__((target("avx2,fma"))) static void NAME(FE_TILE_ARGS(T)) {                             \\
-        for (int h = 0; h < m; h += FE_MR256)                                                           \\
-            NAME##_half(a + h, a_cs, m - h, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs,      \\
-                        pos_rows, out, d, starts ? starts + h : NULL, order,                            \\
-                        acc ? acc + h * NV * LANES : NULL, stage);                                      \\
-    }
+    FE_DEFINE_HALVES(NAME, T, LANES, NV, "avx2,fma")
 
     typedef void (*fe_tile_f32_fn)(FE_TILE_ARGS(float));
     typedef void (*fe_tile_f64_fn)(FE_TILE_ARGS(double));
     #define FE_DEFINE_TILES(T, SFX)                                                                      \\
-    FE_DEFINE_TILE512(fe_t512_##T##_1, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 1)             \\
-    FE_DEFINE_TILE512(fe_t512_##T##_2, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 2)             \\
-    FE_DEFINE_TILE512(fe_t512_##T##_3, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 3)             \\
+    FE_DEFINE_TILE512(fe_t512r8_##T##_1, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 1, 8)        \\
+    FE_DEFINE_TILE512(fe_t512r8_##T##_2, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 2, 8)        \\
+    FE_DEFINE_TILE512(fe_t512r8_##T##_3, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 3, 8)        \\
+    FE_DEFINE_TILE512(fe_t512r4_##T##_1_half, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 1, 4)   \\
+    FE_DEFINE_HALVES(fe_t512r4_##T##_1, T, 64 / sizeof(T), 1, "avx512f")                                \\
+    FE_DEFINE_TILE512(fe_t512r4_##T##_2_half, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 2, 4)   \\
+    FE_DEFINE_HALVES(fe_t512r4_##T##_2, T, 64 / sizeof(T), 2, "avx512f")                                \\
+    FE_DEFINE_TILE512(fe_t512r4_##T##_3_half, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 3, 4)   \\
+    FE_DEFINE_HALVES(fe_t512r4_##T##_3, T, 64 / sizeof(T), 3, "avx512f")                                \\
+    FE_DEFINE_TILE512(fe_t512r4_##T##_4_half, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 4, 4)   \\
+    FE_DEFINE_HALVES(fe_t512r4_##T##_4, T, 64 / sizeof(T), 4, "avx512f")                                \\
+    FE_DEFINE_TILE512(fe_t512r4_##T##_5_half, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 5, 4)   \\
+    FE_DEFINE_HALVES(fe_t512r4_##T##_5, T, 64 / sizeof(T), 5, "avx512f")                                \\
+    FE_DEFINE_TILE512(fe_t512r4_##T##_6_half, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 6, 4)   \\
+    FE_DEFINE_HALVES(fe_t512r4_##T##_6, T, 64 / sizeof(T), 6, "avx512f")                                \\
     FE_DEFINE_TILE256(fe_t256_##T##_1, T, FE_V256_##T, 32 / sizeof(T), SFX, 1)                          \\
     FE_DEFINE_TILE256(fe_t256_##T##_2, T, FE_V256_##T, 32 / sizeof(T), SFX, 2)                          \\
     FE_DEFINE_TILE256(fe_t256_##T##_3, T, FE_V256_##T, 32 / sizeof(T), SFX, 3)
@@ -297,18 +331,25 @@ cdef extern from *:
     #define FE_V256_double __m256d
     FE_DEFINE_TILES(float, ps)
     FE_DEFINE_TILES(double, pd)
-    static const fe_tile_f32_fn fe_tiles512_f32[FE_NV512 + 1] = {
-        0, fe_t512_float_1, fe_t512_float_2, fe_t512_float_3};
-    static const fe_tile_f64_fn fe_tiles512_f64[FE_NV512 + 1] = {
-        0, fe_t512_double_1, fe_t512_double_2, fe_t512_double_3};
+    static const fe_tile_f32_fn fe_tiles512r8_f32[FE_NV512_ROWS8 + 1] = {
+        0, fe_t512r8_float_1, fe_t512r8_float_2, fe_t512r8_float_3};
+    static const fe_tile_f64_fn fe_tiles512r8_f64[FE_NV512_ROWS8 + 1] = {
+        0, fe_t512r8_double_1, fe_t512r8_double_2, fe_t512r8_double_3};
+    static const fe_tile_f32_fn fe_tiles512r4_f32[FE_NV512 + 1] = {
+        0, fe_t512r4_float_1, fe_t512r4_float_2, fe_t512r4_float_3, fe_t512r4_float_4, fe_t512r4_float_5,
+        fe_t512r4_float_6};
+    static const fe_tile_f64_fn fe_tiles512r4_f64[FE_NV512 + 1] = {
+        0, fe_t512r4_double_1, fe_t512r4_double_2, fe_t512r4_double_3, fe_t512r4_double_4, fe_t512r4_double_5,
+        fe_t512r4_double_6};
     static const fe_tile_f32_fn fe_tiles256_f32[FE_NV256 + 1] = {0, fe_t256_float_1, fe_t256_float_2, fe_t256_float_3};
     static const fe_tile_f64_fn fe_tiles256_f64[FE_NV256 + 1] = {0, fe_t256_double_1, fe_t256_double_2, fe_t256_double_3};
-    /* The tile of ``nv`` vectors for a strip (1 <= nv <= FE_NV512 or FE_NV256 by ``width``). */
+    /* The tile of ``nv`` vectors for a strip (1 <= nv <= FE_NV512, FE_NV512_ROWS8 or FE_NV256 by
+       ``width`` and fe_rows512). */
     static void fe_tile_f32(int width, int nv, FE_TILE_ARGS(float)) {
-        (width == 512 ? fe_tiles512_f32 : fe_tiles256_f32)[nv](a, a_cs, m, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order, acc, stage);
+        (width == 512 ? (fe_rows512 == 8 ? fe_tiles512r8_f32 : fe_tiles512r4_f32) : fe_tiles256_f32)[nv](a, a_cs, m, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order, acc, stage);
     }
     static void fe_tile_f64(int width, int nv, FE_TILE_ARGS(double)) {
-        (width == 512 ? fe_tiles512_f64 : fe_tiles256_f64)[nv](a, a_cs, m, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order, acc, stage);
+        (width == 512 ? (fe_rows512 == 8 ? fe_tiles512r8_f64 : fe_tiles512r4_f64) : fe_tiles256_f64)[nv](a, a_cs, m, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order, acc, stage);
     }
     /* Peak multiply-add throughput of one core: 16 independent chains of n steps; returns their sum
        (so the work cannot be optimised away). */
@@ -344,6 +385,9 @@ cdef extern from *:
     int FE_ACC_OUT
     void* fe_pack_take(size_t size, void** owned) noexcept nogil
     int FE_NV512
+    int FE_NV512_ROWS8
+    int fe_rows512
+    int fe_default_rows512() noexcept nogil
     int FE_NV256
     int fe_team_size() noexcept nogil
     void fe_team_barrier() noexcept nogil
@@ -385,6 +429,22 @@ def simd_width():
 def simd_available():
     """True when a SIMD micro-tile runs on this CPU."""
     return fe_simd_width() > 0
+
+
+fe_rows512 = fe_default_rows512()
+
+
+def tile_rows512(value=None):
+    """Rows of the AVX-512 micro-tiles: 8 (8 x 3 vectors) or 4 (4 x 6), chosen at import for this
+    CPU; ``value`` (4 or 8) sets them for every later call (tests run both: they sum in the same
+    order, so they give the same bits). Returns the value in force before the call."""
+    global fe_rows512
+    cdef int previous = fe_rows512
+    if value is not None:
+        if value not in (4, 8):
+            raise ValueError("tile_rows512: 4 or 8")
+        fe_rows512 = value
+    return previous
 
 
 cdef inline int _effective_width(int requested) noexcept nogil:
@@ -775,7 +835,7 @@ cdef Py_ssize_t _strip_width(Py_ssize_t d, int width, Py_ssize_t itemsize) noexc
     broadcast per FMA). The portable loop only uses them as column blocks."""
     cdef Py_ssize_t lanes = (32 if width == 256 else 64) // itemsize
     cdef Py_ssize_t n_vec = (d + lanes - 1) // lanes
-    cdef Py_ssize_t most = FE_NV256 if width == 256 else FE_NV512
+    cdef Py_ssize_t most = FE_NV256 if width == 256 else (FE_NV512_ROWS8 if fe_rows512 == 8 else FE_NV512)
     cdef Py_ssize_t n_strips = (n_vec + most - 1) // most
     return lanes * ((n_vec + n_strips - 1) // n_strips)
 
@@ -1149,7 +1209,7 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, in
 
     The upper triangle is summed over chunks of GRAM_CHUNK rows (each chunk's sums in x's dtype,
     k ascending, added to ``gram`` in float64), then mirrored, so the result is exactly symmetric.
-    Tiles of ``mr`` rows of gram (FE_MR with AVX-512, FE_MR256 otherwise) by a strip of columns
+    Tiles of ``mr`` rows of gram (FE_MR with AVX-512's 8-row tiles, FE_MR256 otherwise) by a strip of columns
     run strip by strip through sub-chunks of rows whose part of the strip stays in L1 while every
     tile reads it, their sums carried between sub-chunks in memory (same bits as one unbroken sum).
     Without SIMD tiles (``simd`` 0 or a CPU without them) the same chunks are summed by a portable
@@ -1159,7 +1219,7 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, in
     cdef int width = _effective_width(simd), team, me, caller_cpu
     # AVX2 tiles run 4 rows at a time, and a tile of 8 spans more of the triangle's diagonal blocks:
     # MiniLM's Gram took 47 ms in tiles of 8 rows against 37 in tiles of 4 (Intel Xeon, AVX2 tiles).
-    cdef int mr = FE_MR if width == 512 else FE_MR256
+    cdef int mr = FE_MR if width == 512 and fe_rows512 == 8 else FE_MR256
     cdef Py_ssize_t lanes = width // 8 // <Py_ssize_t>sizeof(real) if width else 1
     cdef Py_ssize_t nr = (FE_NV256 * 32 if width == 256 else FE_NV512 * 64) // <Py_ssize_t>sizeof(real)
     cdef Py_ssize_t n_strips, n_tasks = 0, per_strip

@@ -28,7 +28,7 @@ def _case(name, ids, B, L, shape, seconds, distinct=1.0):
 
 def _report(auto_uniform, materialized_latency):
     m = {"python": "3", "cores": 2, "processor": "x", "sgemm_gflops": 250.0, "fma_gflops": 500.0}
-    m.update(fma_isa="avx512f", write_gbs=32.0)
+    m.update(fma_isa="avx512f", tiles="AVX-512 8x3", write_gbs=32.0)
     a, x = ({"V": V, "r": r, "d": d} for V, r, d in (SHAPES["albert-base"], SHAPES["xxlarge"]))
     peers = {"numpy": 0.022, "torch (user)": 0.05, "torch (best)": 0.021}
     return {
@@ -80,7 +80,8 @@ def test_goals_follow_the_measurements():
 def test_report_text_and_json_are_written(tmp_path, monkeypatch):
     report = _report(0.008, 15e-6)
     text = bench.format_report(report)
-    assert "FMA peak 500 GFLOP/s (avx512f)" in text and "first call" in text
+    assert "FMA peak 500 GFLOP/s (avx512f), tiles AVX-512 8x3" in text and "first call" in text
+    assert bench._tile_shape() in ("AVX-512 8x3", "AVX-512 4x6", "AVX2 4x3", "none")
     assert "[met] uniform 32x512" in bench.format_goals(report)
     assert "indicative only" not in bench.format_goals(report)
     assert "indicative only" in bench.format_goals(dict(report, quick=True))

@@ -378,6 +378,41 @@ def test_streamed_gather_runs_write_every_row_at_every_line_offset(dtype, d):
         k.project.stream_min_bytes(previous)
 
 
+@pytest.mark.skipif(512 not in SIMD_WIDTHS, reason="needs the AVX-512 tiles")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_both_avx512_tile_shapes_give_the_same_bits(dtype, shape):
+    """The AVX-512 tiles of 8 x 3 and of 4 x 6 vectors (tile_rows512, chosen per CPU at import) sum
+    each element in the same order: project_rows, project_distinct and gram_rows give the same
+    bits with either, with and without scale, bias and positions."""
+    k = backends.kernels("cython")
+    rng = np.random.default_rng(len(shape) + sum(shape))
+    table, rows, proj, bias, pos, pos_rows = _case(rng, shape, dtype, np.int64, "C", "both")
+    uniq, remap = _first_seen(rows)
+    uniq, remap = np.ascontiguousarray(uniq, np.int64), np.ascontiguousarray(remap, np.int64)
+    n, d = rows.shape[0], proj.shape[1]
+    previous = k.project.tile_rows512()
+    results = {}
+    try:
+        for rows512 in (8, 4):
+            k.project.tile_rows512(rows512)
+            outs = [np.empty((n, d), dtype) for _ in range(4)]
+            k.project.project_rows(table, rows, proj, 1.0, None, None, None, outs[0], 512, 2)
+            k.project.project_rows(table, rows, proj, 0.7, bias, pos, pos_rows, outs[1], 512, 2)
+            k.project.project_distinct(table, uniq, remap, proj, 0.7, bias, pos, pos_rows, outs[2], 512, 2)
+            gram = np.zeros((d, d))
+            k.project.gram_rows(proj, gram, None, 512, 2)
+            results[rows512] = outs[:3] + [gram]
+    finally:
+        k.project.tile_rows512(previous)
+    for eight, four in zip(results[8], results[4], strict=True):
+        np.testing.assert_array_equal(eight, four)
+    expected, magnitude = _reference(table, rows, proj, 0.7, bias, pos, pos_rows)
+    _check(results[4][1], expected, magnitude, dtype)
+    with pytest.raises(ValueError, match="4 or 8"):
+        k.project.tile_rows512(6)
+
+
 @pytest.mark.skipif("cython" not in COMPILED, reason="the streaming stores are the Cython kernel's")
 @pytest.mark.parametrize("simd", SIMD_WIDTHS)
 @pytest.mark.parametrize("dtype", DTYPES)
