@@ -411,7 +411,7 @@ ctypedef fused remap_t:  # project_distinct's remap, apart from uniq (which may 
     int32_t
     int64_t
 
-DEF ROWS_PER_TASK = 16  # see _run_grid
+DEF ROWS_PER_TASK = 16  # with AVX-512's 8-row tiles; see _run_grid
 DEF ROWS_PER_TASK_BIG_PROJ = 64
 DEF PROJ_L2_BYTES = 1048576
 DEF PACK_MIN_ROWS = 256  # see _packed_proj
@@ -917,7 +917,10 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
     # in 48 (old 4 x 6 tiles in 64: 11.7-11.9); d = 4096, r = 256 37-40 ms in 32-64, 41-46 in 16, 56
     # in 8.
     want = 4 * max(1, n_threads)
-    rows_per_task = ROWS_PER_TASK_BIG_PROJ if r * dv * sizeof(real) > PROJ_L2_BYTES else ROWS_PER_TASK
+    # The 4 x 6 tiles keep the blocks of 64 rows they were measured with on the Zen 4.
+    rows_per_task = ROWS_PER_TASK_BIG_PROJ
+    if width == 512 and fe_rows512 == 8 and r * dv * sizeof(real) <= PROJ_L2_BYTES:
+        rows_per_task = ROWS_PER_TASK
     n_rb = (n + rows_per_task - 1) // rows_per_task
     if n_rb < want:
         rows_per_task = max(FE_MR, ((n + want - 1) // want + FE_MR - 1) // FE_MR * FE_MR)
