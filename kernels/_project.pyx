@@ -302,24 +302,23 @@ cdef extern from *:
     }                                                                                                   \\
     FE_DEFINE_HALVES(NAME, T, LANES, NV, "avx2,fma")
 
+    /* The 4 x NV AVX-512 tile and the tile of FE_MR rows that runs it as halves. */
+    #define FE_DEFINE_TILE512_R4(T, SFX, NV)                                                            \\
+    FE_DEFINE_TILE512(fe_t512r4_##T##_##NV##_half, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, NV, 4) \\
+    FE_DEFINE_HALVES(fe_t512r4_##T##_##NV, T, 64 / sizeof(T), NV, "avx512f")
+
     typedef void (*fe_tile_f32_fn)(FE_TILE_ARGS(float));
     typedef void (*fe_tile_f64_fn)(FE_TILE_ARGS(double));
     #define FE_DEFINE_TILES(T, SFX)                                                                      \\
     FE_DEFINE_TILE512(fe_t512r8_##T##_1, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 1, 8)        \\
     FE_DEFINE_TILE512(fe_t512r8_##T##_2, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 2, 8)        \\
     FE_DEFINE_TILE512(fe_t512r8_##T##_3, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 3, 8)        \\
-    FE_DEFINE_TILE512(fe_t512r4_##T##_1_half, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 1, 4)   \\
-    FE_DEFINE_HALVES(fe_t512r4_##T##_1, T, 64 / sizeof(T), 1, "avx512f")                                \\
-    FE_DEFINE_TILE512(fe_t512r4_##T##_2_half, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 2, 4)   \\
-    FE_DEFINE_HALVES(fe_t512r4_##T##_2, T, 64 / sizeof(T), 2, "avx512f")                                \\
-    FE_DEFINE_TILE512(fe_t512r4_##T##_3_half, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 3, 4)   \\
-    FE_DEFINE_HALVES(fe_t512r4_##T##_3, T, 64 / sizeof(T), 3, "avx512f")                                \\
-    FE_DEFINE_TILE512(fe_t512r4_##T##_4_half, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 4, 4)   \\
-    FE_DEFINE_HALVES(fe_t512r4_##T##_4, T, 64 / sizeof(T), 4, "avx512f")                                \\
-    FE_DEFINE_TILE512(fe_t512r4_##T##_5_half, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 5, 4)   \\
-    FE_DEFINE_HALVES(fe_t512r4_##T##_5, T, 64 / sizeof(T), 5, "avx512f")                                \\
-    FE_DEFINE_TILE512(fe_t512r4_##T##_6_half, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 6, 4)   \\
-    FE_DEFINE_HALVES(fe_t512r4_##T##_6, T, 64 / sizeof(T), 6, "avx512f")                                \\
+    FE_DEFINE_TILE512_R4(T, SFX, 1)                                                                     \\
+    FE_DEFINE_TILE512_R4(T, SFX, 2)                                                                     \\
+    FE_DEFINE_TILE512_R4(T, SFX, 3)                                                                     \\
+    FE_DEFINE_TILE512_R4(T, SFX, 4)                                                                     \\
+    FE_DEFINE_TILE512_R4(T, SFX, 5)                                                                     \\
+    FE_DEFINE_TILE512_R4(T, SFX, 6)                                                                     \\
     FE_DEFINE_TILE256(fe_t256_##T##_1, T, FE_V256_##T, 32 / sizeof(T), SFX, 1)                          \\
     FE_DEFINE_TILE256(fe_t256_##T##_2, T, FE_V256_##T, 32 / sizeof(T), SFX, 2)                          \\
     FE_DEFINE_TILE256(fe_t256_##T##_3, T, FE_V256_##T, 32 / sizeof(T), SFX, 3)
