@@ -412,6 +412,7 @@ ctypedef fused remap_t:  # project_distinct's remap, apart from uniq (which may 
 
 DEF ROWS_PER_TASK = 16  # with AVX-512's 8-row tiles; see _run_grid
 DEF ROWS_PER_TASK_BIG_PROJ = 64
+DEF EMIT_RUN_ROWS = ROWS_PER_TASK_BIG_PROJ  # _emit_rows's runs: a task's rows
 DEF PROJ_L2_BYTES = 1048576
 DEF PACK_MIN_ROWS = 256  # see _packed_proj
 DEF PACK_MIN_ROWS_4K = 64
@@ -512,6 +513,7 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
     cdef real tile_scale = scale
     cdef const real* tile_b0 = b0
     cdef const real* tile_q0 = q0
+    cdef bint scatter  # the tiles write each distinct row's occurrences themselves
     # Column strips outside, row tiles inside: a strip of proj (r x nr), packed or in place, is read
     # by every row tile of the task from L1 or L2. Tile row i is output row ii + i, or with
     # ``starts`` distinct row ii + i, written to each of its occurrences. Columns j0..j1 count from
@@ -529,14 +531,15 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
     for i in range(FE_MR):
         own_starts[i] = i
     own_starts[FE_MR] = FE_MR
-    if starts != NULL and buf == NULL:
+    scatter = starts != NULL and buf == NULL
+    if scatter:
         tile_order = order
     j = j0
     while j < j1:
         w = <int>min(nr, j1 - j)
         nv = <int>((w + lanes - 1) // lanes)
         lead = shift if j == 0 else 0
-        bj = b0 + (j - shift) if b0 != NULL else NULL
+        bj = tile_b0 + (j - shift) if tile_b0 != NULL else NULL
         if packed != NULL:
             pj = packed + (j // nr) * r * nr
             pj_rs = nr
@@ -550,7 +553,7 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
                 t = ii + (i if i < m else 0)
                 a[i] = t0 + _row(rows, t) * t_rs
                 own_order[i] = t if buf == NULL else t - i0
-            if starts != NULL and buf == NULL:
+            if scatter:
                 tile_starts = starts + ii
             if j == j0 and ii + FE_MR < i1:
                 _prefetch_rows(t0, t_rs, t_cs, rows, ii + FE_MR, min(ii + 2 * FE_MR, i1), r)
@@ -559,8 +562,6 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
                     _prefetch_writes(out + (j - shift), d, w, order, starts[ii + FE_MR], starts[min(ii + 2 * FE_MR, i1)])
                 else:
                     _prefetch_writes(out + (j - shift), d, w, NULL, ii + FE_MR, min(ii + 2 * FE_MR, i1))
-            if tile_b0 == NULL:
-                bj = NULL
             if real is float:
                 fe_tile_f32(width, nv, a, t_cs, m, pj, pj_rs, packed != NULL, r, w, lead, tile_scale, bj,
                             tile_q0 + (j - shift) if tile_q0 != NULL else NULL, q_rs, q_rows, dst + (j - shift), d,
@@ -582,9 +583,9 @@ cdef void _emit_rows(const real* buf, real* out, Py_ssize_t i0, Py_ssize_t i1, P
     """out[o] = buf[t - i0] * scale + b0 + q0[q_rows[o]] for the rows t of a task, o = t (one run of
     consecutive rows: _emit_run) or with ``starts`` each occurrence o = order[x] of distinct row t,
     with streaming stores."""
-    cdef Py_ssize_t t, x, o
-    cdef const real** srows
-    cdef const real** prows = NULL
+    cdef Py_ssize_t t, x, o, c, e
+    cdef const real* srows[EMIT_RUN_ROWS]
+    cdef const real* prows[EMIT_RUN_ROWS]
     if starts != NULL:
         for t in range(i0, i1):
             for x in range(starts[t], starts[t + 1]):
@@ -593,20 +594,14 @@ cdef void _emit_rows(const real* buf, real* out, Py_ssize_t i0, Py_ssize_t i1, P
                           q0 + q_rows[o] * q_rs if q0 != NULL else NULL, 1, d, stream)
         fe_store_fence()
         return
-    srows = <const real**>malloc(2 * (i1 - i0) * sizeof(real*))
-    if srows == NULL:
-        for t in range(i0, i1):
-            _emit_row(out + t * d, buf + (t - i0) * d, 1, scale, b0,
-                      q0 + q_rows[t] * q_rs if q0 != NULL else NULL, 1, d, stream)
-    else:
-        if q0 != NULL:
-            prows = srows + (i1 - i0)
-        for t in range(i0, i1):
-            srows[t - i0] = buf + (t - i0) * d
-            if prows != NULL:
-                prows[t - i0] = q0 + q_rows[t] * q_rs
-        _emit_run(out + i0 * d, i1 - i0, d, srows, prows, scale, b0, stream)
-        free(srows)
+    c = i0
+    while c < i1:  # one run of a task's rows (at most EMIT_RUN_ROWS: see _run_grid)
+        e = min(i1, c + EMIT_RUN_ROWS)
+        for t in range(c, e):
+            srows[t - c] = buf + (t - i0) * d
+            prows[t - c] = q0 + q_rows[t] * q_rs if q0 != NULL else NULL
+        _emit_run(out + c * d, e - c, d, srows, prows if q0 != NULL else NULL, scale, b0, stream)
+        c = e
     fe_store_fence()
 
 
