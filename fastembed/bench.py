@@ -124,8 +124,8 @@ def _tile_shape():
         return "none"
     width = backends.simd_width()
     if width == 512:
-        rows = _project.tile_rows512()
-        return f"AVX-512 {rows}x{24 // rows}"
+        rows, vectors = _project.tile_shape512()
+        return f"AVX-512 {rows}x{vectors}"
     return "AVX2 4x3" if width == 256 else "none"
 
 

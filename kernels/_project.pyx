@@ -6,8 +6,9 @@
 in one pass: the projected rows never leave registers before the epilogue
 writes them. The work is a grid of (row block, column block) tasks run by
 OpenMP threads; each task walks micro-tiles of FE_MR (8) rows by strips of
-proj up to FE_NV512 (3) AVX-512 or FE_NV256 (3) AVX2 vectors wide (the AVX2 tile
-takes its 8 rows as two halves of FE_MR256 (4)), copied
+proj up to FE_NV512_ROWS8 (3) AVX-512 vectors wide with 8-row AVX-512 tiles,
+FE_NV512 (6) with 4-row ones (tile_rows512), or FE_NV256 (3) AVX2 vectors (the
+4-row tiles take the 8 rows as two halves of FE_MR256 (4)), copied
 first into contiguous panels when enough rows read them. On x86 CPUs the
 micro-tile is an intrinsics kernel, AVX-512F or AVX2 + FMA, the widest the
 CPU runs (chosen at run time, so one wheel runs everywhere); elsewhere, or
@@ -445,6 +446,12 @@ def tile_rows512(value=None):
             raise ValueError("tile_rows512: 4 or 8")
         fe_rows512 = value
     return previous
+
+
+def tile_shape512():
+    """(rows, vectors) of the AVX-512 micro-tiles in force (tile_rows512): (8, FE_NV512_ROWS8) or
+    (4, FE_NV512), the widest strip each runs."""
+    return fe_rows512, (FE_NV512_ROWS8 if fe_rows512 == 8 else FE_NV512)
 
 
 cdef inline int _effective_width(int requested) noexcept nogil:

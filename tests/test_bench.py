@@ -77,6 +77,26 @@ def test_goals_follow_the_measurements():
     assert bad["real-text 32x512"] and bad["1x128"]
 
 
+@pytest.mark.skipif("cython" not in COMPILED, reason="the tile shapes are the Cython kernel's")
+def test_the_machine_line_names_the_tiles_in_force(monkeypatch):
+    """The report's machine line reads the tile shape from the kernel (tile_shape512 follows
+    tile_rows512), so it names 4 x 6 when those run, whatever the CPU."""
+    from fastembed import backends
+    from fastembed._kernels import _project
+
+    previous = _project.tile_rows512()
+    monkeypatch.setattr(backends, "simd_width", lambda: 512)
+    try:
+        for rows512, shape in ((8, (8, 3)), (4, (4, 6))):
+            _project.tile_rows512(rows512)
+            assert _project.tile_shape512() == shape
+            assert bench._tile_shape() == f"AVX-512 {shape[0]}x{shape[1]}"
+    finally:
+        _project.tile_rows512(previous)
+    monkeypatch.setattr(backends, "simd_width", lambda: 256)
+    assert bench._tile_shape() == "AVX2 4x3"
+
+
 def test_report_text_and_json_are_written(tmp_path, monkeypatch):
     report = _report(0.008, 15e-6)
     text = bench.format_report(report)
