@@ -448,10 +448,16 @@ def tile_rows512(value=None):
     return previous
 
 
+cdef inline int _nv512() noexcept nogil:
+    """Vectors of the widest strip the AVX-512 tiles in force run: FE_NV512_ROWS8 with 8 rows,
+    FE_NV512 with 4."""
+    return FE_NV512_ROWS8 if fe_rows512 == 8 else FE_NV512
+
+
 def tile_shape512():
     """(rows, vectors) of the AVX-512 micro-tiles in force (tile_rows512): (8, FE_NV512_ROWS8) or
     (4, FE_NV512), the widest strip each runs."""
-    return fe_rows512, (FE_NV512_ROWS8 if fe_rows512 == 8 else FE_NV512)
+    return fe_rows512, _nv512()
 
 
 cdef inline int _effective_width(int requested) noexcept nogil:
@@ -836,7 +842,7 @@ cdef Py_ssize_t _strip_width(Py_ssize_t d, int width, Py_ssize_t itemsize) noexc
     broadcast per FMA). The portable loop only uses them as column blocks."""
     cdef Py_ssize_t lanes = (32 if width == 256 else 64) // itemsize
     cdef Py_ssize_t n_vec = (d + lanes - 1) // lanes
-    cdef Py_ssize_t most = FE_NV256 if width == 256 else (FE_NV512_ROWS8 if fe_rows512 == 8 else FE_NV512)
+    cdef Py_ssize_t most = FE_NV256 if width == 256 else _nv512()
     cdef Py_ssize_t n_strips = (n_vec + most - 1) // most
     return lanes * ((n_vec + n_strips - 1) // n_strips)
 
