@@ -209,9 +209,11 @@ def _fused_block(k, table, ids, proj, scale, bias, pos_table, pos_rows, out, n_t
     flops_per_row = 2.0 * out.shape[1] * max(1, table.shape[1])
     threads = fused_threads(k, n_threads, flops_per_row * out.shape[0])
 
+    whole_bytes = float(out.nbytes)  # each block stores (streaming or not) as the whole call would
+
     def run(rows, p_rows, out, own_rows):  # without ids, out row n comes from table row n
         src = table if own_rows is None else own_rows
-        k.project_rows(src, rows, proj, scale, bias, pos_table, p_rows, out, k.simd_width, threads)
+        k.project_rows(src, rows, proj, scale, bias, pos_table, p_rows, out, whole_bytes, k.simd_width, threads)
 
     own_rows = table[: out.shape[0]] if ids is None else None
     blockwise(out.shape[0], SIGNAL_CHECK_FLOPS // flops_per_row, run, ids, pos_rows, out, own_rows)

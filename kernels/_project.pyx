@@ -707,22 +707,35 @@ cdef void _task_loop(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
                 o[j] = o[j] + qi[j]
 
 
+cdef Py_ssize_t _streamed_calls = 0
+
+
+def streamed_calls():
+    """How many calls of project_rows and project_distinct have chosen streaming stores so far in
+    this process (the tests' view of that choice, which changes no value)."""
+    return _streamed_calls
+
+
 def project_rows(const real[:, :] table, const index_t[::1] rows, const real[:, ::1] proj, double scale,
                  const real[::1] bias, const real[:, :] pos, const int64_t[::1] pos_rows,
-                 real[:, ::1] out, int simd, int n_threads):
+                 real[:, ::1] out, double whole_bytes, int simd, int n_threads):
     """out[n, :] = (table[rows[n], :] @ proj) * scale + bias + pos[pos_rows[n], :], fused.
 
     ``rows`` None means rows[n] == n. ``bias`` and ``pos``/``pos_rows`` are
     optional (None). ``table`` may have any strides; ``proj`` is C-contiguous
-    and ``pos`` needs unit column stride. ``simd`` is the widest micro-tile
-    allowed in bits (512, 256; 0 for the portable loop); the CPU may allow less. Returns the number
-    of out-of-range indices (rows or pos_rows); when it is not 0 nothing was written.
+    and ``pos`` needs unit column stride. ``whole_bytes``: the bytes of the whole output when
+    ``out`` is one block of it (a caller cutting a long call into blocks), else 0 (out's own);
+    streaming stores are chosen by that size, so that every block stores as one call would.
+    ``simd`` is the widest micro-tile allowed in bits (512, 256; 0 for the portable loop); the CPU
+    may allow less. Returns the number of out-of-range indices (rows or pos_rows); when it is not 0
+    nothing was written.
     """
     if rows is None and out.shape[0] > table.shape[0]:
         raise ValueError("project_rows: without rows, table needs one row per output row")
     if rows is not None and rows.shape[0] != out.shape[0]:
         raise ValueError("project_rows: rows shape mismatch")
-    return _project(table, rows, False, <int64_t*>NULL, proj, scale, bias, pos, pos_rows, out, simd, n_threads)
+    return _project(table, rows, False, <int64_t*>NULL, proj, scale, bias, pos, pos_rows, out, whole_bytes, simd,
+                    n_threads)
 
 
 def project_distinct(const real[:, :] table, const index_t[::1] uniq, const remap_t[::1] remap,
@@ -739,14 +752,15 @@ def project_distinct(const real[:, :] table, const index_t[::1] uniq, const rema
     if remap.shape[0] != out.shape[0]:
         raise ValueError("project_distinct: remap shape mismatch")
     return _project(table, uniq, True, &remap[0] if remap.shape[0] else NULL, proj, scale, bias, pos,
-                    pos_rows, out, simd, n_threads)
+                    pos_rows, out, 0, simd, n_threads)
 
 
 cdef object _project(const real[:, :] table, const index_t[::1] rows, bint distinct, const remap_t* remap,
                      const real[:, ::1] proj, double scale, const real[::1] bias, const real[:, :] pos,
-                     const int64_t[::1] pos_rows, real[:, ::1] out, int simd, int n_threads):
+                     const int64_t[::1] pos_rows, real[:, ::1] out, double whole_bytes, int simd, int n_threads):
     """project_rows or (``distinct``) project_distinct: checks, then the task grid over the source
     rows (every output row, or the distinct rows)."""
+    global _streamed_calls
     cdef Py_ssize_t n = out.shape[0], d = out.shape[1], r = table.shape[1]
     cdef Py_ssize_t n_src = table.shape[0], n_pos = 0, bad = 0, n_grid = n
     cdef Py_ssize_t t_rs, t_cs, q_rs = 0, p_rs
@@ -760,7 +774,7 @@ cdef object _project(const real[:, :] table, const index_t[::1] rows, bint disti
     cdef Py_ssize_t* order = NULL
     cdef real sc = <real>scale
     cdef Py_ssize_t x
-    cdef int width = _effective_width(simd)
+    cdef int width = _effective_width(simd), stream
     if proj.shape[0] != r or proj.shape[1] != d:
         raise ValueError("project_rows: proj shape mismatch")
     _check_terms("project_rows", bias, pos, pos_rows, n, d)
@@ -806,10 +820,11 @@ cdef object _project(const real[:, :] table, const index_t[::1] rows, bint disti
     t_rs = table.strides[0] // <Py_ssize_t>sizeof(real)
     t_cs = table.strides[1] // <Py_ssize_t>sizeof(real)
     p_rs = proj.strides[0] // <Py_ssize_t>sizeof(real)
+    stream = _stream_for(&out[0, 0], max(whole_bytes, <double>n * d * sizeof(real)), sizeof(real)) if width else 0
+    _streamed_calls += stream != 0
     try:
         _run_grid(t0, t_rs, t_cs, rows0, p0, p_rs, r, n_grid, d, sc, b0, q0, q_rs, q_rows, starts, order,
-                  &out[0, 0], width, n_threads,
-                  _stream_for(&out[0, 0], <double>n * d * sizeof(real), sizeof(real)) if width else 0)
+                  &out[0, 0], width, n_threads, stream)
     finally:
         free(starts)
     return 0

@@ -44,12 +44,13 @@ def _project_row(e, proj, sc, bias, o):
 
 
 @jit(parallel=True)
-def project_rows(table, rows, proj, scale, bias, pos, pos_rows, out, simd, n_threads):
+def project_rows(table, rows, proj, scale, bias, pos, pos_rows, out, whole_bytes, simd, n_threads):
     """out[n, :] = (table[rows[n], :] @ proj) * scale + bias + pos[pos_rows[n], :]; mirrors _project.project_rows.
 
     ``rows`` None means rows[n] == n. Returns the number of out-of-range indices; when it is not 0
-    nothing was written. ``simd`` is accepted for the shared signature and ignored (this is the
-    portable loop); ``n_threads`` is set by the caller, see _rows_numba.py.
+    nothing was written. ``whole_bytes`` (the size streaming stores are chosen by) and ``simd`` are
+    accepted for the shared signature and ignored (this is the portable loop, with plain stores);
+    ``n_threads`` is set by the caller, see _rows_numba.py.
     """
     sc = out.dtype.type(scale)
     n, d = out.shape
@@ -176,10 +177,10 @@ def warm_up():
         pos_rows = np.zeros(2, np.int64)
         for itype in (np.int32, np.int64):
             rows = np.zeros(2, itype)
-            project_rows(table, rows, proj, 1.0, None, None, None, out, 0, 1)
-            project_rows(table, rows, proj, 1.0, bias, pos, pos_rows, out, 0, 1)
+            project_rows(table, rows, proj, 1.0, None, None, None, out, 0.0, 0, 1)
+            project_rows(table, rows, proj, 1.0, bias, pos, pos_rows, out, 0.0, 0, 1)
             project_distinct(table, rows, rows, proj, 1.0, None, None, None, out, 0, 1)
             project_distinct(table, rows, rows, proj, 1.0, bias, pos, pos_rows, out, 0, 1)
             project_gather(table, rows, rows, proj, 1.0, None, None, None, out, out, 0, 1)
             project_gather(table, rows, rows, proj, 1.0, bias, pos, pos_rows, out.copy(), out, 0, 1)
-        project_rows(table, None, proj, 1.0, None, None, None, out, 0, 1)
+        project_rows(table, None, proj, 1.0, None, None, None, out, 0.0, 0, 1)

@@ -79,7 +79,7 @@ def test_project_rows_matches_reference(backend, simd, dtype, itype, shape, term
     for layout in ("C", "F", "strided"):
         table, rows, proj, bias, pos, pos_rows = _case(rng, shape, dtype, itype, layout, terms)
         out = np.full((shape[0], shape[3]), np.nan, dtype)
-        assert k.project_rows(table, rows, proj, 1.7, bias, pos, pos_rows, out, simd, 2) == 0
+        assert k.project_rows(table, rows, proj, 1.7, bias, pos, pos_rows, out, 0.0, simd, 2) == 0
         _check(out, *_reference(table, rows, proj, 1.7, bias, pos, pos_rows), dtype)
 
 
@@ -103,7 +103,7 @@ def test_project_distinct_matches_reference_and_project_rows(backend, simd, dtyp
         assert k.project_distinct(table, uniq, remap, proj, 1.7, bias, pos, pos_rows, out, simd, 2) == 0
         _check(out, *_reference(table, rows, proj, 1.7, bias, pos, pos_rows), dtype)
         every = np.empty_like(out)
-        k.project_rows(table, rows, proj, 1.7, bias, pos, pos_rows, every, simd, 2)
+        k.project_rows(table, rows, proj, 1.7, bias, pos, pos_rows, every, 0.0, simd, 2)
         np.testing.assert_array_equal(out, every)
 
 
@@ -142,13 +142,13 @@ def test_identity_rows_and_zero_rank(backend, simd, dtype):
     rng = np.random.default_rng(5)
     table, proj = rng.standard_normal((20, 6)).astype(dtype), rng.standard_normal((6, 50)).astype(dtype)
     out = np.empty((20, 50), dtype)
-    assert k.project_rows(table, None, proj, 1.0, None, None, None, out, simd, 2) == 0
+    assert k.project_rows(table, None, proj, 1.0, None, None, None, out, 0.0, simd, 2) == 0
     _check(out, *_reference(table, None, proj, 1.0, None, None, None), dtype)
     bias = rng.standard_normal(50).astype(dtype)
     out = np.full((4, 50), np.nan, dtype)
     empty = np.empty((3, 0), dtype)
     assert (
-        k.project_rows(empty, np.array([0, 2, 1, 0]), np.empty((0, 50), dtype), 3.0, bias, None, None, out, simd, 1)
+        k.project_rows(empty, np.array([0, 2, 1, 0]), np.empty((0, 50), dtype), 3.0, bias, None, None, out, 0.0, simd, 1)
         == 0
     )
     np.testing.assert_array_equal(out, np.broadcast_to(bias, out.shape))
@@ -163,7 +163,7 @@ def test_result_is_bitwise_the_same_for_every_thread_count(backend, simd):
     outs = []
     for n_threads in (1, 2, 3, 8):
         out = np.empty((203, 150), np.float32)
-        k.project_rows(table, rows, proj, 0.5, bias, pos, pos_rows, out, simd, n_threads)
+        k.project_rows(table, rows, proj, 0.5, bias, pos, pos_rows, out, 0.0, simd, n_threads)
         outs.append(out)
     for other in outs[1:]:
         np.testing.assert_array_equal(other, outs[0])
@@ -197,14 +197,14 @@ def test_misaligned_proj_is_read_from_aligned_strips_with_the_same_bits(simd, dt
     proj, bias = rng.standard_normal((24, d)).astype(dtype), rng.standard_normal(d).astype(dtype)
     pos, pos_rows = rng.standard_normal((n + 3, d)).astype(dtype), rng.integers(0, n + 3, n).astype(np.int64)
     aligned = np.empty((n, d), dtype)
-    k.project_rows(table, rows, _at_offset(proj, 0)[0], 1.3, bias, pos, pos_rows, aligned, simd, 2)
+    k.project_rows(table, rows, _at_offset(proj, 0)[0], 1.3, bias, pos, pos_rows, aligned, 0.0, simd, 2)
     _check(aligned, *_reference(table, rows, proj, 1.3, bias, pos, pos_rows), dtype)
     for offset in range(itemsize, 64, itemsize * (1 if n < 100 else 3)):
         p = _at_offset(proj, offset)[0]
         b, q = _at_offset(bias, (offset * 7) % 64)[0], _at_offset(pos, (offset * 3) % 64)[0]
         for out_offset in (0, offset):
             out, around = _at_offset(np.full((n, d), np.nan, dtype), out_offset)
-            assert k.project_rows(table, rows, p, 1.3, b, q, pos_rows, out, simd, 2) == 0
+            assert k.project_rows(table, rows, p, 1.3, b, q, pos_rows, out, 0.0, simd, 2) == 0
             np.testing.assert_array_equal(out, aligned)
             assert np.isnan(around).sum() == around.size - out.size  # only out's elements written
             uniq, remap = np.unique(rows, return_inverse=True)
@@ -234,7 +234,7 @@ def test_packed_panels_of_concurrent_calls_stay_apart(simd):
         for i in order:
             table, rows, proj, expected = cases[i]
             out = np.empty((300, proj.shape[1]), np.float32)
-            assert k.project_rows(table, rows, proj, 1.0, None, None, None, out, simd, 2) == 0
+            assert k.project_rows(table, rows, proj, 1.0, None, None, None, out, 0.0, simd, 2) == 0
             np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-3)
 
     orders = [[0, 1, 2, 3, 4, 2, 0], [4, 3, 2, 1, 0, 1], [2, 2, 1, 4, 0], [1, 0, 3, 3, 2]]
@@ -255,7 +255,7 @@ def test_bad_indices_are_counted_and_nothing_is_written(backend, simd):
     ]:
         out = np.full((5, 5), -7, np.float32)
         terms = (pos, pos_rows) if pos_rows is not None else (None, None)
-        assert k.project.project_rows(table, rows, proj, 1.0, None, *terms, out, simd, 2) == bad
+        assert k.project.project_rows(table, rows, proj, 1.0, None, *terms, out, 0.0, simd, 2) == bad
         assert (out == -7).all()
 
 
@@ -265,14 +265,14 @@ def test_cython_refuses_mismatched_shapes():
     table, proj, out = np.ones((4, 3), np.float32), np.ones((3, 5), np.float32), np.empty((2, 5), np.float32)
     rows = np.zeros(2, np.int64)
     with pytest.raises(ValueError, match="proj shape"):
-        k.project_rows(table, rows, np.ones((2, 5), np.float32), 1.0, None, None, None, out, 0, 1)
+        k.project_rows(table, rows, np.ones((2, 5), np.float32), 1.0, None, None, None, out, 0.0, 0, 1)
     with pytest.raises(ValueError, match="rows shape"):
-        k.project_rows(table, np.zeros(3, np.int64), proj, 1.0, None, None, None, out, 0, 1)
+        k.project_rows(table, np.zeros(3, np.int64), proj, 1.0, None, None, None, out, 0.0, 0, 1)
     with pytest.raises(ValueError, match="bias shape"):
-        k.project_rows(table, rows, proj, 1.0, np.ones(4, np.float32), None, None, out, 0, 1)
+        k.project_rows(table, rows, proj, 1.0, np.ones(4, np.float32), None, None, out, 0.0, 0, 1)
     with pytest.raises(ValueError, match="unit column stride"):
         pos = np.ones((3, 10), np.float32)[:, ::2]
-        k.project_rows(table, rows, proj, 1.0, None, pos, np.zeros(2, np.int64), out, 0, 1)
+        k.project_rows(table, rows, proj, 1.0, None, pos, np.zeros(2, np.int64), out, 0.0, 0, 1)
 
 
 def test_simd_switch_is_reported_and_honoured(monkeypatch):
@@ -322,7 +322,7 @@ def test_project_gather_is_project_rows_then_gather_rows(backend, simd, dtype, i
             uniq, remap = uniq[::-1], len(uniq) - 1 - remap
         uniq, remap = np.ascontiguousarray(uniq, itype), np.ascontiguousarray(remap, itype)
         expected_projected = np.empty((len(uniq), shape[3]), dtype)
-        k.project_rows(table, uniq, proj, 1.0, None, None, None, expected_projected, simd, 1)
+        k.project_rows(table, uniq, proj, 1.0, None, None, None, expected_projected, 0.0, simd, 1)
         expected = np.empty((shape[0], shape[3]), dtype)
         k.gather_rows(expected_projected, remap, 1.7, bias, pos, pos_rows, expected, 1)
         _check(expected, *_reference(table, rows, proj, 1.7, bias, pos, pos_rows), dtype)
@@ -378,6 +378,39 @@ def test_streamed_gather_runs_write_every_row_at_every_line_offset(dtype, d):
         k.project.stream_min_bytes(previous)
 
 
+@pytest.mark.skipif(not SIMD_WIDTHS, reason="needs the SIMD tiles, which stream")
+def test_a_lookup_cut_into_blocks_stores_as_one_call_would(monkeypatch):
+    """A fused lookup long enough to be cut into blocks (for Ctrl-C) chooses streaming stores by its
+    whole output, not by each block's: with the threshold between the two sizes every block streams
+    (and the values are the unstreamed ones); with it above the whole output, none does."""
+    import fastembed as fe
+    from fastembed import _pipeline
+
+    k = backends.kernels("cython")
+    rng = np.random.default_rng(7)
+    table = rng.standard_normal((300, 16)).astype(np.float32)
+    proj = rng.standard_normal((16, 40)).astype(np.float32)
+    pos = rng.standard_normal((64, 40)).astype(np.float32)
+    ids = rng.integers(0, 300, (4, 64))
+    block_rows = 32
+    monkeypatch.setattr(_pipeline, "SIGNAL_CHECK_FLOPS", block_rows * 2 * 16 * 40)
+    n_blocks = ids.size // block_rows
+    whole, block = ids.size * 40 * 4, block_rows * 40 * 4
+    previous = k.project.stream_min_bytes()
+    try:
+        k.project.stream_min_bytes(whole + 1)
+        before = k.project.streamed_calls()
+        expected = fe.factorized_lookup(ids, table, proj, scale=0.5, pos_table=pos, backend="cython", plan="fused")
+        assert k.project.streamed_calls() == before
+        k.project.stream_min_bytes((whole + block) / 2)
+        before = k.project.streamed_calls()
+        out = fe.factorized_lookup(ids, table, proj, scale=0.5, pos_table=pos, backend="cython", plan="fused")
+        assert k.project.streamed_calls() - before == n_blocks
+    finally:
+        k.project.stream_min_bytes(previous)
+    np.testing.assert_array_equal(out, expected)
+
+
 @pytest.mark.skipif(512 not in SIMD_WIDTHS, reason="needs the AVX-512 tiles")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -397,8 +430,8 @@ def test_both_avx512_tile_shapes_give_the_same_bits(dtype, shape):
         for rows512 in (8, 4):
             k.project.tile_rows512(rows512)
             outs = [np.empty((n, d), dtype) for _ in range(4)]
-            k.project.project_rows(table, rows, proj, 1.0, None, None, None, outs[0], 512, 2)
-            k.project.project_rows(table, rows, proj, 0.7, bias, pos, pos_rows, outs[1], 512, 2)
+            k.project.project_rows(table, rows, proj, 1.0, None, None, None, outs[0], 0.0, 512, 2)
+            k.project.project_rows(table, rows, proj, 0.7, bias, pos, pos_rows, outs[1], 0.0, 512, 2)
             k.project.project_distinct(table, uniq, remap, proj, 0.7, bias, pos, pos_rows, outs[2], 512, 2)
             gram = np.zeros((d, d))
             k.project.gram_rows(proj, gram, None, 512, 2)
@@ -431,7 +464,7 @@ def test_streamed_fused_rows_are_the_tiles_bits_at_every_line_offset(simd, dtype
     uniq, remap = _first_seen(rows)
     uniq, remap = np.ascontiguousarray(uniq, np.int64), np.ascontiguousarray(remap, np.int64)
     calls = {
-        "rows": lambda scale, terms, out: k.project.project_rows(table, rows, proj, scale, *terms, out, simd, 2),
+        "rows": lambda scale, terms, out: k.project.project_rows(table, rows, proj, scale, *terms, out, 0.0, simd, 2),
         "distinct": lambda scale, terms, out: k.project.project_distinct(
             table, uniq, remap, proj, scale, *terms, out, simd, 2
         ),

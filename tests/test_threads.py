@@ -199,7 +199,7 @@ def test_multi_pass_kernels_are_exact_with_one_core_busy():
     expected = []
     for proj in projs:  # 6000 rows: proj is packed into strips first
         expected.append(np.empty((6000, 200), np.float32))
-        k.project.project_rows(table, rows, proj, 1.0, None, None, None, expected[-1], k.simd_width, 1)
+        k.project.project_rows(table, rows, proj, 1.0, None, None, None, expected[-1], 0.0, k.simd_width, 1)
     with one_core_busy():
         for i in range(40):
             gram = np.zeros((48, 48))
@@ -207,7 +207,7 @@ def test_multi_pass_kernels_are_exact_with_one_core_busy():
             np.testing.assert_array_equal(gram, expected_gram)
             out = np.empty_like(expected[0])
             time.sleep(0.002)  # the pool's worker goes to sleep: it starts late in the next region
-            k.project.project_rows(table, rows, projs[i % 2], 1.0, None, None, None, out, k.simd_width, 8)
+            k.project.project_rows(table, rows, projs[i % 2], 1.0, None, None, None, out, 0.0, k.simd_width, 8)
             np.testing.assert_array_equal(out, expected[i % 2])
             projected = np.empty((len(uniq), 200), np.float32)
             k.project.project_gather(
