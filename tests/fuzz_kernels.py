@@ -104,7 +104,9 @@ def _raw_kernels(fdp):
     proj = np.ones((d, fdp.ConsumeIntInRange(1, 60)), dtype)
     out = np.full((n, proj.shape[1]), -7, dtype)
     simd = fdp.PickValueInList([512, 256, 0])
-    counted = k.project.project_rows(src, rows, proj, 1.0, None, None, None, out, 0.0, simd, fdp.ConsumeIntInRange(1, 3))
+    counted = k.project.project_rows(
+        src, rows, proj, 1.0, None, None, None, out, 0.0, simd, fdp.ConsumeIntInRange(1, 3)
+    )
     if counted != int(bad.sum()):
         raise AssertionError(f"project_rows counted {counted}, {int(bad.sum())} rows were out of range")
     if bad.any() and not (out == -7).all():

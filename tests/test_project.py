@@ -148,7 +148,9 @@ def test_identity_rows_and_zero_rank(backend, simd, dtype):
     out = np.full((4, 50), np.nan, dtype)
     empty = np.empty((3, 0), dtype)
     assert (
-        k.project_rows(empty, np.array([0, 2, 1, 0]), np.empty((0, 50), dtype), 3.0, bias, None, None, out, 0.0, simd, 1)
+        k.project_rows(
+            empty, np.array([0, 2, 1, 0]), np.empty((0, 50), dtype), 3.0, bias, None, None, out, 0.0, simd, 1
+        )
         == 0
     )
     np.testing.assert_array_equal(out, np.broadcast_to(bias, out.shape))
