@@ -527,20 +527,27 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
     cdef const real* tile_b0 = b0
     cdef const real* tile_q0 = q0
     cdef bint scatter  # the tiles write each distinct row's occurrences themselves
+    cdef Py_ssize_t c0 = 0, c1 = d, ld = d  # the output columns dst holds, and its row stride
     # Column strips outside, row tiles inside: a strip of proj (r x nr), packed or in place, is read
     # by every row tile of the task from L1 or L2. Tile row i is output row ii + i, or with
     # ``starts`` distinct row ii + i, written to each of its occurrences. Columns j0..j1 count from
     # ``shift`` columns before the first (see _lead), j0 a multiple of nr; p0, out, b0 and q0 point
-    # at column 0. With ``stream`` (a task of whole rows, an output past the streaming threshold)
-    # the tiles write their raw sums to a buffer of the task's rows, which _emit_rows then finishes
-    # into the output with streaming stores: the tiles' own stores wrote a strip of each row at a
-    # time, each line read from memory first. The sums times 1 are the sums, and the finish rounds
-    # s * scale, + b, + p as the tile does: the same bits.
-    if stream and j0 == 0 and j1 >= d:
-        raw = malloc((i1 - i0) * d * sizeof(real) + 64)
+    # at column 0. With ``stream`` (an output past the streaming threshold; a task of whole rows, or
+    # of a column block of strips that start on column 0) the tiles write their raw sums to a buffer
+    # of the task's rows (columns c0..c1), which _emit_rows or _emit_segments then finishes into the
+    # output with streaming stores: the tiles' own stores wrote a strip of each row at a time, each
+    # line read from memory first. The sums times 1 are the sums, and the finish rounds s * scale,
+    # + b, + p as the tile does: the same bits.
+    if stream and ((j0 == 0 and j1 >= d) or shift == 0):
+        if not (j0 == 0 and j1 >= d):
+            c0, c1 = j0, min(j1, d)
+            ld = c1 - c0
+        raw = malloc((i1 - i0) * ld * sizeof(real) + 64)
         if raw != NULL:
             buf = <real*>FE_ALIGN64(raw)
             dst, tile_scale, tile_b0, tile_q0 = buf, 1, NULL, NULL
+        else:
+            c0, c1, ld = 0, d, d
     for i in range(FE_MR):
         own_starts[i] = i
     own_starts[FE_MR] = FE_MR
@@ -577,17 +584,37 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
                     _prefetch_writes(out + (j - shift), d, w, NULL, ii + FE_MR, min(ii + 2 * FE_MR, i1))
             if real is float:
                 fe_tile_f32(width, nv, a, t_cs, m, pj, pj_rs, packed != NULL, r, w, lead, tile_scale, bj,
-                            tile_q0 + (j - shift) if tile_q0 != NULL else NULL, q_rs, q_rows, dst + (j - shift), d,
+                            tile_q0 + (j - shift) if tile_q0 != NULL else NULL, q_rs, q_rows, dst + (j - shift - c0), ld,
                             tile_starts, tile_order, NULL, 0)
             else:
                 fe_tile_f64(width, nv, a, t_cs, m, pj, pj_rs, packed != NULL, r, w, lead, tile_scale, bj,
-                            tile_q0 + (j - shift) if tile_q0 != NULL else NULL, q_rs, q_rows, dst + (j - shift), d,
+                            tile_q0 + (j - shift) if tile_q0 != NULL else NULL, q_rs, q_rows, dst + (j - shift - c0), ld,
                             tile_starts, tile_order, NULL, 0)
             ii += FE_MR
         j += nr
-    if buf != NULL:
+    if buf != NULL and ld == d:
         _emit_rows(buf, out, i0, i1, d, scale, b0, q0, q_rs, q_rows, starts, order, stream)
-        free(raw)
+    elif buf != NULL:
+        _emit_segments(buf, out, i0, i1, d, c0, c1, scale, b0, q0, q_rs, q_rows, starts, order, stream)
+    free(raw)
+
+
+cdef void _emit_segments(const real* buf, real* out, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t d,
+                         Py_ssize_t c0, Py_ssize_t c1, real scale, const real* b0, const real* q0,
+                         Py_ssize_t q_rs, const int64_t* q_rows, const Py_ssize_t* starts,
+                         const Py_ssize_t* order, int stream) noexcept nogil:
+    """_emit_rows for a task of columns c0..c1 (buf's rows hold c1 - c0 sums): each output row's
+    segment o[c0:c1] = buf[t - i0] * scale + b0[c0:c1] + q0[q_rows[o]][c0:c1], with streaming
+    stores for its whole lines (_emit_row)."""
+    cdef Py_ssize_t t, x, o, w = c1 - c0
+    cdef const real* s
+    for t in range(i0, i1):
+        s = buf + (t - i0) * w
+        for x in range(starts[t] if starts != NULL else t, starts[t + 1] if starts != NULL else t + 1):
+            o = order[x] if starts != NULL else x
+            _emit_row(out + o * d + c0, s, 1, scale, _from(b0, c0),
+                      q0 + q_rows[o] * q_rs + c0 if q0 != NULL else NULL, 1, w, stream)
+    fe_store_fence()
 
 
 cdef void _emit_rows(const real* buf, real* out, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t d, real scale,
@@ -927,6 +954,7 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
     number of distinct rows) over checked arguments, on ``n_threads`` OpenMP threads; ``stream``:
     _stream_for's ISA for the whole output (see _task_simd)."""
     cdef Py_ssize_t nr, want, rows_per_task, n_rb, n_cb, cb_width, n_tasks, task, rb, cb
+    cdef bint cb_major
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1, shift
     cdef void* raw
     cdef real* packed = _proj_strips(p0, p_rs, r, d, n, width, n_threads, caller_cpu, &raw, &nr, &shift)
@@ -937,7 +965,12 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
     # blocks of ROWS_PER_TASK_BIG_PROJ rows. Intel Xeon, AVX-512, 8 x 3 tiles, 2 threads: ALBERT-base
     # uniform 32 x 512 (dedupe, positions) took 11.0-11.8 ms in blocks of 16 rows, 13.3 in 32, 15.3
     # in 48 (old 4 x 6 tiles in 64: 11.7-11.9); d = 4096, r = 256 37-40 ms in 32-64, 41-46 in 16, 56
-    # in 8.
+    # in 8. Such a proj is also cut into column blocks of at most PROJ_L2_BYTES, the tasks taken
+    # block by block (cb_major), so that both threads read one block, from their L2s, while it lasts;
+    # their streamed rows are then segments of the block's columns (_task_simd). Same machine, 4096
+    # rows with positions, medians of interleaved runs: r = 256, d = 4096 31.9 ms against 35.3 (1
+    # thread 63.7 against 67.8), r = 512 0.96x, d = 2048 0.98x, float64 0.97x, 512 rows 0.95x; with
+    # the AVX2 tiles forced 1.00x and 0.97x, the 4 x 6 tiles 0.97x and 1.00x.
     want = 4 * max(1, n_threads)
     # The 4 x 6 tiles keep the blocks of 64 rows they were measured with on the Zen 4.
     rows_per_task = ROWS_PER_TASK_BIG_PROJ
@@ -949,22 +982,32 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
         n_rb = (n + rows_per_task - 1) // rows_per_task
     n_cb = 1
     cb_width = (dv + nr - 1) // nr * nr
+    cb_major = False
     if n_rb < want and dv > nr:
         n_cb = min((dv + nr - 1) // nr, (want + n_rb - 1) // n_rb)
         cb_width = ((dv + nr - 1) // nr + n_cb - 1) // n_cb * nr
         n_cb = (dv + cb_width - 1) // cb_width
+    elif width and r * dv * sizeof(real) > PROJ_L2_BYTES:
+        n_cb = (r * dv * sizeof(real) + PROJ_L2_BYTES - 1) // PROJ_L2_BYTES
+        cb_width = ((dv + nr - 1) // nr + n_cb - 1) // n_cb * nr
+        n_cb = (dv + cb_width - 1) // cb_width
+        cb_major = True
     n_tasks = n_rb * n_cb
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
         for task in prange(n_tasks, schedule="dynamic"):
-            rb = task // n_cb
-            cb = task - rb * n_cb
+            if cb_major:
+                cb = task // n_rb
+                rb = task - cb * n_rb
+            else:
+                rb = task // n_cb
+                cb = task - rb * n_cb
             if width:
                 _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, packed, r, d, sc, b0, q0, q_rs, q_rows,
                            starts, order, out0,
                            rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
                            cb * cb_width, min(dv, (cb + 1) * cb_width), nr, width, shift,
-                           stream if n_cb == 1 else 0)
+                           stream if n_cb == 1 or shift == 0 else 0)
             else:
                 _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, starts, order, out0,
                            rb * rows_per_task, min(n, (rb + 1) * rows_per_task),

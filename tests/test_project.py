@@ -380,6 +380,48 @@ def test_streamed_gather_runs_write_every_row_at_every_line_offset(dtype, d):
         k.project.stream_min_bytes(previous)
 
 
+@pytest.mark.skipif(not SIMD_WIDTHS, reason="needs the SIMD tiles")
+@pytest.mark.parametrize("simd", SIMD_WIDTHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_proj_larger_than_l2_is_run_by_column_blocks_with_the_same_bits(simd, dtype):
+    """A proj past PROJ_L2_BYTES (1 MiB) is cut into column blocks taken one after the other; a
+    task then covers a block's columns of its rows, and when the output streams it finishes those
+    segments from a buffer (_emit_segments). Every thread count and the streamed and plain stores give
+    the same bits, within rounding of the float64 reference, for project_rows and project_distinct
+    (whose segments go to every occurrence); nothing is written outside out."""
+    k = backends.kernels("cython")
+    rng = np.random.default_rng(11)
+    n, V, r, d = 520, 90, 16 if dtype == np.float64 else 32, 9001  # proj 1.15 MB; d leaves a partial strip
+    table, proj = rng.standard_normal((V, r)).astype(dtype), rng.standard_normal((r, d)).astype(dtype)
+    bias, pos = rng.standard_normal(d).astype(dtype), rng.standard_normal((11, d)).astype(dtype)
+    rows, pos_rows = rng.integers(0, V, n), rng.integers(0, 11, n)
+    uniq, remap = _first_seen(rows)
+    uniq, remap = np.ascontiguousarray(uniq, np.int64), np.ascontiguousarray(remap, np.int64)
+    expected, magnitude = _reference(table, rows, proj, 0.7, bias, pos, pos_rows)
+    previous = k.project.stream_min_bytes()
+    results = []
+    try:
+        for threshold in (float("inf"), 0):
+            k.project.stream_min_bytes(threshold)
+            for n_threads in (1, 2, 3):
+                for kernel in ("rows", "distinct"):
+                    out, buf = _at_offset(np.zeros((n, d), dtype), 16)
+                    if kernel == "rows":
+                        count = k.project_rows(table, rows, proj, 0.7, bias, pos, pos_rows, out, 0.0, simd, n_threads)
+                    else:
+                        count = k.project_distinct(
+                            table, uniq, remap, proj, 0.7, bias, pos, pos_rows, out, simd, n_threads
+                        )
+                    assert count == 0
+                    assert np.isnan(buf).sum() == buf.size - out.size  # nothing outside out
+                    results.append(out.copy())
+    finally:
+        k.project.stream_min_bytes(previous)
+    _check(results[0], expected, magnitude, dtype)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
 @pytest.mark.skipif(not SIMD_WIDTHS, reason="needs the SIMD tiles, which stream")
 def test_a_lookup_cut_into_blocks_stores_as_one_call_would(monkeypatch):
     """A fused lookup long enough to be cut into blocks (for Ctrl-C) chooses streaming stores by its
