@@ -528,6 +528,7 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
     cdef const real* tile_q0 = q0
     cdef bint scatter  # the tiles write each distinct row's occurrences themselves
     cdef Py_ssize_t c0 = 0, c1 = d, ld = d  # the output columns dst holds, and its row stride
+    cdef bint whole_rows = j0 == 0 and j1 - shift >= d  # the task covers its rows' every column
     # Column strips outside, row tiles inside: a strip of proj (r x nr), packed or in place, is read
     # by every row tile of the task from L1 or L2. Tile row i is output row ii + i, or with
     # ``starts`` distinct row ii + i, written to each of its occurrences. Columns j0..j1 count from
@@ -538,8 +539,8 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
     # output with streaming stores: the tiles' own stores wrote a strip of each row at a time, each
     # line read from memory first. The sums times 1 are the sums, and the finish rounds s * scale,
     # + b, + p as the tile does: the same bits.
-    if stream and ((j0 == 0 and j1 >= d) or shift == 0):
-        if not (j0 == 0 and j1 >= d):
+    if stream and (whole_rows or shift == 0):
+        if not whole_rows:
             c0, c1 = j0, min(j1, d)
             ld = c1 - c0
         raw = malloc((i1 - i0) * ld * sizeof(real) + 64)
@@ -623,16 +624,11 @@ cdef void _emit_rows(const real* buf, real* out, Py_ssize_t i0, Py_ssize_t i1, P
     """out[o] = buf[t - i0] * scale + b0 + q0[q_rows[o]] for the rows t of a task, o = t (one run of
     consecutive rows: _emit_run) or with ``starts`` each occurrence o = order[x] of distinct row t,
     with streaming stores."""
-    cdef Py_ssize_t t, x, o, c, e
+    cdef Py_ssize_t t, c, e
     cdef const real* srows[EMIT_RUN_ROWS]
     cdef const real* prows[EMIT_RUN_ROWS]
-    if starts != NULL:
-        for t in range(i0, i1):
-            for x in range(starts[t], starts[t + 1]):
-                o = order[x]
-                _emit_row(out + o * d, buf + (t - i0) * d, 1, scale, b0,
-                          q0 + q_rows[o] * q_rs if q0 != NULL else NULL, 1, d, stream)
-        fe_store_fence()
+    if starts != NULL:  # occurrences lie anywhere: row by row
+        _emit_segments(buf, out, i0, i1, d, 0, d, scale, b0, q0, q_rs, q_rows, starts, order, stream)
         return
     c = i0
     while c < i1:  # one run of a task's rows (at most EMIT_RUN_ROWS: see _run_grid)
@@ -981,17 +977,14 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
         rows_per_task = max(FE_MR, ((n + want - 1) // want + FE_MR - 1) // FE_MR * FE_MR)
         n_rb = (n + rows_per_task - 1) // rows_per_task
     n_cb = 1
-    cb_width = (dv + nr - 1) // nr * nr
     cb_major = False
     if n_rb < want and dv > nr:
         n_cb = min((dv + nr - 1) // nr, (want + n_rb - 1) // n_rb)
-        cb_width = ((dv + nr - 1) // nr + n_cb - 1) // n_cb * nr
-        n_cb = (dv + cb_width - 1) // cb_width
     elif width and r * dv * sizeof(real) > PROJ_L2_BYTES:
         n_cb = (r * dv * sizeof(real) + PROJ_L2_BYTES - 1) // PROJ_L2_BYTES
-        cb_width = ((dv + nr - 1) // nr + n_cb - 1) // n_cb * nr
-        n_cb = (dv + cb_width - 1) // cb_width
         cb_major = True
+    cb_width = ((dv + nr - 1) // nr + n_cb - 1) // n_cb * nr  # whole strips
+    n_cb = (dv + cb_width - 1) // cb_width
     n_tasks = n_rb * n_cb
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
@@ -1006,8 +999,7 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
                 _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, packed, r, d, sc, b0, q0, q_rs, q_rows,
                            starts, order, out0,
                            rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
-                           cb * cb_width, min(dv, (cb + 1) * cb_width), nr, width, shift,
-                           stream if n_cb == 1 or shift == 0 else 0)
+                           cb * cb_width, min(dv, (cb + 1) * cb_width), nr, width, shift, stream)
             else:
                 _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, starts, order, out0,
                            rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
