@@ -19,7 +19,7 @@ def info():
         f"numpy {np.__version__}",
         f"backends available: {', '.join(backends.available())}",
         f"cython kernels built with OpenMP: {backends.openmp_enabled()}",
-        f"fused lookup micro-tiles on this CPU: {_simd_name(backends.simd_width())}",
+        f"fused lookup micro-tiles on this CPU: {_simd_name(backends.simd_width())}{_simd_capped()}",
         f"threads: fastembed {get_num_threads()}, cores {available_cores()}, BLAS {blas_num_threads()}",
         f"serial kernels: {serial_reason() or 'no'}",
     ]
@@ -35,6 +35,17 @@ def info():
         api, version, threads = lib.get("internal_api"), lib.get("version"), lib["num_threads"]
         lines.append(f"threadpool {lib['user_api']}: {api} {version} ({threads} threads)")
     return lines
+
+
+def _simd_capped():
+    """' (capped by FASTEMBED_SIMD; the CPU has ...)' when the tiles run narrower than the CPU allows."""
+    from . import backends
+
+    loaded = backends.kernels("cython") if "cython" in backends.available() else None
+    if loaded is None or loaded.project is None or loaded.simd_width >= loaded.project.simd_width():
+        return ""
+    widest = _simd_name(loaded.project.simd_width())
+    return f" (capped by FASTEMBED_SIMD / FASTEMBED_DISABLE_SIMD; the CPU has {widest})"
 
 
 def _simd_name(width):

@@ -24,6 +24,26 @@ BACKENDS = ("cython", "numba", "numpy")
 # at 805-3221 and 1.05-1.5x at d=4096: no clear win past the bound, so it stays until an AVX2-only CPU
 # is measured.
 FUSED_AVX2_MAX_FLOPS = 256e6
+# FASTEMBED_SIMD: the widest micro-tiles the Cython kernels may run (bits), whatever the CPU has.
+SIMD_CAPS = {"avx512": 512, "avx2": 256, "none": 0}
+
+
+def simd_cap():
+    """Bits FASTEMBED_SIMD allows the micro-tiles (512 when unset; FASTEMBED_DISABLE_SIMD=1 is 0).
+
+    ``FASTEMBED_SIMD=avx2`` makes an AVX-512 CPU run the AVX2 tiles and take the plans chosen for
+    them, as an AVX2-only CPU would: ``python -m fastembed.bench`` then measures them (and an FMA
+    peak of AVX2 width). The memory-bound passes compiled once per ISA (RoPE, pooling, the
+    streaming finish) still take the widest ISA the CPU has; so do BLAS and the peers.
+    """
+    if os.environ.get("FASTEMBED_DISABLE_SIMD") == "1":
+        return 0
+    value = os.environ.get("FASTEMBED_SIMD", "").strip().lower()
+    if not value:
+        return 512
+    if value not in SIMD_CAPS:
+        raise ValueError(f"FASTEMBED_SIMD must be one of {', '.join(SIMD_CAPS)}, got {value!r}")
+    return SIMD_CAPS[value]
 
 
 class KernelSet:
@@ -74,11 +94,12 @@ class KernelSet:
     def simd_width(self):
         """Bits of the widest micro-tile ``project_rows`` runs here: 512 (AVX-512), 256 (AVX2) or 0.
 
-        FASTEMBED_DISABLE_SIMD=1 makes it 0: the portable loop then runs when the fused plan is
-        forced, and the automatic choice falls back to the BLAS plans."""
-        if os.environ.get("FASTEMBED_DISABLE_SIMD") == "1" or self.project is None:
+        At most ``simd_cap()``: FASTEMBED_SIMD=avx2 runs the AVX2 tiles on an AVX-512 CPU;
+        FASTEMBED_SIMD=none or FASTEMBED_DISABLE_SIMD=1 makes it 0: the portable loop then runs
+        when the fused plan is forced, and the automatic choice falls back to the BLAS plans."""
+        if self.project is None:
             return 0
-        return int(self.project.simd_width())
+        return min(int(self.project.simd_width()), simd_cap())
 
     @property
     def fused_simd(self):

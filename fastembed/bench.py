@@ -126,7 +126,11 @@ def _tile_shape():
     if width == 512:
         rows, vectors = _project.tile_shape512()
         return f"AVX-512 {rows}x{vectors}"
-    return "AVX2 4x3" if width == 256 else "none"
+    shape = "AVX2 4x3" if width == 256 else "none"
+    widest = _project.simd_width()
+    if width < widest:
+        shape += f" (capped by FASTEMBED_SIMD: the CPU runs {'AVX-512' if widest == 512 else 'AVX2'})"
+    return shape
 
 
 class MemoryProbe:
@@ -192,10 +196,11 @@ def _fma_peak(n_threads, steps=2_000_000):
         from ._kernels._project import fma_probe
     except ImportError:
         return None, None
-    flops, isa = fma_probe(steps, n_threads)
+    width = backends.simd_width() or 512  # the tiles' width (FASTEMBED_SIMD), or the CPU's widest
+    flops, isa = fma_probe(steps, n_threads, width)
     if not flops:
         return None, None
-    return flops / best_time(lambda: fma_probe(steps, n_threads), repeat=5) / 1e9, isa
+    return flops / best_time(lambda: fma_probe(steps, n_threads, width), repeat=5) / 1e9, isa
 
 
 def lookup_case(case, quick=False):

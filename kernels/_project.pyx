@@ -469,14 +469,15 @@ cdef inline int _effective_width(int requested) noexcept nogil:
     return 0
 
 
-def fma_probe(long n_steps, int n_threads):
+def fma_probe(long n_steps, int n_threads, int width=512):
     """Run ``n_steps`` of 16 independent vector multiply-add chains on each of ``n_threads`` threads
-    (AVX-512 where available, else AVX2+FMA): returns (flops done, instruction set), or (0.0, None)
-    where neither exists. Timed by the caller, it measures the cores' peak float32 FMA throughput,
-    the compute bound that every projection here is compared with."""
+    (AVX-512 where available and ``width`` allows, else AVX2+FMA): returns (flops done, instruction
+    set), or (0.0, None) where neither runs. Timed by the caller, it measures the cores' peak float32
+    FMA throughput at the tiles' width, the compute bound that every projection here is compared
+    with."""
     cdef int t
     cdef double sink = 0, per_thread = 0
-    cdef int width = fe_simd_width()
+    width = _effective_width(width)
     cdef bint wide = width == 512
     if width == 0:
         return 0.0, None

@@ -3,6 +3,11 @@ float64 reference: AVX-512 and AVX2 micro-tiles (those this CPU runs) and the po
 index types, table layouts, every term, shapes around the tile edges, thread counts; bad indices
 are counted and nothing is written."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -292,6 +297,60 @@ def test_simd_switch_is_reported_and_honoured(monkeypatch):
     monkeypatch.setenv("FASTEMBED_DISABLE_SIMD", "1")
     fresh = backends.KernelSet("cython", k.rows, k.positional, k.project)
     assert fresh.simd_width == 0 and fresh.fused_simd is False
+
+
+def test_simd_cap_caps_the_tiles_and_is_checked(monkeypatch):
+    """FASTEMBED_SIMD=avx2 / none caps the tiles below what the CPU runs (never above it); an
+    unknown value is a ValueError naming the choices."""
+    if "cython" not in COMPILED:
+        pytest.skip("needs the Cython kernels")
+    k = backends.kernels("cython")
+    widest = k.project.simd_width()
+    for value, cap in [("avx512", 512), ("AVX2", 256), (" none ", 0)]:
+        monkeypatch.setenv("FASTEMBED_SIMD", value)
+        fresh = backends.KernelSet("cython", k.rows, k.positional, k.project)
+        assert fresh.simd_width == min(widest, cap)
+        assert fresh.fused_simd == (min(widest, cap) >= 512)
+    monkeypatch.setenv("FASTEMBED_SIMD", "sse2")
+    with pytest.raises(ValueError, match="FASTEMBED_SIMD must be one of avx512, avx2, none"):
+        _ = backends.KernelSet("cython", k.rows, k.positional, k.project).simd_width
+    flops, isa = k.project.fma_probe(10, 2, 256)
+    assert (isa, flops) == (("avx2", 2 * 16 * 8 * 10 * 2.0) if widest >= 256 else (None, 0.0))
+
+
+def test_simd_cap_runs_the_capped_tiles_end_to_end(tmp_path):
+    """In a fresh interpreter with FASTEMBED_SIMD=avx2, the automatic lookup (every plan), --info and
+    the report's machine line take the AVX2 tiles, and the values are the reference's."""
+    if "cython" not in COMPILED or backends.kernels("cython").project.simd_width() < 256:
+        pytest.skip("needs the Cython kernels on a CPU with AVX2")
+    code = """
+        import numpy as np, fastembed
+        from fastembed import backends, bench, reference
+        from fastembed.__main__ import info
+        assert backends.simd_width() == 256, backends.simd_width()
+        assert bench._tile_shape().startswith("AVX2 4x3"), bench._tile_shape()
+        assert any(line.endswith("AVX2") or "AVX2 (capped" in line for line in info() if "micro-tiles" in line)
+        rng = np.random.default_rng(5)
+        table = rng.standard_normal((500, 40), dtype=np.float32)
+        proj = rng.standard_normal((40, 70), dtype=np.float32)
+        pos = rng.standard_normal((64, 70), dtype=np.float32)
+        for ids in (rng.integers(0, 500, (3, 64)), rng.integers(0, 5, (3, 64)), rng.integers(0, 500, (1, 7))):
+            want = reference.factorized_lookup(ids, table, proj, 0.5, pos_table=pos)
+            for plan in (None, "fused", "dedupe", "direct"):
+                got = fastembed.factorized_lookup(ids, table, proj, scale=0.5, pos_table=pos, plan=plan)
+                bound = 1e-5 * (np.abs(table[ids]) @ np.abs(proj) * 0.5 + np.abs(pos[: ids.shape[1]]) + 1)
+                assert np.all(np.abs(got - want) <= bound), plan
+        print("ok")
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=dict(os.environ, FASTEMBED_SIMD="avx2"),
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
 
 
 # ---------------------------------------------------------------- project_gather (the pipelined dedupe plan)
