@@ -399,9 +399,12 @@ def _codes(W, mu, vr, n_threads=1):
     basis = np.ascontiguousarray(vr, dtype=W.dtype)
     code = fresh((W.shape[0], basis.shape[1]), W.dtype, n_threads)
     k = backends.kernels("auto")
-    if k is not None and k.fused_simd:
-        # the fused kernel's tiles run this tall-skinny product about 2x faster than BLAS (see
-        # KernelSet.fused_simd for where that was measured)
+    if k is not None and k.simd_width >= 256:
+        # The fused kernel's AVX-512 tiles run this tall-skinny product about 2x faster than BLAS
+        # (see KernelSet.fused_simd). The AVX2 tiles tie with it (Intel Xeon, FASTEMBED_SIMD=avx2,
+        # MiniLM rank 128: 19-21 ms against OpenBLAS's Haswell kernels' 20-24), but OpenBLAS's
+        # threads spin on after the call and slowed the OpenMP passes that follow: the whole exact
+        # factorize took 120-130 ms with the codes from BLAS, 76-78 from the tiles.
         _pipeline.fused_rows(k, W, basis, code, n_threads)
     else:
         with blas_limit(n_threads):

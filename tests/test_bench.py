@@ -80,7 +80,8 @@ def test_goals_follow_the_measurements():
 @pytest.mark.skipif("cython" not in COMPILED, reason="the tile shapes are the Cython kernel's")
 def test_the_machine_line_names_the_tiles_in_force(monkeypatch):
     """The report's machine line reads the tile shape from the kernel (tile_shape512 follows
-    tile_rows512), so it names 4 x 6 when those run, whatever the CPU."""
+    tile_rows512), so it names 4 x 6 when those run, whatever the CPU, and says when FASTEMBED_SIMD
+    caps the tiles below the CPU's widest."""
     from fastembed import backends
     from fastembed._kernels import _project
 
@@ -94,7 +95,11 @@ def test_the_machine_line_names_the_tiles_in_force(monkeypatch):
     finally:
         _project.tile_rows512(previous)
     monkeypatch.setattr(backends, "simd_width", lambda: 256)
-    assert bench._tile_shape() == "AVX2 4x3"
+    capped = " (capped by FASTEMBED_SIMD: the CPU runs AVX-512)" if _project.simd_width() == 512 else ""
+    assert bench._tile_shape() == "AVX2 4x3" + capped
+    monkeypatch.setattr(backends, "simd_width", lambda: 0)
+    widest = {512: "AVX-512", 256: "AVX2"}.get(_project.simd_width())
+    assert bench._tile_shape() == "none" + (f" (capped by FASTEMBED_SIMD: the CPU runs {widest})" if widest else "")
 
 
 def test_report_text_and_json_are_written(tmp_path, monkeypatch):

@@ -319,8 +319,9 @@ def test_simd_cap_caps_the_tiles_and_is_checked(monkeypatch):
 
 
 def test_simd_cap_runs_the_capped_tiles_end_to_end(tmp_path):
-    """In a fresh interpreter with FASTEMBED_SIMD=avx2, the automatic lookup (every plan), --info and
-    the report's machine line take the AVX2 tiles, and the values are the reference's."""
+    """In a fresh interpreter with FASTEMBED_SIMD=avx2, the automatic lookup (every plan), the exact
+    factorize, --info and the report's machine line take the AVX2 tiles, and the values are the
+    reference's."""
     if "cython" not in COMPILED or backends.kernels("cython").project.simd_width() < 256:
         pytest.skip("needs the Cython kernels on a CPU with AVX2")
     code = """
@@ -340,6 +341,14 @@ def test_simd_cap_runs_the_capped_tiles_end_to_end(tmp_path):
                 got = fastembed.factorized_lookup(ids, table, proj, scale=0.5, pos_table=pos, plan=plan)
                 bound = 1e-5 * (np.abs(table[ids]) @ np.abs(proj) * 0.5 + np.abs(pos[: ids.shape[1]]) + 1)
                 assert np.all(np.abs(got - want) <= bound), plan
+        # the exact factorize's Gram pass and codes on the AVX2 tiles: the Eckart-Young optimum
+        W = (rng.standard_normal((3000, 20)) @ rng.standard_normal((20, 96))).astype(np.float32)
+        W += 0.01 * rng.standard_normal(W.shape).astype(np.float32)
+        f = fastembed.factorize(W, 12)
+        s = np.linalg.svd(W.astype(np.float64), compute_uv=False)
+        optimum = np.sqrt((s[12:] ** 2).sum() / (s**2).sum())
+        error = np.linalg.norm(W - f.table.astype(np.float64) @ f.proj) / np.linalg.norm(W.astype(np.float64))
+        assert abs(error - optimum) <= 1e-4 * optimum + 1e-6, (error, optimum)
         print("ok")
     """
     proc = subprocess.run(
