@@ -342,13 +342,17 @@ def test_simd_cap_runs_the_capped_tiles_end_to_end(tmp_path):
                 bound = 1e-5 * (np.abs(table[ids]) @ np.abs(proj) * 0.5 + np.abs(pos[: ids.shape[1]]) + 1)
                 assert np.all(np.abs(got - want) <= bound), plan
         # the exact factorize's Gram pass and codes on the AVX2 tiles: the Eckart-Young optimum
-        W = (rng.standard_normal((3000, 20)) @ rng.standard_normal((20, 96))).astype(np.float32)
-        W += 0.01 * rng.standard_normal(W.shape).astype(np.float32)
-        f = fastembed.factorize(W, 12)
-        s = np.linalg.svd(W.astype(np.float64), compute_uv=False)
-        optimum = np.sqrt((s[12:] ** 2).sum() / (s**2).sum())
-        error = np.linalg.norm(W - f.table.astype(np.float64) @ f.proj) / np.linalg.norm(W.astype(np.float64))
-        assert abs(error - optimum) <= 1e-4 * optimum + 1e-6, (error, optimum)
+        W64 = rng.standard_normal((3000, 20)) @ rng.standard_normal((20, 96)) + 0.01 * rng.standard_normal((3000, 96))
+        for dtype in (np.float32, np.float64):
+            W = W64.astype(dtype)
+            for center in (False, True):
+                f = fastembed.factorize(W, 12, center=center)
+                X = W.astype(np.float64) - (W.astype(np.float64).mean(axis=0) if center else 0)
+                s = np.linalg.svd(X, compute_uv=False)
+                optimum = np.sqrt((s[12:] ** 2).sum() / (W.astype(np.float64) ** 2).sum())
+                R = f.table.astype(np.float64) @ f.proj + (f.bias if center else 0)
+                error = np.linalg.norm(W - R) / np.linalg.norm(W.astype(np.float64))
+                assert abs(error - optimum) <= 1e-4 * optimum + 1e-6, (dtype, center, error, optimum)
         print("ok")
     """
     proc = subprocess.run(
