@@ -21,9 +21,13 @@ BACKENDS = ("cython", "numba", "numpy")
 # MFLOP (1 x 128), 0.70x at 101, 0.86x at 201, 1.17x at 403 (4 x 512) and 1.05-1.5x beyond (d=4096
 # r=256: 1.5x; float64: 1.19x). The fused plan pays below the crossover, with a margin. Re-measured
 # with the packed 4 x 3 AVX2 tiles (one run, +-10% here): 1.11x at 201 MFLOP, 1.17x at 403, 0.92-0.97x
-# at 805-3221 and 1.05-1.5x at d=4096: no clear win past the bound, so it stays until an AVX2-only CPU
-# is measured.
-FUSED_AVX2_MAX_FLOPS = 256e6
+# at 805-3221 and 1.05-1.5x at d=4096. On an Intel Xeon with FASTEMBED_SIMD=avx2 and OpenBLAS's Haswell
+# kernels (OPENBLAS_CORETYPE=Haswell: what an Intel AVX2 CPU runs), medians of 25-60 calls, uniform ids:
+# 0.93x at 403 and 805 MFLOP, 0.87x at 1611, 0.75x at 3221 (16.7 against 22.1 ms; BLAS's threads spin
+# on after each call and slow the OpenMP passes around it), float64 0.97x at 805 and 0.70x at 3221;
+# d=4096 r=256 (8.6 GFLOP) 0.93-0.96x, equal in best times. Both CPUs favour the tiles from 805 to
+# 3221 MFLOP, so the fused plan pays up to 4 GFLOP; past it the Zen 4's d=4096 result keeps BLAS.
+FUSED_AVX2_MAX_FLOPS = 4e9
 # FASTEMBED_SIMD: the widest micro-tiles the Cython kernels may run (bits), whatever the CPU has.
 SIMD_CAPS = {"avx512": 512, "avx2": 256, "none": 0}
 

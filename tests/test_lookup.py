@@ -251,7 +251,7 @@ def test_avx2_tiles_take_the_fused_plan_for_small_calls_only(monkeypatch):
     table = rng.standard_normal((30000, 128)).astype(np.float32)
     proj = rng.standard_normal((128, 768)).astype(np.float32)
     bias = rng.standard_normal(768).astype(np.float32)
-    for shape, fused in (((1, 128), True), ((2, 512), True), ((4, 512), False)):
+    for shape, fused in (((1, 128), True), ((4, 512), True), ((2, 12000), False)):
         ids = rng.permutation(30000)[: np.prod(shape)].reshape(shape)  # distinct: no dedupe
         fused_calls.clear()
         for extra in ({}, {"bias": bias}):  # without bias the latency path, with it the general one

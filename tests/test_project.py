@@ -650,7 +650,7 @@ def test_dedupe_plan_pipelines_its_two_passes(monkeypatch, width):
     rng = np.random.default_rng(9)
     table = rng.standard_normal((3000, 128)).astype(np.float32)
     proj = rng.standard_normal((128, 768)).astype(np.float32)
-    ids = (rng.zipf(1.3, (4, 1024)) % 3000).astype(np.int64)
+    ids = (rng.zipf(1.3, (28, 1024)) % 3000).astype(np.int64)
     bias, pos = rng.standard_normal(768).astype(np.float32), rng.standard_normal((1024, 768)).astype(np.float32)
     n_unique, token_flops = len(np.unique(ids)), 2.0 * 128 * 768
     assert n_unique * token_flops <= backends.FUSED_AVX2_MAX_FLOPS < ids.size * token_flops
@@ -661,7 +661,7 @@ def test_dedupe_plan_pipelines_its_two_passes(monkeypatch, width):
     monkeypatch.setattr(k, "project_gather", lambda *a: calls.append(a) or original(*a))
     piped = fe.factorized_lookup(ids, table, proj, scale=1.5, bias=bias, pos_table=pos, backend="cython")
     assert len(calls) == 1 and calls[0][-2] == width
-    expected, magnitude = _reference(table, ids.reshape(-1), proj, 1.5, bias, pos, np.tile(np.arange(1024), 4))
+    expected, magnitude = _reference(table, ids.reshape(-1), proj, 1.5, bias, pos, np.tile(np.arange(1024), 28))
     _check(piped.reshape(-1, 768), expected, magnitude, np.float32)
     if width == 512:
         monkeypatch.setattr(_pipeline, "_pipelined", lambda *a: False)
