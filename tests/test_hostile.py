@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -17,23 +16,10 @@ from hypothesis import strategies as st
 
 import fastembed as fe
 from fastembed import _pipeline, _threads, _workspace, reference
-from util import BACKENDS, COMPILED, assert_matches_reference
+from util import BACKENDS, COMPILED, assert_matches_reference, run_python
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PLANS = [None, "dedupe", "direct", "fused"]
-
-
-def _run_python(code, tmp_path, timeout=240, env=None):
-    """Run ``code`` in a fresh interpreter outside the source tree; (returncode, stdout, stderr)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=dict(os.environ, **(env or {})),
-    )
-    return proc.returncode, proc.stdout, proc.stderr
 
 
 # ---------------------------------------------------------------- one overlap rule
@@ -189,14 +175,14 @@ def test_absurd_thread_count_from_the_environment_runs(tmp_path):
     f = fe.factorize(np.random.default_rng(0).standard_normal((100, 8)), rank=2)
     print("ok", fe.get_num_threads(), fe._threads.resolve(None))
     """
-    rc, out, err = _run_python(code, tmp_path, env={"FASTEMBED_NUM_THREADS": "100000"})
+    rc, out, err = run_python(code, tmp_path, env={"FASTEMBED_NUM_THREADS": "100000"})
     assert rc == 0, err
     assert out.split()[:2] == ["ok", "100000"] and int(out.split()[2]) == _threads.available_cores()
 
 
 def test_a_bad_thread_count_in_the_environment_names_the_variable(tmp_path):
     code = "import fastembed as fe; fe.get_num_threads()"
-    rc, _, err = _run_python(code, tmp_path, env={"FASTEMBED_NUM_THREADS": "abc"})
+    rc, _, err = run_python(code, tmp_path, env={"FASTEMBED_NUM_THREADS": "abc"})
     assert rc != 0 and "FASTEMBED_NUM_THREADS must be a whole number >= 1, got 'abc'" in err
 
 
@@ -231,7 +217,7 @@ def test_a_child_forked_after_threads_ran_computes_serially(backend, start, tmp_
         assert os.waitpid(pid, 0)[1] == 0
     print("parent", fe._threads.serial_reason())
     """
-    rc, out, err = _run_python(code, tmp_path, timeout=300)
+    rc, out, err = run_python(code, tmp_path, timeout=300)
     assert rc == 0, err
     results = eval(out.splitlines()[0])  # noqa: S307 - our own child's repr of a list of tuples
     assert all(diff < 1e-3 and serial for diff, serial in results), results
@@ -250,7 +236,7 @@ def test_info_says_why_a_forked_child_runs_serially(tmp_path):
         os._exit(0)
     os.waitpid(pid, 0)
     """
-    rc, out, err = _run_python(code, tmp_path)
+    rc, out, err = run_python(code, tmp_path)
     assert rc == 0, err
     assert "serial kernels: this process was forked" in out
 
@@ -289,7 +275,7 @@ def test_another_thread_rewriting_the_ids_never_crashes(backend, tmp_path):
         stop.set(); t.join()
     print(outcomes)
     """
-    rc, out, err = _run_python(code, tmp_path)
+    rc, out, err = run_python(code, tmp_path)
     assert rc == 0, err  # a segfault is rc -11
     assert "ok" in out
 
@@ -337,7 +323,7 @@ def test_ctrl_c_interrupts_a_long_kernel_call_inside_it(backend, case, tmp_path)
         frames = [f.filename for f in traceback.extract_tb(sys.exc_info()[2])]
         print("interrupted in", "fastembed" if any("fastembed" in f for f in frames[1:]) else frames)
     """
-    rc, out, err = _run_python(code, tmp_path, timeout=120)
+    rc, out, err = run_python(code, tmp_path, timeout=120)
     assert rc == 0, err
     assert out.strip() == "interrupted in fastembed", out
 

@@ -3,16 +3,11 @@ float64 reference: AVX-512 and AVX2 micro-tiles (those this CPU runs) and the po
 index types, table layouts, every term, shapes around the tile edges, thread counts; bad indices
 are counted and nothing is written."""
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 
 from fastembed import backends
-from util import COMPILED, DTYPES, FUSED_VARIANTS, RTOL, SIMD_WIDTHS, layouts
+from util import COMPILED, DTYPES, FUSED_VARIANTS, RTOL, SIMD_WIDTHS, layouts, run_python
 
 # (n rows, V, r, d): tiles are 8 rows by strips of up to 48 / 24 columns (AVX-512 float32 /
 # float64), or two halves of 4 rows by strips of 24 / 12 (AVX2), a strip's last vector masked; from
@@ -355,15 +350,8 @@ def test_simd_cap_runs_the_capped_tiles_end_to_end(tmp_path):
                 assert abs(error - optimum) <= 1e-4 * optimum + 1e-6, (dtype, center, error, optimum)
         print("ok")
     """
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=dict(os.environ, FASTEMBED_SIMD="avx2"),
-    )
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+    returncode, stdout, stderr = run_python(code, tmp_path, env={"FASTEMBED_SIMD": "avx2"})
+    assert returncode == 0 and stdout.strip() == "ok", stderr[-3000:]
 
 
 # ---------------------------------------------------------------- project_gather (the pipelined dedupe plan)

@@ -7,6 +7,11 @@ absolute values of every input: the classical error bound of a sum of
 products, so cancellation in a row cannot hide or fake an error.
 """
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -20,6 +25,19 @@ DTYPES = [np.float32, np.float64]
 SIMD_WIDTHS = [w for w in (512, 256) if "cython" in COMPILED and fe.backends.kernels("cython").simd_width >= w]
 FUSED_VARIANTS = [("cython", w) for w in SIMD_WIDTHS] + [(b, 0) for b in COMPILED]
 RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-11}
+
+
+def run_python(code, tmp_path, timeout=240, env=None):
+    """Run ``code`` in a fresh interpreter outside the source tree; (returncode, stdout, stderr)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, **(env or {})),
+    )
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def _abs(x):
