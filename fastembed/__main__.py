@@ -19,7 +19,7 @@ def info():
         f"numpy {np.__version__}",
         f"backends available: {', '.join(backends.available())}",
         f"cython kernels built with OpenMP: {backends.openmp_enabled()}",
-        f"fused lookup micro-tiles on this CPU: {_simd_name(backends.simd_width())}{_simd_capped()}",
+        f"fused lookup micro-tiles on this CPU: {backends.simd_name(backends.simd_width())}{_simd_capped()}",
         f"threads: fastembed {get_num_threads()}, cores {available_cores()}, BLAS {blas_num_threads()}",
         f"serial kernels: {serial_reason() or 'no'}",
     ]
@@ -38,18 +38,13 @@ def info():
 
 
 def _simd_capped():
-    """' (capped by FASTEMBED_SIMD; the CPU has ...)' when the tiles run narrower than the CPU allows."""
+    """' (capped by FASTEMBED_SIMD ...; the CPU has ...)' when the tiles run narrower than the CPU allows."""
     from . import backends
 
-    loaded = backends.kernels("cython") if "cython" in backends.available() else None
-    if loaded is None or loaded.project is None or loaded.simd_width >= loaded.project.simd_width():
+    widest = backends.simd_capped_below(backends.simd_width())
+    if widest is None:
         return ""
-    widest = _simd_name(loaded.project.simd_width())
-    return f" (capped by FASTEMBED_SIMD / FASTEMBED_DISABLE_SIMD; the CPU has {widest})"
-
-
-def _simd_name(width):
-    return {None: "no Cython kernels", 0: "none (BLAS plans)", 256: "AVX2", 512: "AVX-512"}.get(width, str(width))
+    return f" (capped by FASTEMBED_SIMD / FASTEMBED_DISABLE_SIMD; the CPU has {backends.simd_name(widest)})"
 
 
 def build_parser():

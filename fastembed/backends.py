@@ -247,6 +247,21 @@ def warm_up(backend: str = "numba") -> None:
             loaded.project.warm_up()
 
 
+def simd_name(width: int | None) -> str:
+    """The ISA of a tile width, as ``--info`` and the report print it."""
+    return {None: "no Cython kernels", 0: "none (BLAS plans)", 256: "AVX2", 512: "AVX-512"}.get(width, str(width))
+
+
+def simd_capped_below(width: int | None) -> int | None:
+    """The widest tile width the CPU runs when the tiles in force, ``width`` (``simd_width()``), are
+    narrower (FASTEMBED_SIMD or FASTEMBED_DISABLE_SIMD capped them), else None."""
+    loaded = _load("cython")
+    if width is None or loaded is None or loaded.project is None:
+        return None
+    widest = int(loaded.project.simd_width())
+    return widest if width < widest else None
+
+
 def simd_width() -> int | None:
     """Bits of the SIMD micro-tiles the Cython fused lookup runs on this CPU: 512 (AVX-512), 256
     (AVX2 + FMA) or 0 (none; the BLAS plans run instead). None if the Cython kernels are missing."""

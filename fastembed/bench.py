@@ -127,9 +127,9 @@ def _tile_shape():
         rows, vectors = _project.tile_shape512()
         return f"AVX-512 {rows}x{vectors}"
     shape = "AVX2 4x3" if width == 256 else "none"
-    widest = _project.simd_width()
-    if width < widest:
-        shape += f" (capped by FASTEMBED_SIMD: the CPU runs {'AVX-512' if widest == 512 else 'AVX2'})"
+    widest = backends.simd_capped_below(width)
+    if widest is not None:
+        shape += f" (capped by FASTEMBED_SIMD: the CPU runs {backends.simd_name(widest)})"
     return shape
 
 
