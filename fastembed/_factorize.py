@@ -404,7 +404,7 @@ def _codes(W, mu, vr, n_threads=1):
         # (see KernelSet.fused_simd). The AVX2 tiles tie with it (Intel Xeon, FASTEMBED_SIMD=avx2,
         # MiniLM rank 128: 19-21 ms against OpenBLAS's Haswell kernels' 20-24), but OpenBLAS's
         # threads spin on after the call and slowed the OpenMP passes that follow: the whole exact
-        # factorize took 120-130 ms with the codes from BLAS, 76-78 from the tiles.
+        # factorize took 120-130 ms with the codes from BLAS, 76-82 from the tiles.
         _pipeline.fused_rows(k, W, basis, code, n_threads)
     else:
         with blas_limit(n_threads):
