@@ -5,6 +5,7 @@ from numpy.typing import NDArray
 _Real = NDArray[np.float32] | NDArray[np.float64]
 
 def stream_min_bytes(value: float | None = None) -> float: ...
+def stream_isa(value: int | None = None) -> int: ...
 def sincos_rows(
     out: _Real,
     hi: NDArray[np.int64],

@@ -220,34 +220,84 @@ def test_bad_arguments(kwargs, exc):
         fe.apply_rope(np.zeros(16))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("D", [2, 34, 96, 128, 1000, 2048])
-@pytest.mark.parametrize("misaligned", [False, True])
-def test_streaming_output_is_the_plain_output_bit_for_bit(dtype, D, misaligned):
-    """Past the streaming threshold the Cython neox rows go through an L1 stage and streaming
-    stores (rows wider than the stage: plain): the same bits as plain stores, for any row width,
-    row count and output alignment."""
+def _streaming_isas():
     if "cython" not in BACKENDS:
-        pytest.skip("the streaming rows are the Cython kernel's")
+        return []
     from fastembed._kernels import _positional
 
-    x = np.random.default_rng(5).standard_normal((2, 3, 37, D)).astype(dtype)
+    widest = _positional.stream_isa()
+    return [isa for isa in (512, 256) if isa <= widest]
+
+
+def _rotate_streamed_and_plain(x, isa, offset_elements):
+    """apply_rope(x) (Cython, neox) into a view ``offset_elements`` into a zeroed buffer with room
+    on both sides, with streaming stores of width ``isa`` and with plain stores: (streamed, plain,
+    the buffer of the streamed call)."""
+    from fastembed._kernels import _positional
 
     def rotate():
-        base = np.zeros(x.size + 1, dtype)
-        out = base[int(misaligned) : int(misaligned) + x.size].reshape(x.shape)
-        return fe.apply_rope(x, out=out, style="neox", backend="cython", offset=5)
+        base = np.zeros(x.size + 40, x.dtype)
+        out = base[offset_elements : offset_elements + x.size].reshape(x.shape)
+        fe.apply_rope(x, out=out, style="neox", backend="cython", offset=5)
+        return out.copy(), base
 
-    previous = _positional.stream_min_bytes()
+    previous_bytes, previous_isa = _positional.stream_min_bytes(), _positional.stream_isa()
     try:
         _positional.stream_min_bytes(float("inf"))
-        plain = rotate()
+        plain, _ = rotate()
         _positional.stream_min_bytes(0)
-        streamed = rotate()
+        _positional.stream_isa(isa)
+        streamed, base = rotate()
     finally:
-        _positional.stream_min_bytes(previous)
+        _positional.stream_min_bytes(previous_bytes)
+        _positional.stream_isa(previous_isa)
+    return streamed, plain, base
+
+
+@pytest.mark.parametrize("isa", _streaming_isas())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("D", [2, 34, 64, 96, 128, 1000, 2048])
+@pytest.mark.parametrize("offset_elements", [0, 1, 4, 7, 13])
+def test_streaming_output_is_the_plain_output_bit_for_bit(isa, dtype, D, offset_elements):
+    """Past the streaming threshold the Cython neox rows take streaming stores: straight from the
+    registers where the half row is whole vectors (each aligned line joined from two vectors), else
+    through an L1 stage (rows wider than the stage: plain stores). The same bits as plain stores for
+    any row width, streaming width and output alignment, and nothing written outside the output."""
+    x = np.random.default_rng(5).standard_normal((2, 3, 37, D)).astype(dtype)
+    streamed, plain, base = _rotate_streamed_and_plain(x, isa, offset_elements)
     np.testing.assert_array_equal(streamed, plain)
+    assert not base[:offset_elements].any() and not base[offset_elements + x.size :].any()
     np.testing.assert_array_equal(plain, fe.apply_rope(x, style="neox", backend="numpy", offset=5))
+
+
+@pytest.mark.parametrize("isa", _streaming_isas())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("D", [32, 96, 128])
+def test_streamed_rows_across_blocks_at_every_alignment(isa, dtype, D):
+    """Rows past one block of the parallel loop (512 rows; the threads write the lines where blocks
+    meet with masked plain stores) at every element offset within a line: the plain bits."""
+    x = np.random.default_rng(6).standard_normal((1100, D)).astype(dtype)
+    for offset_elements in range(64 // x.itemsize + 1):
+        streamed, plain, base = _rotate_streamed_and_plain(x, isa, offset_elements)
+        np.testing.assert_array_equal(streamed, plain)
+        assert not base[:offset_elements].any() and not base[offset_elements + x.size :].any()
+
+
+def test_stream_isa_is_checked_and_capped_at_the_cpu():
+    if "cython" not in BACKENDS:
+        pytest.skip("the streaming stores are the Cython kernels'")
+    from fastembed._kernels import _positional
+
+    widest = _positional.stream_isa()
+    try:
+        with pytest.raises(ValueError, match="0, 256 or 512"):
+            _positional.stream_isa(128)
+        _positional.stream_isa(512)
+        assert _positional.stream_isa() == widest
+        _positional.stream_isa(0)
+        assert _positional.stream_isa() == 0
+    finally:
+        _positional.stream_isa(widest)
 
 
 def test_kept_tables_are_read_only_and_keyed_by_every_parameter():
