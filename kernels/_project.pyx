@@ -351,25 +351,32 @@ cdef extern from *:
     static void fe_tile_f64(int width, int nv, FE_TILE_ARGS(double)) {
         (width == 512 ? (fe_rows512 == 8 ? fe_tiles512r8_f64 : fe_tiles512r4_f64) : fe_tiles256_f64)[nv](a, a_cs, m, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order, acc, stage);
     }
-    /* Peak multiply-add throughput of one core: 16 independent chains of n steps; returns their sum
-       (so the work cannot be optimised away). */
-    #define FE_DEFINE_PROBE(NAME, TARGET, VEC, SET1, FMA, STORE, LANES)                                  \
+    /* Peak multiply-add throughput of one core: CHAINS independent chains of n steps; returns their
+       sum (so the work cannot be optimised away). The chains and the two constants must fit the
+       registers: 16 of AVX-512's 32, but 12 of AVX2's 16 (16 chains there spilled one to memory and
+       the probe read 135 GFLOP/s on a Zen 4 whose AVX2 tiles ran at 170 and OpenBLAS's AVX2 sgemm at
+       209). 12 chains cover the 2 ports x 4-5 cycles of latency of the cores seen here. */
+    #define FE_PROBE_CHAINS512 16
+    #define FE_PROBE_CHAINS256 12
+    #define FE_DEFINE_PROBE(NAME, TARGET, VEC, SET1, FMA, STORE, LANES, CHAINS)                          \
     __attribute__((target(TARGET))) static double NAME(long n) {                         \
-        VEC c[16], b = SET1(0.999999f), a = SET1(1e-6f);                                                \
+        VEC c[CHAINS], b = SET1(0.999999f), a = SET1(1e-6f);                                            \
         float lanes[LANES];                                                                             \
         double total = 0;                                                                               \
-        _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) c[i] = SET1((float)i);                    \
+        _Pragma("GCC unroll 16") for (int i = 0; i < CHAINS; i++) c[i] = SET1((float)i);                \
         for (long k = 0; k < n; k++) {                                                                  \
-            _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) c[i] = FMA(c[i], b, a);               \
+            _Pragma("GCC unroll 16") for (int i = 0; i < CHAINS; i++) c[i] = FMA(c[i], b, a);           \
         }                                                                                               \
-        for (int i = 0; i < 16; i++) {                                                                  \
+        for (int i = 0; i < CHAINS; i++) {                                                              \
             STORE(lanes, c[i]);                                                                         \
             for (int j = 0; j < LANES; j++) total += lanes[j];                                          \
         }                                                                                               \
         return total;                                                                                   \
     }
-    FE_DEFINE_PROBE(fe_probe_avx512, "avx512f", __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps, 16)
-    FE_DEFINE_PROBE(fe_probe_avx2, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps, 8)
+    FE_DEFINE_PROBE(fe_probe_avx512, "avx512f", __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps, 16,
+                    FE_PROBE_CHAINS512)
+    FE_DEFINE_PROBE(fe_probe_avx2, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps, 8,
+                    FE_PROBE_CHAINS256)
     #else
     static double fe_probe_avx512(long n) { return 0; }
     static double fe_probe_avx2(long n) { return 0; }
@@ -396,6 +403,8 @@ cdef extern from *:
     void fe_prefetch_write "__builtin_prefetch"(const void* p, int rw) noexcept nogil
     double fe_probe_avx512(long n) noexcept nogil
     double fe_probe_avx2(long n) noexcept nogil
+    int FE_PROBE_CHAINS512
+    int FE_PROBE_CHAINS256
     void fe_tile_f32(int width, int nv, const float* const* a, Py_ssize_t a_cs, int m, const float* p,
                      Py_ssize_t p_rs, int padded, Py_ssize_t r, int w, int lead, float scale, const float* bias,
                      const float* pos, Py_ssize_t pos_rs, const int64_t* pos_rows, float* out, Py_ssize_t d,
@@ -470,9 +479,9 @@ cdef inline int _effective_width(int requested) noexcept nogil:
 
 
 def fma_probe(long n_steps, int n_threads, int width=512):
-    """Run ``n_steps`` of 16 independent vector multiply-add chains on each of ``n_threads`` threads
-    (AVX-512 where available and ``width`` allows, else AVX2+FMA): returns (flops done, instruction
-    set), or (0.0, None) where neither runs. Timed by the caller, it measures the cores' peak float32
+    """Run ``n_steps`` of independent vector multiply-add chains (16 of AVX-512, 12 of AVX2: what
+    the registers hold) on each of ``n_threads`` threads (AVX-512 where available and ``width``
+    allows, else AVX2+FMA): returns (flops done, instruction set), or (0.0, None) where neither runs. Timed by the caller, it measures the cores' peak float32
     FMA throughput at the tiles' width, the compute bound that every projection here is compared
     with."""
     cdef int t
@@ -486,7 +495,7 @@ def fma_probe(long n_steps, int n_threads, int width=512):
             sink += fe_probe_avx512(n_steps)
         else:
             sink += fe_probe_avx2(n_steps)
-    per_thread = 2.0 * 16 * (16 if wide else 8) * n_steps
+    per_thread = 2.0 * (FE_PROBE_CHAINS512 * 16 if wide else FE_PROBE_CHAINS256 * 8) * n_steps
     return (per_thread * n_threads if sink == sink else 0.0), ("avx512f" if wide else "avx2")
 
 
