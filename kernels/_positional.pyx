@@ -121,7 +121,10 @@ cdef extern from *:
        ahead, as for the stage. 512-bit vectors take 64-byte lines, 256-bit ones 32-byte halves of
        lines. Same products and sums as the strided loop (no contraction). */
     #if FE_STREAM_X86
-    #define FE_ROPE_DIRECT_BODY(T, V, LANES, LOAD, MUL, SUB, ADD, STREAM, JOIN, HEAD, TAIL)                 \
+    #define FE_DEFINE_ROPE_DIRECT(NAME, TARGET, T, V, LANES, PFX, SFX, JOIN, HEAD, TAIL)                  \
+    __attribute__((target(TARGET))) static void NAME(const T* x, ptrdiff_t x_rs, T* o, const int64_t* rows, \
+                                                     const T* c0, const T* s0, ptrdiff_t t_rs,              \
+                                                     ptrdiff_t half, ptrdiff_t n) {                         \
         const ptrdiff_t line_bytes = LANES * (ptrdiff_t)sizeof(T);                                      \
         int lead = (int)(((line_bytes - ((uintptr_t)o & (line_bytes - 1))) & (line_bytes - 1)) / sizeof(T)); \
         ptrdiff_t row_bytes = 2 * half * (ptrdiff_t)sizeof(T);                                          \
@@ -138,16 +141,19 @@ cdef extern from *:
                     __builtin_prefetch((const char*)(x + ahead * x_rs) + b);                            \
             for (int second = 0; second < 2; second++)                                                  \
                 for (ptrdiff_t i = 0; i < half; i += LANES) {                                           \
-                    V a = LOAD(x + i), b = LOAD(x + i + half), cc = LOAD(c + i), ss = LOAD(s + i);       \
-                    V v = second ? ADD(MUL(b, cc), MUL(a, ss)) : SUB(MUL(a, cc), MUL(b, ss));           \
-                    if (!lead) STREAM(line, v), line += LANES;                                          \
+                    V a = PFX##loadu_##SFX(x + i), b = PFX##loadu_##SFX(x + i + half);                  \
+                    V cc = PFX##loadu_##SFX(c + i), ss = PFX##loadu_##SFX(s + i);                       \
+                    V v = second ? PFX##add_##SFX(PFX##mul_##SFX(b, cc), PFX##mul_##SFX(a, ss))         \
+                                 : PFX##sub_##SFX(PFX##mul_##SFX(a, cc), PFX##mul_##SFX(b, ss));        \
+                    if (!lead) PFX##stream_##SFX(line, v), line += LANES;                               \
                     else if (first) HEAD(o, v, lead);                                                   \
-                    else STREAM(line, JOIN(prev, v, lead)), line += LANES;                               \
+                    else PFX##stream_##SFX(line, JOIN(prev, v, lead)), line += LANES;                    \
                     prev = v;                                                                           \
                     first = 0;                                                                          \
                 }                                                                                       \
         }                                                                                               \
-        if (lead && !first) TAIL(line - lead, prev, lead);
+        if (lead && !first) TAIL(line - lead, prev, lead);                                              \
+    }
 
     /* AVX-512: a line is the last LANES - lead elements of prev and the first lead of v. */
     __attribute__((target("avx512f"))) static inline __m512 fe_join16(__m512 p, __m512 v, int lead) {
@@ -163,18 +169,8 @@ cdef extern from *:
     #define FE_TAIL16(p, v, lead) _mm512_mask_storeu_ps(p, (__mmask16)(0xFFFFu << (lead)), v)
     #define FE_HEAD8D(o, v, lead) _mm512_mask_storeu_pd(o, (__mmask8)((1u << (lead)) - 1), v)
     #define FE_TAIL8D(p, v, lead) _mm512_mask_storeu_pd(p, (__mmask8)(0xFFu << (lead)), v)
-    __attribute__((target("avx512f"))) static void fe_rope_f32_neox_direct512(
-            const float* x, ptrdiff_t x_rs, float* o, const int64_t* rows, const float* c0, const float* s0,
-            ptrdiff_t t_rs, ptrdiff_t half, ptrdiff_t n) {
-        FE_ROPE_DIRECT_BODY(float, __m512, 16, _mm512_loadu_ps, _mm512_mul_ps, _mm512_sub_ps, _mm512_add_ps,
-                            _mm512_stream_ps, fe_join16, FE_HEAD16, FE_TAIL16)
-    }
-    __attribute__((target("avx512f"))) static void fe_rope_f64_neox_direct512(
-            const double* x, ptrdiff_t x_rs, double* o, const int64_t* rows, const double* c0, const double* s0,
-            ptrdiff_t t_rs, ptrdiff_t half, ptrdiff_t n) {
-        FE_ROPE_DIRECT_BODY(double, __m512d, 8, _mm512_loadu_pd, _mm512_mul_pd, _mm512_sub_pd, _mm512_add_pd,
-                            _mm512_stream_pd, fe_join8d, FE_HEAD8D, FE_TAIL8D)
-    }
+    FE_DEFINE_ROPE_DIRECT(fe_rope_f32_neox_direct512, "avx512f", float, __m512, 16, _mm512_, ps, fe_join16, FE_HEAD16, FE_TAIL16)
+    FE_DEFINE_ROPE_DIRECT(fe_rope_f64_neox_direct512, "avx512f", double, __m512d, 8, _mm512_, pd, fe_join8d, FE_HEAD8D, FE_TAIL8D)
 
     /* AVX2: the same join from two one-source permutes and a blend (no two-source permute there);
        doubles move as pairs of 32-bit lanes. Lanes below lead take from neither (never stored). */
@@ -203,18 +199,8 @@ cdef extern from *:
     #define FE_TAIL8(p, v, lead) _mm256_maskstore_ps(p, fe_lane_mask8(lead, 8), v)
     #define FE_HEAD4D(o, v, lead) _mm256_maskstore_pd(o, fe_lane_mask8(0, 2 * (lead)), v)
     #define FE_TAIL4D(p, v, lead) _mm256_maskstore_pd(p, fe_lane_mask8(2 * (lead), 8), v)
-    __attribute__((target("avx2"))) static void fe_rope_f32_neox_direct256(
-            const float* x, ptrdiff_t x_rs, float* o, const int64_t* rows, const float* c0, const float* s0,
-            ptrdiff_t t_rs, ptrdiff_t half, ptrdiff_t n) {
-        FE_ROPE_DIRECT_BODY(float, __m256, 8, _mm256_loadu_ps, _mm256_mul_ps, _mm256_sub_ps, _mm256_add_ps,
-                            _mm256_stream_ps, fe_join8, FE_HEAD8, FE_TAIL8)
-    }
-    __attribute__((target("avx2"))) static void fe_rope_f64_neox_direct256(
-            const double* x, ptrdiff_t x_rs, double* o, const int64_t* rows, const double* c0, const double* s0,
-            ptrdiff_t t_rs, ptrdiff_t half, ptrdiff_t n) {
-        FE_ROPE_DIRECT_BODY(double, __m256d, 4, _mm256_loadu_pd, _mm256_mul_pd, _mm256_sub_pd, _mm256_add_pd,
-                            _mm256_stream_pd, fe_join4d, FE_HEAD4D, FE_TAIL4D)
-    }
+    FE_DEFINE_ROPE_DIRECT(fe_rope_f32_neox_direct256, "avx2", float, __m256, 8, _mm256_, ps, fe_join8, FE_HEAD8, FE_TAIL8)
+    FE_DEFINE_ROPE_DIRECT(fe_rope_f64_neox_direct256, "avx2", double, __m256d, 4, _mm256_, pd, fe_join4d, FE_HEAD4D, FE_TAIL4D)
     /* 1 when fe_rope_*_neox_direct runs rows of this half with streaming ISA isa (whole vectors). */
     static int fe_rope_direct_fits(ptrdiff_t half, size_t itemsize, int isa) {
         ptrdiff_t lanes = isa >= 512 ? 64 / (ptrdiff_t)itemsize : isa >= 256 ? 32 / (ptrdiff_t)itemsize : 0;
