@@ -76,6 +76,9 @@ cdef extern from *:
        stages 4.54 / 7.77). */
     #define FE_ROPE_STAGE 1024
     #define FE_ROPE_AHEAD 8192
+    static inline void fe_prefetch_row(const void* row, ptrdiff_t row_bytes) {  /* each 64-byte line of a row of x */
+        for (ptrdiff_t b = 0; b < row_bytes; b += 64) __builtin_prefetch((const char*)row + b);
+    }
     #define FE_DEFINE_ROPE_STREAM(NAME, T)                                                          \
     static void NAME##_neox_stream(const T* x, ptrdiff_t x_rs, T* o, const int64_t* rows,           \
                                    const T* c0, const T* s0, ptrdiff_t t_rs, ptrdiff_t half,         \
@@ -90,8 +93,7 @@ cdef extern from *:
         for (ptrdiff_t r = 0; r < n; r += per) {                                                    \
             ptrdiff_t k = n - r < per ? n - r : per;                                                \
             for (ptrdiff_t q = r + ahead; q < r + ahead + k && q < n; q++)                            \
-                for (ptrdiff_t b = 0; b < row_bytes; b += 64)                                           \
-                    __builtin_prefetch((const char*)(x + q * x_rs) + b);                                \
+                fe_prefetch_row(x + q * x_rs, row_bytes);                                               \
             NAME##_neox(x + r * x_rs, x_rs, (T*)((char*)stage + held), w, rows + r, c0, s0, t_rs,   \
                         half, k);                                                                   \
             held += (size_t)(k * w) * sizeof(T);                                                    \
@@ -136,9 +138,7 @@ cdef extern from *:
         for (ptrdiff_t r = 0; r < n; r++, x += x_rs) {                                                  \
             const T* c = c0 + rows[r] * t_rs;                                                           \
             const T* s = s0 + rows[r] * t_rs;                                                           \
-            if (r + ahead < n)                                                                          \
-                for (ptrdiff_t b = 0; b < row_bytes; b += 64)                                           \
-                    __builtin_prefetch((const char*)(x + ahead * x_rs) + b);                            \
+            if (r + ahead < n) fe_prefetch_row(x + ahead * x_rs, row_bytes);                            \
             for (int second = 0; second < 2; second++)                                                  \
                 for (ptrdiff_t i = 0; i < half; i += LANES) {                                           \
                     V a = PFX##loadu_##SFX(x + i), b = PFX##loadu_##SFX(x + i + half);                  \

@@ -481,9 +481,9 @@ cdef inline int _effective_width(int requested) noexcept nogil:
 def fma_probe(long n_steps, int n_threads, int width=512):
     """Run ``n_steps`` of independent vector multiply-add chains (16 of AVX-512, 12 of AVX2: what
     the registers hold) on each of ``n_threads`` threads (AVX-512 where available and ``width``
-    allows, else AVX2+FMA): returns (flops done, instruction set), or (0.0, None) where neither runs. Timed by the caller, it measures the cores' peak float32
-    FMA throughput at the tiles' width, the compute bound that every projection here is compared
-    with."""
+    allows, else AVX2+FMA): returns (flops done, instruction set), or (0.0, None) where neither
+    runs. Timed by the caller, it measures the cores' peak float32 FMA throughput at the tiles'
+    width, the compute bound that every projection here is compared with."""
     cdef int t
     cdef double sink = 0, per_thread = 0
     width = _effective_width(width)

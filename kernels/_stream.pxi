@@ -84,19 +84,6 @@ cdef extern from *:
 
 
 cdef int _STREAM_ISA = fe_stream_isa()
-
-
-def stream_isa(value=None):
-    """The widest streaming store this module's kernels use: 512, 256 or 0 (plain stores; default
-    the CPU's widest); ``value`` sets it, capped at what the CPU runs (tests run the 256-bit
-    streaming kernels on an AVX-512 CPU with 256), and the previous value is returned."""
-    global _STREAM_ISA
-    previous = _STREAM_ISA
-    if value is not None:
-        if value not in (0, 256, 512):
-            raise ValueError(f"stream_isa must be 0, 256 or 512, got {value!r}")
-        _STREAM_ISA = min(int(value), fe_stream_isa())
-    return previous
 # A VM's sysfs gives its host's whole L3, which a few vCPUs do not get: an Intel Xeon VM with 2 vCPUs
 # read 480 MB, and there streaming stores won from 12 MB (real-text lookups, 36 MB out: 2.42 against
 # 2.66 ms; RoPE 48 MB: 3.37 against 3.71, 67 MB: 5.0 against 6.6). So the cache counts at most 32 MB,
@@ -113,6 +100,19 @@ def stream_min_bytes(value=None):
     previous = _stream_min_bytes
     if value is not None:
         _stream_min_bytes = float(value)
+    return previous
+
+
+def stream_isa(value=None):
+    """The widest streaming store this module's kernels use: 512, 256 or 0 (plain stores; default
+    the CPU's widest); ``value`` sets it, capped at what the CPU runs (tests run the 256-bit
+    streaming kernels on an AVX-512 CPU with 256), and the previous value is returned."""
+    global _STREAM_ISA
+    previous = _STREAM_ISA
+    if value is not None:
+        if value not in (0, 256, 512):
+            raise ValueError(f"stream_isa must be 0, 256 or 512, got {value!r}")
+        _STREAM_ISA = min(int(value), fe_stream_isa())
     return previous
 
 
