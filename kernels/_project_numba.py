@@ -167,7 +167,8 @@ def gram_rows(x, gram, row_norms, simd, n_threads):
 
 
 def warm_up():
-    """Compile the common signatures now (float32/float64, int32/int64 rows, with and without terms)."""
+    """Compile the common signatures now (float32/float64, with and without terms; index arrays reach
+    the kernels as int64, see fastembed.backends._one_index_type)."""
     for dtype in (np.float32, np.float64):
         table = np.zeros((2, 3), dtype)
         proj = np.zeros((3, 4), dtype)
@@ -175,12 +176,11 @@ def warm_up():
         bias = np.zeros(4, dtype)
         pos = np.zeros((2, 4), dtype)
         pos_rows = np.zeros(2, np.int64)
-        for itype in (np.int32, np.int64):
-            rows = np.zeros(2, itype)
-            project_rows(table, rows, proj, 1.0, None, None, None, out, 0.0, 0, 1)
-            project_rows(table, rows, proj, 1.0, bias, pos, pos_rows, out, 0.0, 0, 1)
-            project_distinct(table, rows, rows, proj, 1.0, None, None, None, out, 0, 1)
-            project_distinct(table, rows, rows, proj, 1.0, bias, pos, pos_rows, out, 0, 1)
-            project_gather(table, rows, rows, proj, 1.0, None, None, None, out, out, 0, 1)
-            project_gather(table, rows, rows, proj, 1.0, bias, pos, pos_rows, out.copy(), out, 0, 1)
+        rows = pos_rows
+        project_rows(table, rows, proj, 1.0, None, None, None, out, 0.0, 0, 1)
+        project_rows(table, rows, proj, 1.0, bias, pos, pos_rows, out, 0.0, 0, 1)
+        project_distinct(table, rows, rows, proj, 1.0, None, None, None, out, 0, 1)
+        project_distinct(table, rows, rows, proj, 1.0, bias, pos, pos_rows, out, 0, 1)
+        project_gather(table, rows, rows, proj, 1.0, None, None, None, out, out, 0, 1)
+        project_gather(table, rows, rows, proj, 1.0, bias, pos, pos_rows, out.copy(), out, 0, 1)
         project_rows(table, None, proj, 1.0, None, None, None, out, 0.0, 0, 1)

@@ -4,7 +4,8 @@ The Cython kernels (``_rows.pyx``, ``_positional.pyx``, ``_project.pyx``, ``_poo
 Numba mirrors (``_rows_numba.py``, ...) both define every function listed here, with the arguments
 of the ``.pyi`` stub beside the Cython module: arrays arrive validated and normalised, scalars as
 Python numbers, and a threaded kernel takes ``n_threads`` last. ``fastembed.backends.KernelSet``
-binds each one to the package's thread policy; nothing else adapts arguments between the sets.
+binds each one to the package's thread policy; the only argument it adapts is for Numba, which
+compiles once per combination of types: its threaded kernels get 1-D integer arrays as writable int64.
 """
 
 from typing import NamedTuple

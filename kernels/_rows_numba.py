@@ -88,16 +88,17 @@ def dedupe(ids, marker, uniq, remap):
 
 
 def warm_up():
-    """Compile the common signatures now (float32/float64, int32/int64 ids)."""
+    """Compile the common signatures now (float32/float64; dedupe's int32/int64 ids; the threaded
+    kernels' index arrays reach them as int64, see fastembed.backends._one_index_type)."""
     for dtype in (np.float32, np.float64):
         src = np.zeros((2, 3), dtype)
         out = np.empty((2, 3), dtype)
         bias = np.zeros(3, dtype)
         pos_rows = np.zeros(2, np.int64)
+        gather_rows(src, pos_rows, 1.0, None, None, None, out, 1)
+        gather_rows(src, pos_rows, 1.0, bias, src, pos_rows, out, 1)
         for itype in (np.int32, np.int64):
             rows = np.zeros(2, itype)
-            gather_rows(src, rows, 1.0, None, None, None, out, 1)
-            gather_rows(src, rows, 1.0, bias, src, pos_rows, out, 1)
             dedupe(rows, np.full(2, -1, itype), np.empty(2, itype), np.empty(2, itype))
         finish_rows(out, 1.0, bias, src, pos_rows, 1)
         finish_rows(out, 1.0, None, None, None, 1)

@@ -165,3 +165,26 @@ def test_both_sets_satisfy_the_one_protocol():
                 function = getattr(module, name)
                 py_func = getattr(function, "py_func", function)
                 assert list(inspect.signature(py_func).parameters) == expected, name
+
+
+def test_numba_threaded_kernels_get_one_index_type(pair):
+    """int32, int64 and read-only index arrays reach a threaded Numba kernel as one type (Numba compiles
+    once per combination of argument types), with the same results and the caller's arrays untouched."""
+    numba_set = pair[1]
+    rng = np.random.default_rng(5)
+    src = rng.standard_normal((20, 7)).astype(np.float32)[:, ::-1]  # a layout no other test compiles
+    rows = rng.integers(0, 20, 50)
+    read_only = rows.copy()
+    read_only.flags.writeable = False
+    signatures = []
+    outs = []
+    for index in (rows.astype(np.int32), rows, read_only, np.broadcast_to(rows[:1], (50,))):
+        out = np.empty((50, 7), np.float32)
+        assert numba_set.gather_rows(src, index, 1.0, None, None, None, out, 2) == 0
+        signatures.append(len(numba_set.rows.gather_rows.signatures))
+        outs.append(out)
+    assert signatures[0] >= 1 and len(set(signatures)) == 1
+    for out in outs[:3]:
+        np.testing.assert_array_equal(out, src[rows])
+    np.testing.assert_array_equal(outs[3], src[np.full(50, rows[0])])
+    assert not read_only.flags.writeable
