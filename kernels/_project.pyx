@@ -428,6 +428,7 @@ DEF PACK_MIN_ROWS = 256  # see _packed_proj
 DEF PACK_MIN_ROWS_4K = 64
 DEF GRAM_CHUNK = 256  # rows summed in the input dtype before their sums join the float64 Gram matrix
 DEF GRAM_L1_BYTES = 24576  # see gram_rows
+DEF GRAM_SUB_ROWS = 64  # see gram_rows
 
 
 def simd_width():
@@ -1318,8 +1319,12 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, in
     n_strips = (d + nr - 1) // nr
     # A strip's rows of one sub-chunk, read by every tile of the strip, fit in GRAM_L1_BYTES. Summing
     # MiniLM (30522 x 384, float32) on an Intel Xeon with AVX-512 took 32-33 ms when each tile read
-    # its strip from L2 for a whole chunk.
-    sub = min(<Py_ssize_t>GRAM_CHUNK, max(<Py_ssize_t>1, GRAM_L1_BYTES // (nr * <Py_ssize_t>sizeof(real))))
+    # its strip from L2 for a whole chunk. At most GRAM_SUB_ROWS rows: the tiles' broadcasts read a
+    # cache line of each row too, and the AVX2 tiles' narrow strips (24 floats) fit whole 256-row
+    # chunks, strip and lines overflowing L1 (MiniLM on the Zen 4 with FASTEMBED_SIMD=avx2, medians of
+    # interleaved runs: 30.0 ms in sub-chunks of 64 rows against 32.5 in 256, one thread 58.5 against
+    # 65.1; 32 and 128 rows fell between; the AVX-512 tiles' sub-chunks were 64 rows already).
+    sub = min(<Py_ssize_t>GRAM_SUB_ROWS, max(<Py_ssize_t>1, GRAM_L1_BYTES // (nr * <Py_ssize_t>sizeof(real))))
     if not width:
         sub = GRAM_CHUNK
     # Tasks, strip by strip: the tile of rows i0..i0 + mr of gram by the strip's columns from the
