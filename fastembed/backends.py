@@ -183,18 +183,18 @@ class NumbaKernelSet(KernelSet):
 
 
 def _one_index_type(argument):
-    """A 1-D integer array as a writable int64 one (a copy unless it already is one), anything else
-    as it is. Numba compiles a kernel once per combination of argument types, and index arrays came
-    as int32 or int64, read-only (broadcast positions) or not: the test suite alone compiled
-    gather_rows 70 times, ~2 s each. Index arrays are O(N) beside the O(N d) rows they select; the
-    kernels only read them."""
+    """A 1-D integer array as a writable, contiguous int64 one (a copy unless it already is one),
+    anything else as it is. Numba compiles a kernel once per combination of argument types, and
+    index arrays came as int32 or int64, read-only (broadcast positions) or not: the test suite alone
+    compiled gather_rows 70 times, ~2 s each. Index arrays are O(N) beside the O(N d) rows they
+    select; the kernels only read them."""
     import numpy as np
 
     if (
         isinstance(argument, np.ndarray)
         and argument.ndim == 1
         and argument.dtype.kind == "i"
-        and (argument.dtype != np.int64 or not argument.flags.writeable)
+        and (argument.dtype != np.int64 or not argument.flags.writeable or not argument.flags.c_contiguous)
     ):
         return argument.astype(np.int64)
     return argument

@@ -175,8 +175,7 @@ def warm_up():
         out = np.empty((2, 4), dtype)
         bias = np.zeros(4, dtype)
         pos = np.zeros((2, 4), dtype)
-        pos_rows = np.zeros(2, np.int64)
-        rows = pos_rows
+        rows = pos_rows = np.zeros(2, np.int64)
         project_rows(table, rows, proj, 1.0, None, None, None, out, 0.0, 0, 1)
         project_rows(table, rows, proj, 1.0, bias, pos, pos_rows, out, 0.0, 0, 1)
         project_distinct(table, rows, rows, proj, 1.0, None, None, None, out, 0, 1)
