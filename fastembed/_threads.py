@@ -32,7 +32,7 @@ os.environ.setdefault("GOMP_SPINCOUNT", "3000")
 
 _local = threading.local()
 _default = None
-_blas_lock = threading.Lock()
+_blas_lock = threading.RLock()  # re-entrant: a limited block calls code that limits again (factorize -> eigh)
 _blas_controller = None
 _blas_threads = None
 

@@ -175,6 +175,32 @@ def test_beside_torch_two_openmp_runtimes_neither_crash_nor_oversubscribe(tmp_pa
     assert result.stdout.startswith("ok"), result.stdout
 
 
+def test_one_thread_calls_finish_where_blas_has_more_threads(tmp_path):
+    """n_threads=1 where BLAS runs more threads: the BLAS limit is taken again inside a limited block
+    (factorize limits BLAS, then its eigh limits it to one thread). With a non-reentrant lock that
+    hung for good; in a child process with a timeout, so that a regression fails rather than hangs."""
+    code = textwrap.dedent(
+        """
+        import numpy as np, fastembed as fe, fastembed._threads as threads
+        threads._blas_threads = max(threads.blas_num_threads() or 1, 4)  # the limit applies on any machine
+        rng = np.random.default_rng(0)
+        W = rng.standard_normal((300, 24))
+        for method in ("svd", "randomized"):
+            fac = fe.factorize(W, 6, method=method, n_threads=1)
+            assert fac.table.shape == (300, 6), fac.table.shape
+        E, P = W[:, :8].astype(np.float32), W[:8, :16].astype(np.float32)
+        for backend in fe.backends.available():
+            got = fe.factorized_lookup([[3, 1, 4]], E, P, backend=backend, n_threads=1)
+            assert np.allclose(got[0], E[[3, 1, 4]] @ P, atol=1e-5)
+            fe.pooled_lookup([[3, 1], [4]], E, proj=P, backend=backend, n_threads=1)
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("ok"), result.stdout
+
+
 def test_multi_pass_kernels_are_exact_with_one_core_busy():
     """Kernels with several parallel loops in one region (the Gram pass's chunks, the fused kernel's
     packing then tiles, the pipelined projection and gather) give one thread's bits while another
