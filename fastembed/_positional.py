@@ -46,7 +46,7 @@ class _TableCache:
         self.max_bytes = max_bytes
         self._entries = OrderedDict()
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a signal handler on this thread may call in while it is held
 
     def get(self, key):
         with self._lock:
