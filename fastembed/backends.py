@@ -13,6 +13,8 @@ import os
 import threading
 import warnings
 
+import numpy as np
+
 from . import _threads
 
 BACKENDS = ("cython", "numba", "numpy")
@@ -188,8 +190,6 @@ def _one_index_type(argument):
     index arrays came as int32 or int64, read-only (broadcast positions) or not: the test suite alone
     compiled gather_rows 70 times, ~2 s each. Index arrays are O(N) beside the O(N d) rows they
     select; the kernels only read them."""
-    import numpy as np
-
     if (
         isinstance(argument, np.ndarray)
         and argument.ndim == 1

@@ -5,7 +5,8 @@ Numba mirrors (``_rows_numba.py``, ...) both define every function listed here, 
 of the ``.pyi`` stub beside the Cython module: arrays arrive validated and normalised, scalars as
 Python numbers, and a threaded kernel takes ``n_threads`` last. ``fastembed.backends.KernelSet``
 binds each one to the package's thread policy; the only argument it adapts is for Numba, which
-compiles once per combination of types: its threaded kernels get 1-D integer arrays as writable int64.
+compiles once per combination of types: its threaded kernels get 1-D integer arrays as contiguous,
+writable int64 ones.
 """
 
 from typing import NamedTuple

@@ -94,12 +94,12 @@ def warm_up():
         src = np.zeros((2, 3), dtype)
         out = np.empty((2, 3), dtype)
         bias = np.zeros(3, dtype)
-        pos_rows = np.zeros(2, np.int64)
-        gather_rows(src, pos_rows, 1.0, None, None, None, out, 1)
-        gather_rows(src, pos_rows, 1.0, bias, src, pos_rows, out, 1)
+        rows = pos_rows = np.zeros(2, np.int64)
+        gather_rows(src, rows, 1.0, None, None, None, out, 1)
+        gather_rows(src, rows, 1.0, bias, src, pos_rows, out, 1)
         for itype in (np.int32, np.int64):
-            rows = np.zeros(2, itype)
-            dedupe(rows, np.full(2, -1, itype), np.empty(2, itype), np.empty(2, itype))
+            ids = np.zeros(2, itype)
+            dedupe(ids, np.full(2, -1, itype), np.empty(2, itype), np.empty(2, itype))
         finish_rows(out, 1.0, bias, src, pos_rows, 1)
         finish_rows(out, 1.0, None, None, None, 1)
 
