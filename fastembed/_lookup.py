@@ -67,10 +67,11 @@ def _latency_kernels(ids, table, backend):
     return k if k is not None and k.name == "cython" else None
 
 
-def _fast(ids, table, proj, scale, pos_table, out, backend, n_threads):
-    """The latency path of the commonest call (C-contiguous numpy arrays, no bias, positions from
-    0, the fused plan with SIMD tiles): one compiled call that takes the arguments only when it
-    can prove them valid and returns None otherwise, for the general path to check and report.
+def _fast(ids, table, proj, scale, bias, pos_table, offset, out, backend, n_threads):
+    """The latency path of the commonest calls (C-contiguous numpy arrays, positions counted from
+    an int offset, the fused plan with SIMD tiles; a decoding step is one): one compiled call that
+    takes the arguments only when it can prove them valid and returns None otherwise, for the
+    general path to check and report.
     It skips the general path's Python (about 10 us a call at 1 x 128 ids, timed with the report's
     latency case)."""
     k = _latency_kernels(ids, table, backend)
@@ -92,15 +93,17 @@ def _fast(ids, table, proj, scale, pos_table, out, backend, n_threads):
         k.simd_width,
         _pipeline.SIGNAL_CHECK_FLOPS,
         lambda flops: _pipeline.fused_threads(k, threads, flops),
+        bias,
+        offset,
     )
     if result is not None and k.openmp:
         _threads.note_openmp_kernel_end()
     return result
 
 
-def _fast_dense(ids, table, scale, pos_table, out, backend, n_threads):
+def _fast_dense(ids, table, scale, bias, pos_table, offset, out, backend, n_threads):
     """The dense lookup's latency path, as ``_fast`` is the factorized one's: the gather kernel on
-    C-contiguous numpy arrays without bias or offset, or None for the general path (which spends
+    C-contiguous numpy arrays, or None for the general path (which spends
     about 20 us of Python a call at 1 x 128 ids, with a 12 us kernel: the report's latency case)."""
     k = _latency_kernels(ids, table, backend)
     if k is None:
@@ -114,6 +117,8 @@ def _fast_dense(ids, table, scale, pos_table, out, backend, n_threads):
         out,
         _pipeline.SIGNAL_CHECK_BYTES,
         lambda n_elements: k.thread_count(k.for_work(threads, n_elements)),
+        bias,
+        offset,
     )
     if result is not None and k.openmp:
         _threads.note_openmp_kernel_end()
@@ -122,11 +127,11 @@ def _fast_dense(ids, table, scale, pos_table, out, backend, n_threads):
 
 def _lookup(ids, table, proj, scale, bias, pos_table, offset, position_ids, out, backend, n_threads, plan):
     """The lookups' one implementation: factorized when ``proj`` is given, dense otherwise."""
-    if plan is None and bias is None and type(offset) is int and offset == 0 and position_ids is None:
+    if plan is None and position_ids is None:
         if proj is not None:
-            result = _fast(ids, table, proj, scale, pos_table, out, backend, n_threads)
+            result = _fast(ids, table, proj, scale, bias, pos_table, offset, out, backend, n_threads)
         else:
-            result = _fast_dense(ids, table, scale, pos_table, out, backend, n_threads)
+            result = _fast_dense(ids, table, scale, bias, pos_table, offset, out, backend, n_threads)
         if result is not None:
             return result
     name = backends.resolve(backend)

@@ -69,12 +69,32 @@ cdef bint _copy_ids(Py_buffer* bi, int64_t* rows, Py_ssize_t n, Py_ssize_t V) no
     return bad == 0
 
 
-cdef void _sequence_positions(int64_t* q_rows, Py_ssize_t n, Py_ssize_t L) noexcept nogil:
-    """q_rows[i] = i % L: the position of each id along the last axis of ids."""
+cdef void _sequence_positions(int64_t* q_rows, Py_ssize_t n, Py_ssize_t L, Py_ssize_t offset) noexcept nogil:
+    """q_rows[i] = offset + i % L: the pos_table row of each id (its position along the last axis of
+    ids, counted from ``offset``)."""
     cdef Py_ssize_t i, j
     for i in range(n // L):
         for j in range(L):
-            q_rows[i * L + j] = j
+            q_rows[i * L + j] = offset + j
+
+
+cdef Py_ssize_t _offset_within(offset, Py_buffer* bq, bint has_q, Py_ssize_t L):
+    """The first position when the rows offset .. offset + L - 1 are rows of pos (``offset`` a
+    Python int, 0 when there is no pos), else -1: the general path checks and reports the rest."""
+    if type(offset) is not int or offset < 0:
+        return -1
+    if not has_q:
+        return 0 if offset == 0 else -1
+    if offset > bq.shape[0] - L:
+        return -1
+    return offset
+
+
+cdef bint _bias_fits(bias, Py_buffer* bb, bint has_b, Py_ssize_t d, int kind) noexcept:
+    """No bias, or a C-contiguous (d,) vector of kind ``kind`` whose buffer ``bb`` holds."""
+    if bias is None:
+        return True
+    return has_b and bb.ndim == 1 and _buffer_kind(bb) == kind and bb.shape[0] == d
 
 
 cdef bint _get_buffer(obj, Py_buffer* view, bint writable):
@@ -86,11 +106,11 @@ cdef bint _get_buffer(obj, Py_buffer* view, bint writable):
     return True
 
 
-cdef bint _simple_arguments(ids, table, pos, out, scale, double* value):
-    """numpy arrays (pos and out may be None) and a Python float or int scale, stored in ``value``
-    (never a numpy scalar or a bool, whose checks the general path owns)."""
+cdef bint _simple_arguments(ids, table, pos, out, bias, scale, double* value):
+    """numpy arrays (pos, out and bias may be None) and a Python float or int scale, stored in
+    ``value`` (never a numpy scalar or a bool, whose checks the general path owns)."""
     cdef object t
-    for t in (ids, table, pos, out):
+    for t in (ids, table, pos, out, bias):
         if t is not None and type(t) is not np.ndarray:
             return False
     if ids is None or table is None or not (type(scale) is float or type(scale) is int):

@@ -68,4 +68,6 @@ def project_call(
     simd: int,
     max_flops: float,
     threads_for: Callable[[float], int],
+    bias: _Real | None = None,
+    offset: int = 0,
 ) -> _Real | None: ...

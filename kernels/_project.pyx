@@ -1439,25 +1439,29 @@ cdef void _gram_loop(const real* x0, Py_ssize_t x_rs, Py_ssize_t k_rows, Py_ssiz
 # accepts only calls it can prove valid from the buffers alone and returns None for every other one,
 # which then takes the general path: validation and its messages live in fastembed/_validation.py only.
 
-cdef void _fast_grid(Py_buffer* bt, Py_buffer* bp, Py_buffer* bq, Py_buffer* bo, const int64_t* rows,
-                     const int64_t* q_rows, Py_ssize_t n, Py_ssize_t r, Py_ssize_t d, double scale,
-                     bint f64, int width, int n_threads) noexcept:
+cdef void _fast_grid(Py_buffer* bt, Py_buffer* bp, Py_buffer* bq, Py_buffer* bb, Py_buffer* bo,
+                     const int64_t* rows, const int64_t* q_rows, Py_ssize_t n, Py_ssize_t r, Py_ssize_t d,
+                     double scale, bint f64, int width, int n_threads) noexcept:
     cdef const float* q32 = <const float*>bq.buf if bq != NULL else NULL
     cdef const double* q64 = <const double*>bq.buf if bq != NULL else NULL
+    cdef const float* b32 = <const float*>bb.buf if bb != NULL else NULL
+    cdef const double* b64 = <const double*>bb.buf if bb != NULL else NULL
     if f64:
         _run_grid(<const double*>bt.buf, r, 1, rows, <const double*>bp.buf, d, r, n, d, <double>scale,
-                  <const double*>NULL, q64, d, q_rows if bq != NULL else NULL, NULL, NULL, <double*>bo.buf, width, n_threads, 0)
+                  b64, q64, d, q_rows if bq != NULL else NULL, NULL, NULL, <double*>bo.buf, width, n_threads, 0)
     else:
         _run_grid(<const float*>bt.buf, r, 1, rows, <const float*>bp.buf, d, r, n, d, <float>scale,
-                  <const float*>NULL, q32, d, q_rows if bq != NULL else NULL, NULL, NULL, <float*>bo.buf, width, n_threads, 0)
+                  b32, q32, d, q_rows if bq != NULL else NULL, NULL, NULL, <float*>bo.buf, width, n_threads, 0)
 
 
-def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, threads_for):
-    """``out = (table[ids] @ proj) * scale + pos[l]`` (l the position along the last axis of ids)
-    when every argument is a C-contiguous numpy array of the simple case, else None.
+def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, threads_for, bias=None, offset=0):
+    """``out = (table[ids] @ proj) * scale + bias + pos[offset + l]`` (l the position along the
+    last axis of ids) when every argument is a C-contiguous numpy array of the simple case, else
+    None.
 
     The simple case: ids int32/int64 of at least one dimension, every id in [0, V); table (V, r)
-    and proj (r, d) of one float dtype; pos None or (n_pos >= L, d); out None (a fresh array is
+    and proj (r, d) of one float dtype; bias None or (d,) of that dtype; pos None (and offset 0) or
+    (n_pos, d) with offset + L <= n_pos, offset a Python int >= 0; out None (a fresh array is
     returned) or writable, of shape ids.shape + (d,) and the table's dtype, sharing no memory with
     any input; ``scale`` a float or int; at most ``max_flops`` multiply-adds x 2 (one kernel call,
     uninterruptible by Ctrl-C). The ids are copied (and checked) before the kernel reads them, so
@@ -1465,22 +1469,26 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
     ``threads_for(flops)`` gives the thread count. Anything else, or an out-of-range id: None,
     with nothing written.
     """
-    cdef Py_buffer bi, bt, bp, bq, bo
-    cdef bint has_i = False, has_t = False, has_p = False, has_q = False, has_o = False
-    cdef Py_ssize_t n, L, V, r, d
+    cdef Py_buffer bi, bt, bp, bq, bb, bo
+    cdef bint has_i = False, has_t = False, has_p = False, has_q = False, has_b = False, has_o = False
+    cdef Py_ssize_t n, L, V, r, d, first
     cdef int64_t* rows = NULL
     cdef int64_t* q_rows = NULL
     cdef int kind, n_threads
     cdef double sc
-    if type(proj) is not np.ndarray or not _simple_arguments(ids, table, pos, out, scale, &sc):
+    if type(proj) is not np.ndarray or not _simple_arguments(ids, table, pos, out, bias, scale, &sc):
         return None
     try:
         has_i = _get_buffer(ids, &bi, False)
         has_t = has_i and _get_buffer(table, &bt, False)
         has_p = has_t and _get_buffer(proj, &bp, False)
         has_q = has_p and pos is not None and _get_buffer(pos, &bq, False)
-        has_o = has_p and (pos is None or has_q) and out is not None and _get_buffer(out, &bo, True)
-        if not has_p or (pos is not None and not has_q) or (out is not None and not has_o):
+        has_b = has_p and (pos is None or has_q) and bias is not None and _get_buffer(bias, &bb, False)
+        has_o = (has_p and (pos is None or has_q) and (bias is None or has_b) and out is not None
+                 and _get_buffer(out, &bo, True))
+        if not has_p or (pos is not None and not has_q) or (bias is not None and not has_b):
+            return None
+        if out is not None and not has_o:
             return None
         kind = _buffer_kind(&bt)
         if not _is_ids(&bi) or bt.ndim != 2 or bp.ndim != 2 or kind == 0 or _buffer_kind(&bp) != kind:
@@ -1490,12 +1498,16 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
         n = bi.len // bi.itemsize
         if bp.shape[0] != r or n == 0 or r == 0 or d == 0 or 2.0 * n * r * d > max_flops:
             return None
-        if has_q and (bq.ndim != 2 or _buffer_kind(&bq) != kind or bq.shape[1] != d or bq.shape[0] < L):
+        if has_q and (bq.ndim != 2 or _buffer_kind(&bq) != kind or bq.shape[1] != d):
+            return None
+        first = _offset_within(offset, &bq, has_q, L)
+        if first < 0 or not _bias_fits(bias, &bb, has_b, d, kind):
             return None
         if has_o:
             if not _out_fits(&bo, &bi, d, kind):
                 return None
-            if not (_apart(&bo, &bi) and _apart(&bo, &bt) and _apart(&bo, &bp) and (not has_q or _apart(&bo, &bq))):
+            if not (_apart(&bo, &bi) and _apart(&bo, &bt) and _apart(&bo, &bp) and (not has_q or _apart(&bo, &bq))
+                    and (not has_b or _apart(&bo, &bb))):
                 return None
         rows = <int64_t*>malloc(2 * n * sizeof(int64_t))
         if rows == NULL:
@@ -1504,7 +1516,7 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
         if not _copy_ids(&bi, rows, n, V):
             return None
         if has_q:
-            _sequence_positions(q_rows, n, L)
+            _sequence_positions(q_rows, n, L, first)
         if not has_o:
             result = np.empty(tuple(bi.shape[k] for k in range(bi.ndim)) + (d,), dtype=table.dtype)
             PyObject_GetBuffer(result, &bo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
@@ -1512,8 +1524,8 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
         else:
             result = out
         n_threads = threads_for(2.0 * n * r * d)
-        _fast_grid(&bt, &bp, &bq if has_q else NULL, &bo, rows, q_rows, n, r, d, sc, kind == FE_F64,
-                   _effective_width(simd), n_threads)
+        _fast_grid(&bt, &bp, &bq if has_q else NULL, &bb if has_b else NULL, &bo, rows, q_rows, n, r, d, sc,
+                   kind == FE_F64, _effective_width(simd), n_threads)
         return result
     finally:
         free(rows)
@@ -1521,4 +1533,5 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
         _release(&bt, has_t)
         _release(&bp, has_p)
         _release(&bq, has_q)
+        _release(&bb, has_b)
         _release(&bo, has_o)

@@ -28,6 +28,8 @@ def gather_call(
     out: _Real | None,
     max_bytes: float,
     threads_for: Callable[[int], int],
+    bias: _Real | None = None,
+    offset: int = 0,
 ) -> _Real | None: ...
 def finish_rows(
     out: _Real, scale: float, bias: _Real | None, pos: _Real | None, pos_rows: NDArray[np.int64] | None, n_threads: int

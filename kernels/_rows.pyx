@@ -144,32 +144,37 @@ cdef Py_ssize_t _gather_runs(const real* s0, Py_ssize_t s_rs, Py_ssize_t n_src, 
 # _project.pyx's project_call is factorized_lookup's: it accepts only calls it can prove valid from the
 # buffers alone and returns None for every other one, which then takes the general path.
 
-def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for):
-    """``out = table[ids] * scale + pos[l]`` (l the position along the last axis of ids) when every
-    argument is a C-contiguous numpy array of the simple case, else None.
+def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for, bias=None, offset=0):
+    """``out = table[ids] * scale + bias + pos[offset + l]`` (l the position along the last axis of
+    ids) when every argument is a C-contiguous numpy array of the simple case, else None.
 
     The simple case: ids int32/int64 of at least one dimension, every id in [0, V); table (V, d) of
-    a float dtype; pos None or (n_pos >= L, d) of that dtype; out None (a fresh array is returned)
+    a float dtype; bias None or (d,) of that dtype; pos None (and offset 0) or (n_pos, d) of that
+    dtype with offset + L <= n_pos, offset a Python int >= 0; out None (a fresh array is returned)
     or writable, of shape ids.shape + (d,) and the table's dtype, sharing no memory with any input;
     ``scale`` a float or int; at most ``max_bytes`` of output (one kernel call, uninterruptible by
     Ctrl-C). The rows are gather_rows' (the same values bit for bit). The ids are copied and checked
     before the kernel reads them. ``threads_for(n_elements)`` gives the thread count. Anything
     else, or an out-of-range id: None, with nothing written.
     """
-    cdef Py_buffer bi, bt, bq, bo
-    cdef bint has_i = False, has_t = False, has_q = False, has_o = False
-    cdef Py_ssize_t n, L, V, d
+    cdef Py_buffer bi, bt, bq, bb, bo
+    cdef bint has_i = False, has_t = False, has_q = False, has_b = False, has_o = False
+    cdef Py_ssize_t n, L, V, d, first
     cdef int64_t* rows = NULL
     cdef int kind, n_threads
     cdef double sc
-    if not _simple_arguments(ids, table, pos, out, scale, &sc):
+    if not _simple_arguments(ids, table, pos, out, bias, scale, &sc):
         return None
     try:
         has_i = _get_buffer(ids, &bi, False)
         has_t = has_i and _get_buffer(table, &bt, False)
         has_q = has_t and pos is not None and _get_buffer(pos, &bq, False)
-        has_o = has_t and (pos is None or has_q) and out is not None and _get_buffer(out, &bo, True)
-        if not has_t or (pos is not None and not has_q) or (out is not None and not has_o):
+        has_b = has_t and (pos is None or has_q) and bias is not None and _get_buffer(bias, &bb, False)
+        has_o = (has_t and (pos is None or has_q) and (bias is None or has_b) and out is not None
+                 and _get_buffer(out, &bo, True))
+        if not has_t or (pos is not None and not has_q) or (bias is not None and not has_b):
+            return None
+        if out is not None and not has_o:
             return None
         kind = _buffer_kind(&bt)
         if not _is_ids(&bi) or bt.ndim != 2 or (kind != FE_F32 and kind != FE_F64):
@@ -179,10 +184,13 @@ def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for):
         n = bi.len // bi.itemsize
         if n == 0 or d == 0 or <double>n * d * bt.itemsize > max_bytes:
             return None
-        if has_q and (bq.ndim != 2 or _buffer_kind(&bq) != kind or bq.shape[1] != d or bq.shape[0] < L):
+        if has_q and (bq.ndim != 2 or _buffer_kind(&bq) != kind or bq.shape[1] != d):
+            return None
+        first = _offset_within(offset, &bq, has_q, L)
+        if first < 0 or not _bias_fits(bias, &bb, has_b, d, kind):
             return None
         if has_o and not (_out_fits(&bo, &bi, d, kind) and _apart(&bo, &bi) and _apart(&bo, &bt)
-                          and (not has_q or _apart(&bo, &bq))):
+                          and (not has_q or _apart(&bo, &bq)) and (not has_b or _apart(&bo, &bb))):
             return None
         rows = <int64_t*>malloc(n * sizeof(int64_t))
         if rows == NULL or not _copy_ids(&bi, rows, n, V):
@@ -195,11 +203,11 @@ def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for):
             result = out
         n_threads = threads_for(n * d)
         if kind == FE_F64:
-            _gather_simple(<const double*>bt.buf, rows, <double>sc, <const double*>bq.buf if has_q else NULL, L,
-                           <double*>bo.buf, n, d, n_threads)
+            _gather_simple(<const double*>bt.buf, rows, <double>sc, <const double*>bb.buf if has_b else NULL,
+                           <const double*>bq.buf + first * d if has_q else NULL, L, <double*>bo.buf, n, d, n_threads)
         else:
-            _gather_simple(<const float*>bt.buf, rows, <float>sc, <const float*>bq.buf if has_q else NULL, L,
-                           <float*>bo.buf, n, d, n_threads)
+            _gather_simple(<const float*>bt.buf, rows, <float>sc, <const float*>bb.buf if has_b else NULL,
+                           <const float*>bq.buf + first * d if has_q else NULL, L, <float*>bo.buf, n, d, n_threads)
         return result
     finally:
         free(rows)
@@ -209,16 +217,16 @@ def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for):
         _release(&bo, has_o)
 
 
-cdef void _gather_simple(const real* table, const int64_t* rows, real scale, const real* pos, Py_ssize_t L,
-                         real* out, Py_ssize_t n, Py_ssize_t d, int n_threads) noexcept:
-    # out[i] = table[rows[i]] * scale + pos[i % L], unit strides, rows already checked
+cdef void _gather_simple(const real* table, const int64_t* rows, real scale, const real* bias, const real* pos,
+                         Py_ssize_t L, real* out, Py_ssize_t n, Py_ssize_t d, int n_threads) noexcept:
+    # out[i] = table[rows[i]] * scale + bias + pos[i % L], unit strides, rows already checked
     cdef Py_ssize_t i
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     cdef int stream = _stream_for(out, <double>n * d * sizeof(real), sizeof(real))
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
         for i in prange(n, schedule="guided"):
-            _emit_row(out + i * d, table + rows[i] * d, 1, scale, <const real*>NULL,
+            _emit_row(out + i * d, table + rows[i] * d, 1, scale, bias,
                       pos + (i % L) * d if pos != NULL else <const real*>NULL, 1, d, stream)
         if stream:
             fe_store_fence()

@@ -251,14 +251,17 @@ def test_avx2_tiles_take_the_fused_plan_for_small_calls_only(monkeypatch):
     table = rng.standard_normal((30000, 128)).astype(np.float32)
     proj = rng.standard_normal((128, 768)).astype(np.float32)
     bias = rng.standard_normal(768).astype(np.float32)
+    pos = rng.standard_normal((12000, 768)).astype(np.float32)
     for shape, fused in (((1, 128), True), ((4, 512), True), ((2, 12000), False)):
         ids = rng.permutation(30000)[: np.prod(shape)].reshape(shape)  # distinct: no dedupe
         fused_calls.clear()
-        for extra in ({}, {"bias": bias}):  # without bias the latency path, with it the general one
+        # the latency path, then position_ids: the general path
+        explicit = {"bias": bias, "pos_table": pos, "position_ids": np.arange(shape[-1])[::-1]}
+        for extra in ({"bias": bias}, explicit):
             got = fe.factorized_lookup(ids, table, proj, backend="cython", **extra)
             ref = reference.factorized_lookup(ids, table, proj, **extra)
             magnitude = reference.factorized_lookup(
-                ids, np.abs(table), np.abs(proj), **{k: np.abs(w) for k, w in extra.items()}
+                ids, np.abs(table), np.abs(proj), **{k: np.abs(w) if k != "position_ids" else w for k, w in extra.items()}
             )
             assert_matches_reference(got, ref, magnitude, np.float32)
         assert bool(fused_calls) == fused, (shape, fused_calls)
@@ -277,34 +280,36 @@ def _gather_call_kernels():
     return k
 
 
-def _gather_call(k, ids, table, scale, pos, out, max_bytes=2.0**31):
-    return k.rows.gather_call(ids, table, scale, pos, out, max_bytes, lambda n_elements: 2)
+def _gather_call(k, ids, table, scale, pos, out, max_bytes=2.0**31, bias=None, offset=0):
+    return k.rows.gather_call(ids, table, scale, pos, out, max_bytes, lambda n_elements: 2, bias, offset)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("id_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("ids_shape", [(1,), (1, 128), (3, 17), (2, 2, 9)])
-@pytest.mark.parametrize("with_pos", [False, True])
+@pytest.mark.parametrize(("with_pos", "offset"), [(False, 0), (True, 0), (True, 2)])
+@pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("with_out", [False, True])
-def test_dense_latency_path_is_gather_rows_bit_for_bit(dtype, id_dtype, ids_shape, with_pos, with_out):
+def test_dense_latency_path_is_gather_rows_bit_for_bit(dtype, id_dtype, ids_shape, with_pos, offset, with_bias, with_out):
     """lookup's simple case runs gather_call: gather_rows' values bit for bit, and the float64
-    reference's."""
+    reference's, with a bias and positions from an offset (a decoding step) too."""
     k = _gather_call_kernels()
     rng = np.random.default_rng(11)
     V, d = 40, 37
     table = rng.standard_normal((V, d)).astype(dtype)
     pos = rng.standard_normal((ids_shape[-1] + 2, d)).astype(dtype) if with_pos else None
+    bias = rng.standard_normal(d).astype(dtype) if with_bias else None
     ids = rng.integers(0, V, ids_shape).astype(id_dtype)
     out = np.full(ids_shape + (d,), np.nan, dtype) if with_out else None
-    got = _gather_call(k, ids, table, 1.5, pos, out)
+    got = _gather_call(k, ids, table, 1.5, pos, out, bias=bias, offset=offset)
     assert got is not None and got.shape == ids_shape + (d,) and got.dtype == dtype
     assert not with_out or got is out
     flat = ids.reshape(-1).astype(np.int64)
-    rows = np.tile(np.arange(ids_shape[-1]), flat.size // ids_shape[-1])
+    rows = offset + np.tile(np.arange(ids_shape[-1]), flat.size // ids_shape[-1])
     general = np.empty((flat.size, d), dtype)
-    k.rows.gather_rows(table, flat, 1.5, None, pos, rows if with_pos else None, general, 2)
+    k.rows.gather_rows(table, flat, 1.5, bias, pos, rows if with_pos else None, general, 2)
     np.testing.assert_array_equal(got.reshape(-1, d), general)
-    expected = table[flat].astype(np.float64) * 1.5 + (pos[rows] if with_pos else 0.0)
+    expected = table[flat].astype(np.float64) * 1.5 + (pos[rows] if with_pos else 0.0) + (bias if with_bias else 0.0)
     np.testing.assert_allclose(got.reshape(-1, d), expected, rtol=1e-6 if dtype == np.float32 else 1e-14, atol=1e-6)
 
 
@@ -349,10 +354,31 @@ def test_dense_latency_path_declines_what_it_cannot_prove_valid():
         "out over pos": (ids, table, 1.0, big[:160].reshape(10, 16), big[150:310].reshape(2, 5, 16)),
         "out over ids": (big[:10].view(np.int32).reshape(2, 5), table, 1.0, pos, big[:160].reshape(2, 5, 16)),
     }
+    bias = np.ones(16, np.float32)
+    with_options = {  # (bias, offset) beside the simple arguments
+        "offset past pos": (None, 6),
+        "negative offset": (None, -1),
+        "offset without pos": (None, 1, None),
+        "numpy int offset": (None, np.int64(1)),
+        "bool offset": (None, True),
+        "float offset": (None, 1.0),
+        "huge offset": (None, 2**70),
+        "bias misshaped": (bias[:15], 0),
+        "bias 2-d": (bias.reshape(1, 16), 0),
+        "bias float64": (bias.astype(np.float64), 0),
+        "bias strided": (np.ones(32, np.float32)[::2], 0),
+        "bias a list": (bias.tolist(), 0),
+        "out over bias": (big[150:166], 0, pos, big[:160].reshape(2, 5, 16)),
+    }
+    assert _gather_call(k, ids, table, 1.0, pos, out, bias=bias, offset=5) is out  # the last rows of pos
+    out[...] = -3.0
+    for name, (b, offset, *rest) in with_options.items():
+        p, o = rest if len(rest) == 2 else (rest[0], out) if rest else (pos, out)
+        declined[name] = (ids, table, 1.0, p, o, 2.0**31, b, offset)
     for name, args in declined.items():
-        before = np.array(args[-1], copy=True)
+        before = np.array(args[4], copy=True)
         assert _gather_call(k, *args) is None, name
-        np.testing.assert_array_equal(args[-1], before, err_msg=name)
+        np.testing.assert_array_equal(args[4], before, err_msg=name)
     # more output than one uninterruptible kernel call may write (10 rows x 16 x 4 bytes here)
     assert _gather_call(k, ids, table, 1.0, pos, out, max_bytes=639.0) is None
     np.testing.assert_array_equal(out, -3.0)
@@ -372,14 +398,19 @@ def test_lookup_takes_the_dense_latency_path_only_for_the_simple_case(monkeypatc
     fe.lookup([[1, 2]], table)  # a list: the general path converts and checks it
     fe.lookup(np.array([[1, 0, 2]])[:, ::2], table)  # strided ids: declined inside
     assert len(calls) == 3
-    for kwargs in ({"bias": np.ones(4, np.float32)}, {"backend": "numpy"}, {"offset": 1}, {"position_ids": [0, 1]}):
-        pos = {"pos_table": np.zeros((4, 4), np.float32)} if "offset" in kwargs or "position_ids" in kwargs else {}
-        got = fe.lookup(np.array([[1, 2]]), table, **kwargs, **pos)
-        np.testing.assert_array_equal(got[0, :, :], table[[1, 2]] + kwargs.get("bias", 0))
-    assert len(calls) == 3
+    pos = np.arange(16, dtype=np.float32).reshape(4, 4)
+    got = fe.lookup(np.array([[1]]), table, bias=np.ones(4, np.float32), pos_table=pos, offset=3)  # a decoding step
+    np.testing.assert_array_equal(got[0, 0], table[1] + 1 + pos[3])
+    assert len(calls) == 4
+    for kwargs in ({"backend": "numpy"}, {"position_ids": [0, 1]}):
+        got = fe.lookup(np.array([[1, 2]]), table, **kwargs, pos_table=pos)
+        np.testing.assert_array_equal(got[0, :, :], table[[1, 2]] + pos[:2])
+    assert len(calls) == 4
     with pytest.raises(IndexError):
         fe.lookup(np.array([[1, 10]]), table)  # declined inside; the general path reports it
-    assert len(calls) == 4
+    with pytest.raises(IndexError, match="outside"):
+        fe.lookup(np.array([[1, 2]]), table, pos_table=pos, offset=3)  # past pos: declined, then reported
+    assert len(calls) == 6
 
 
 @pytest.mark.parametrize("d", [1, 5, 16, 100])

@@ -663,23 +663,25 @@ def test_dedupe_plan_pipelines_its_two_passes(monkeypatch, width):
 
 def _call_kernels():
     k = _kernels("cython")
-    if not k.fused_simd:
-        pytest.skip("the latency path runs where the fused plan is the default (AVX-512 tiles)")
+    if k.simd_width < 256:
+        pytest.skip("the latency path runs the fused kernel's SIMD tiles (AVX2 or AVX-512)")
     return k
 
 
-def _project_call(k, ids, table, proj, scale, pos, out):
-    return k.project.project_call(ids, table, proj, scale, pos, out, k.simd_width, 2.0**31, lambda flops: 2)
+def _project_call(k, ids, table, proj, scale, pos, out, bias=None, offset=0):
+    return k.project.project_call(ids, table, proj, scale, pos, out, k.simd_width, 2.0**31, lambda flops: 2, bias, offset)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("id_dtype", [np.int32, np.int64])
-@pytest.mark.parametrize("ids_shape", [(1,), (1, 128), (3, 17), (2, 2, 9)])
-@pytest.mark.parametrize("with_pos", [False, True])
+@pytest.mark.parametrize("ids_shape", [(1,), (1, 128), (3, 17), (2, 2, 9), (5, 1)])
+@pytest.mark.parametrize(("with_pos", "offset"), [(False, 0), (True, 0), (True, 3)])
+@pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("with_out", [False, True])
-def test_latency_path_is_the_fused_kernel_bit_for_bit(dtype, id_dtype, ids_shape, with_pos, with_out):
+def test_latency_path_is_the_fused_kernel_bit_for_bit(dtype, id_dtype, ids_shape, with_pos, offset, with_bias, with_out):
     """factorized_lookup's simple case runs project_call: the same tiles, the same bits as the
-    general path's fused plan, and the float64 reference's values."""
+    general path's fused plan, and the float64 reference's values, with a bias and positions from
+    an offset (a decoding step, ids (B, 1)) too."""
     import fastembed as fe
 
     k = _call_kernels()
@@ -687,16 +689,17 @@ def test_latency_path_is_the_fused_kernel_bit_for_bit(dtype, id_dtype, ids_shape
     V, r, d = 50, 33, 100
     table, proj = rng.standard_normal((V, r)).astype(dtype), rng.standard_normal((r, d)).astype(dtype)
     pos = rng.standard_normal((ids_shape[-1] + 3, d)).astype(dtype) if with_pos else None
+    bias = rng.standard_normal(d).astype(dtype) if with_bias else None
     ids = rng.integers(0, V, ids_shape).astype(id_dtype)
     out = np.full(ids_shape + (d,), np.nan, dtype) if with_out else None
-    got = _project_call(k, ids, table, proj, 1.5, pos, out)
+    got = _project_call(k, ids, table, proj, 1.5, pos, out, bias, offset)
     assert got is not None and got.shape == ids_shape + (d,) and got.dtype == dtype
     assert not with_out or got is out
-    general = fe.factorized_lookup(ids, table, proj, scale=1.5, pos_table=pos, plan="fused")
+    general = fe.factorized_lookup(ids, table, proj, scale=1.5, bias=bias, pos_table=pos, offset=offset, plan="fused")
     np.testing.assert_array_equal(got, general)
     flat = ids.reshape(-1)
-    rows = np.tile(np.arange(ids_shape[-1]), flat.size // ids_shape[-1])
-    expected, magnitude = _reference(table, flat, proj, 1.5, None, pos, rows if with_pos else None)
+    rows = offset + np.tile(np.arange(ids_shape[-1]), flat.size // ids_shape[-1])
+    expected, magnitude = _reference(table, flat, proj, 1.5, bias, pos, rows if with_pos else None)
     _check(got.reshape(-1, d), expected, magnitude, dtype)
 
 
@@ -743,10 +746,31 @@ def test_latency_path_declines_what_it_cannot_prove_valid():
         "out over pos": (ids, table, proj, 1.0, big[:160].reshape(10, 16), big[150:310].reshape(2, 5, 16)),
         "out over ids": (big[:10].view(np.int32).reshape(2, 5), table, proj, 1.0, pos, big[:160].reshape(2, 5, 16)),
     }
+    bias = np.ones(16, np.float32)
+    with_options = {  # (bias, offset) beside the simple arguments
+        "offset past pos": (None, 6),
+        "negative offset": (None, -1),
+        "offset without pos": (None, 1, None),
+        "numpy int offset": (None, np.int64(1)),
+        "bool offset": (None, True),
+        "float offset": (None, 1.0),
+        "huge offset": (None, 2**70),
+        "bias misshaped": (bias[:15], 0),
+        "bias 2-d": (bias.reshape(1, 16), 0),
+        "bias float64": (bias.astype(np.float64), 0),
+        "bias strided": (np.ones(32, np.float32)[::2], 0),
+        "bias a list": (bias.tolist(), 0),
+        "out over bias": (big[150:166], 0, pos, big[:160].reshape(2, 5, 16)),
+    }
+    assert _project_call(k, ids, table, proj, 1.0, pos, out, bias, 5) is out  # the last rows of pos
+    out[...] = -3.0
+    for name, (b, offset, *rest) in with_options.items():
+        p, o = rest if len(rest) == 2 else (rest[0], out) if rest else (pos, out)
+        declined[name] = (ids, table, proj, 1.0, p, o, b, offset)
     for name, args in declined.items():
-        before = np.array(args[-1], copy=True)
+        before = np.array(args[5], copy=True)
         assert _project_call(k, *args) is None, name
-        np.testing.assert_array_equal(args[-1], before, err_msg=name)
+        np.testing.assert_array_equal(args[5], before, err_msg=name)
     # more work than one uninterruptible kernel call may take (2 * 10 * 8 * 16 flops here)
     assert k.project.project_call(ids, table, proj, 1.0, pos, out, k.simd_width, 2559.0, lambda f: 2) is None
     np.testing.assert_array_equal(out, -3.0)
@@ -767,12 +791,18 @@ def test_factorized_lookup_takes_the_latency_path_only_for_the_simple_case(monke
     assert len(calls) == 2
     text_like = np.tile(np.arange(8), (4, 128))  # 4096 ids, 8 distinct, r x d = 128 x 64: the cost model picks dedupe
     fe.factorized_lookup(text_like, np.ones((10, 128), np.float32), np.ones((128, 64), np.float32))
-    for kwargs in ({"bias": np.ones(8, np.float32)}, {"plan": "direct"}, {"backend": "numba"}, {"offset": 1}):
+    pos = np.arange(32, dtype=np.float32).reshape(4, 8)
+    step = fe.factorized_lookup(np.array([[1]]), table, proj, bias=np.ones(8, np.float32), pos_table=pos, offset=3)
+    np.testing.assert_array_equal(step[0, 0], 4 + 1 + pos[3])  # a decoding step takes the path
+    assert len(calls) == 3
+    for kwargs in ({"plan": "direct"}, {"backend": "numba"}, {"position_ids": [0, 1]}):
         if kwargs.get("backend") == "numba" and "numba" not in COMPILED:
             continue
-        pos = {"pos_table": np.zeros((4, 8), np.float32)} if "offset" in kwargs else {}
-        fe.factorized_lookup(np.array([[1, 2]]), table, proj, **kwargs, **pos)
-    assert len(calls) == 2
+        fe.factorized_lookup(np.array([[1, 2]]), table, proj, **kwargs, pos_table=pos)
+    assert len(calls) == 3
+    with pytest.raises(IndexError, match="outside"):
+        fe.factorized_lookup(np.array([[1, 2]]), table, proj, pos_table=pos, offset=3)  # declined, then reported
+    assert len(calls) == 4
 
 
 @pytest.mark.parametrize(("backend", "simd"), VARIANTS, ids=lambda x: str(x))
