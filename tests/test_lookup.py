@@ -261,7 +261,10 @@ def test_avx2_tiles_take_the_fused_plan_for_small_calls_only(monkeypatch):
             got = fe.factorized_lookup(ids, table, proj, backend="cython", **extra)
             ref = reference.factorized_lookup(ids, table, proj, **extra)
             magnitude = reference.factorized_lookup(
-                ids, np.abs(table), np.abs(proj), **{k: np.abs(w) if k != "position_ids" else w for k, w in extra.items()}
+                ids,
+                np.abs(table),
+                np.abs(proj),
+                **{k: np.abs(w) if k != "position_ids" else w for k, w in extra.items()},
             )
             assert_matches_reference(got, ref, magnitude, np.float32)
         assert bool(fused_calls) == fused, (shape, fused_calls)
@@ -290,7 +293,9 @@ def _gather_call(k, ids, table, scale, pos, out, max_bytes=2.0**31, bias=None, o
 @pytest.mark.parametrize(("with_pos", "offset"), [(False, 0), (True, 0), (True, 2)])
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("with_out", [False, True])
-def test_dense_latency_path_is_gather_rows_bit_for_bit(dtype, id_dtype, ids_shape, with_pos, offset, with_bias, with_out):
+def test_dense_latency_path_is_gather_rows_bit_for_bit(
+    dtype, id_dtype, ids_shape, with_pos, offset, with_bias, with_out
+):
     """lookup's simple case runs gather_call: gather_rows' values bit for bit, and the float64
     reference's, with a bias and positions from an offset (a decoding step) too."""
     k = _gather_call_kernels()

@@ -669,7 +669,9 @@ def _call_kernels():
 
 
 def _project_call(k, ids, table, proj, scale, pos, out, bias=None, offset=0):
-    return k.project.project_call(ids, table, proj, scale, pos, out, k.simd_width, 2.0**31, lambda flops: 2, bias, offset)
+    return k.project.project_call(
+        ids, table, proj, scale, pos, out, k.simd_width, 2.0**31, lambda flops: 2, bias, offset
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -678,7 +680,9 @@ def _project_call(k, ids, table, proj, scale, pos, out, bias=None, offset=0):
 @pytest.mark.parametrize(("with_pos", "offset"), [(False, 0), (True, 0), (True, 3)])
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("with_out", [False, True])
-def test_latency_path_is_the_fused_kernel_bit_for_bit(dtype, id_dtype, ids_shape, with_pos, offset, with_bias, with_out):
+def test_latency_path_is_the_fused_kernel_bit_for_bit(
+    dtype, id_dtype, ids_shape, with_pos, offset, with_bias, with_out
+):
     """factorized_lookup's simple case runs project_call: the same tiles, the same bits as the
     general path's fused plan, and the float64 reference's values, with a bias and positions from
     an offset (a decoding step, ids (B, 1)) too."""
