@@ -28,6 +28,21 @@ class FactorizedLookup:
         self.run()
 
 
+class DecodeStep:
+    """One generation step, ids (B, 1) at position 100 (``offset=100``): the smallest call a model
+    makes, timed against the peers (fastembed._bench_cases.step_methods)."""
+
+    params = [["fastembed auto"] + cases.PEERS, list(cases.STEP_BATCHES)]
+    param_names = ["method", "batch"]
+    timeout = 300
+
+    def setup(self, method, batch):
+        self.run = available(cases.step_methods(batch, compile_torch=method == "torch.compile"), method)
+
+    def time_step(self, method, batch):
+        self.run()
+
+
 class DenseLookup:
     params = [["cython", "numba", "numpy"], [(32, 512), (1, 128)]]
     param_names = ["backend", "batch_x_length"]

@@ -128,6 +128,28 @@ def lookup_methods(case, data, compile_torch=True):
     return methods
 
 
+STEP_SHAPE = "albert-base"
+STEP_POSITION = 100  # the position a decoding step writes (offset=STEP_POSITION)
+STEP_BATCHES = (1, 8)
+
+
+def step_methods(batch, compile_torch=True):
+    """name -> zero-argument callable of one decoding step: ids (batch, 1) at position
+    STEP_POSITION, ``(table[ids] @ proj) * scale + pos[STEP_POSITION]`` into one buffer; fastembed's
+    auto call (``offset=``) and the peers, given the pos rows from that position on."""
+    table, proj = factors(STEP_SHAPE)
+    d = proj.shape[1]
+    ids = np.random.default_rng(2).integers(0, table.shape[0], (batch, 1))
+    pos = positions(512, d)
+    scale = float(np.sqrt(d))
+    out = np.empty((batch, 1, d), np.float32)
+    methods = lookup_peers(table, proj, pos[STEP_POSITION:], scale, ids, out, compile_torch=compile_torch)
+    methods["fastembed auto"] = lambda: factorized_lookup(
+        ids, table, proj, scale=scale, pos_table=pos, offset=STEP_POSITION, out=out
+    )
+    return methods
+
+
 def sinusoidal_methods(n, d, layout="interleaved"):
     """name -> callable writing an (n, d) float32 sinusoidal table into one buffer: each compiled
     backend, and numpy computing the float64 formula."""

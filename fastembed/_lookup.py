@@ -61,9 +61,9 @@ def _run(call, dtype, compute):
 def _latency_kernels(ids, table, backend):
     """The Cython kernels when a call may try a latency path (numpy ids and table, backend auto or
     cython and loaded), else None."""
-    if backend not in ("auto", "cython") or type(ids) is not np.ndarray or type(table) is not np.ndarray:
+    if (backend != "auto" and backend != "cython") or type(ids) is not np.ndarray or type(table) is not np.ndarray:
         return None
-    k = backends.kernels(backends.resolve(backend))
+    k = backends.cython_kernels()  # what "auto" and "cython" run where it loads; else the general path reports
     return k if k is not None and k.name == "cython" else None
 
 

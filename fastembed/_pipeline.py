@@ -67,9 +67,9 @@ def choose_plan(n_tokens, n_rows, fused=False, token_flops=None):
     """'dedupe' when a remap over a table-sized marker is cheap next to the tokens (and, with the
     fused kernel, each token's projection, ``token_flops`` = 2 r d, large enough that skipping
     repeated rows can pay), else 'fused' where the fused kernel is fast, else 'direct'."""
-    worth_it = not fused or token_flops is None or dedupe_limit(token_flops, fused) > 0.1
-    if worth_it and n_tokens >= DEDUPE_MIN_TOKENS and n_rows <= MARKER_ROWS_PER_TOKEN * n_tokens:
-        return "dedupe"
+    if n_tokens >= DEDUPE_MIN_TOKENS and n_rows <= MARKER_ROWS_PER_TOKEN * n_tokens:
+        if not fused or token_flops is None or dedupe_limit(token_flops, fused) > 0.1:
+            return "dedupe"
     return "fused" if fused else "direct"
 
 

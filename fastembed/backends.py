@@ -134,6 +134,8 @@ class KernelSet:
     def thread_count(self, n_threads):
         """The thread policy every kernel call passes through: at least 1, at most
         ``fastembed._threads.max_threads()`` (1 in a child forked after the pool ran)."""
+        if n_threads == 1:  # the latency paths' common case, without the lookups below
+            return 1
         n = max(1, min(int(n_threads), _threads.max_threads()))
         if n > 1 and self.openmp:
             _threads.note_pool_start()
@@ -248,6 +250,11 @@ def resolve(backend: str) -> str:
     if not _importable(backend):
         raise ValueError(f"backend {backend!r} is not importable here; available: {available()}")
     return backend
+
+
+def cython_kernels():
+    """The Cython KernelSet, or None where it cannot be imported (what "auto" runs when it loads)."""
+    return _load("cython")
 
 
 def kernels(backend):

@@ -47,6 +47,7 @@ cdef extern from *:
 
     #define FE_MR 8
     #define FE_MR256 4
+    #define FE_ROW_TILE_ROWS 2  /* a tile's last rows up to this many run in 1-row tiles (FE_ROWS_BY_ONE) */
 
     /* Memory for proj's packed panels, 64-byte aligned: a buffer of the calling thread's, kept
        between calls up to FE_PACK_KEEP bytes and released when the thread exits, since fresh memory
@@ -150,7 +151,7 @@ cdef extern from *:
     #define FE_TILE_ARGS(T) const T* const* a, ptrdiff_t a_cs, int m, const T* p, ptrdiff_t p_rs,       \\
         int padded, ptrdiff_t r, int w, int lead, T scale, const T* bias, const T* pos,                 \\
         ptrdiff_t pos_rs,                                                                               \\
-        const int64_t* pos_rows, T* out, ptrdiff_t d, const ptrdiff_t* starts, const ptrdiff_t* order,    \\
+        const int64_t* pos_rows, T* out, ptrdiff_t d, const ptrdiff_t* starts, const ptrdiff_t* order,  \\
         T* acc, int stage
     #if FE_X86
     #define FE_LD512_full(SFX, ptr) _mm512_loadu_##SFX(ptr)
@@ -221,14 +222,28 @@ cdef extern from *:
     }
 
     /* A tile of FE_MR rows run as halves of 4 rows by the 4-row tile NAME##_half, the second only
-       when it holds rows below m. */
-    #define FE_DEFINE_HALVES(NAME, T, LANES, NV, TARGET)                                                \\
+       when it holds rows below m; a last part of at most FE_ROW_TILE_ROWS rows runs row by row in
+       the 1-row tile ROW (FE_ROWS_BY_ONE). */
+    #define FE_DEFINE_HALVES(NAME, T, LANES, NV, TARGET, ROW)                                           \\
     __attribute__((target(TARGET))) static void NAME(FE_TILE_ARGS(T)) {                                 \\
-        for (int h = 0; h < m; h += 4)                                                                  \\
+        for (int h = 0; h < m; h += 4) {                                                                \\
+            if (m - h <= FE_ROW_TILE_ROWS) {                                                            \\
+                FE_ROWS_BY_ONE(ROW, h, NV * LANES)                                                      \\
+                break;                                                                                  \\
+            }                                                                                           \\
             NAME##_half(a + h, a_cs, m - h, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs,      \\
                         pos_rows, out, d, starts ? starts + h : NULL, order,                            \\
                         acc ? acc + h * NV * LANES : NULL, stage);                                      \\
+        }                                                                                               \\
     }
+    /* Rows h .. m - 1 of a tile, each by the 1-row tile ROW: a tile of MR rows spends MR rows' FMAs
+       whatever m is, so the last rows of a task and a call of one or two tokens (a decoding step)
+       paid for 4 or 8 (Zen 4, AVX-512 4 x 6 tiles: ALBERT-base's projection of one token took 9.1
+       us in the 4-row tile, 3.0 by one row). The same sums, k ascending: the same bits. */
+    #define FE_ROWS_BY_ONE(ROW, h, ROW_SIZE)                                                            \\
+        for (int i = (h); i < m; i++)                                                                   \\
+            ROW(a + i, a_cs, 1, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, \\
+                starts ? starts + i : NULL, order, acc ? acc + i * (ROW_SIZE) : NULL, stage);
 
     /* AVX2 (16 registers): 4 x 3 accumulators, 3 loads and 4 broadcasts per k; masks are vectors. A
        tile's FE_MR rows are two halves of FE_MR256, the second only when it holds rows below m. */
@@ -240,44 +255,44 @@ cdef extern from *:
     #define FE_AND256(x, y) _mm256_and_si256(x, y)
     #define FE_LD256_full(SFX, ptr) _mm256_loadu_##SFX(ptr)
     #define FE_LD256_mask(SFX, ptr) _mm256_maskload_##SFX(ptr, last)
-    #define FE_K_LOOP256(VEC, LANES, SFX, NV, KIND)                                                     \\
+    #define FE_K_LOOP256(VEC, LANES, SFX, NV, KIND, MR)                                                 \\
         for (ptrdiff_t k = 0; k < r; k++) {                                                             \\
             VEC b[NV];                                                                                  \\
             _Pragma("GCC unroll 4") for (int v = 0; v < NV - 1; v++)                                    \\
                 b[v] = _mm256_loadu_##SFX(p + k * p_rs + v * LANES);                                    \\
             b[NV - 1] = FE_LD256_##KIND(SFX, p + k * p_rs + (NV - 1) * LANES);                          \\
-            _Pragma("GCC unroll 4") for (int i = 0; i < FE_MR256; i++) {                                \\
+            _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++) {                                      \\
                 VEC x = _mm256_set1_##SFX(a[i][k * a_cs]);                                              \\
                 _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                    \\
                     c[i][v] = _mm256_fmadd_##SFX(x, b[v], c[i][v]);                                     \\
             }                                                                                           \\
         }
-    #define FE_DEFINE_TILE256(NAME, T, VEC, LANES, SFX, NV)                                             \\
-    __attribute__((target("avx2,fma"))) static inline void NAME##_half(                                 \\
+    #define FE_DEFINE_TILE256_MR(FNAME, T, VEC, LANES, SFX, NV, MR)                                     \\
+    __attribute__((target("avx2,fma"))) static inline void FNAME(                                       \\
         FE_TILE_ARGS(T))                                                                                \\
     {                                                                                                   \\
-        VEC c[FE_MR256][NV];                                                                            \\
+        VEC c[MR][NV];                                                                                  \\
         const int left = w - (NV - 1) * LANES;                                                          \\
         const int full = left >= LANES;                                                                 \\
         const __m256i last = FE_MASK256_##SFX(left);                                                    \\
         const __m256i first = FE_FIRST256_##SFX(lead);                                                  \\
-        _Pragma("GCC unroll 4") for (int i = 0; i < FE_MR256; i++)                                      \\
+        _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)                                            \\
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                        \\
                 c[i][v] = stage & FE_ACC_IN ? _mm256_loadu_##SFX(acc + (i * NV + v) * LANES)            \\
                                             : _mm256_setzero_##SFX();                                   \\
         if (padded || full) {                                                                           \\
-            FE_K_LOOP256(VEC, LANES, SFX, NV, full)                                                     \\
+            FE_K_LOOP256(VEC, LANES, SFX, NV, full, MR)                                                 \\
         } else {                                                                                        \\
-            FE_K_LOOP256(VEC, LANES, SFX, NV, mask)                                                     \\
+            FE_K_LOOP256(VEC, LANES, SFX, NV, mask, MR)                                                 \\
         }                                                                                               \\
         if (stage & FE_ACC_OUT) {                                                                       \\
-            _Pragma("GCC unroll 4") for (int i = 0; i < FE_MR256; i++)                                  \\
+            _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)                                        \\
                 _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                    \\
                     _mm256_storeu_##SFX(acc + (i * NV + v) * LANES, c[i][v]);                           \\
             return;                                                                                     \\
         }                                                                                               \\
         VEC s = _mm256_set1_##SFX(scale);                                                               \\
-        _Pragma("GCC unroll 4") for (int i = 0; i < FE_MR256; i++) {                                    \\
+        _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++) {                                          \\
             if (i >= m) break;                                                                          \\
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                                      \\
                 const int whole = (v < NV - 1 || full) && (v > 0 || !lead);                             \\
@@ -300,17 +315,21 @@ cdef extern from *:
                 }                                                                                       \\
             }                                                                                           \\
         }                                                                                               \\
-    }                                                                                                   \\
-    FE_DEFINE_HALVES(NAME, T, LANES, NV, "avx2,fma")
+    }
+    #define FE_DEFINE_TILE256(NAME, T, VEC, LANES, SFX, NV)                                             \\
+    FE_DEFINE_TILE256_MR(NAME##_half, T, VEC, LANES, SFX, NV, FE_MR256)                                 \\
+    FE_DEFINE_TILE256_MR(NAME##_row, T, VEC, LANES, SFX, NV, 1)                                         \\
+    FE_DEFINE_HALVES(NAME, T, LANES, NV, "avx2,fma", NAME##_row)
 
     /* The 4 x NV AVX-512 tile and the tile of FE_MR rows that runs it as halves. */
     #define FE_DEFINE_TILE512_R4(T, SFX, NV)                                                            \\
     FE_DEFINE_TILE512(fe_t512r4_##T##_##NV##_half, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, NV, 4) \\
-    FE_DEFINE_HALVES(fe_t512r4_##T##_##NV, T, 64 / sizeof(T), NV, "avx512f")
+    FE_DEFINE_TILE512(fe_t512r1_##T##_##NV, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, NV, 1)    \\
+    FE_DEFINE_HALVES(fe_t512r4_##T##_##NV, T, 64 / sizeof(T), NV, "avx512f", fe_t512r1_##T##_##NV)
 
     typedef void (*fe_tile_f32_fn)(FE_TILE_ARGS(float));
     typedef void (*fe_tile_f64_fn)(FE_TILE_ARGS(double));
-    #define FE_DEFINE_TILES(T, SFX)                                                                      \\
+    #define FE_DEFINE_TILES(T, SFX)                                                                     \\
     FE_DEFINE_TILE512(fe_t512r8_##T##_1, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 1, 8)        \\
     FE_DEFINE_TILE512(fe_t512r8_##T##_2, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 2, 8)        \\
     FE_DEFINE_TILE512(fe_t512r8_##T##_3, T, FE_V512_##T, FE_M512_##T, 64 / sizeof(T), SFX, 3, 8)        \\
@@ -343,12 +362,27 @@ cdef extern from *:
         fe_t512r4_double_6};
     static const fe_tile_f32_fn fe_tiles256_f32[FE_NV256 + 1] = {0, fe_t256_float_1, fe_t256_float_2, fe_t256_float_3};
     static const fe_tile_f64_fn fe_tiles256_f64[FE_NV256 + 1] = {0, fe_t256_double_1, fe_t256_double_2, fe_t256_double_3};
+    static const fe_tile_f32_fn fe_tiles512r1_f32[FE_NV512 + 1] = {
+        0, fe_t512r1_float_1, fe_t512r1_float_2, fe_t512r1_float_3, fe_t512r1_float_4, fe_t512r1_float_5,
+        fe_t512r1_float_6};
+    static const fe_tile_f64_fn fe_tiles512r1_f64[FE_NV512 + 1] = {
+        0, fe_t512r1_double_1, fe_t512r1_double_2, fe_t512r1_double_3, fe_t512r1_double_4, fe_t512r1_double_5,
+        fe_t512r1_double_6};
     /* The tile of ``nv`` vectors for a strip (1 <= nv <= FE_NV512, FE_NV512_ROWS8 or FE_NV256 by
        ``width`` and fe_rows512). */
     static void fe_tile_f32(int width, int nv, FE_TILE_ARGS(float)) {
+        /* A tile of 8 rows holding at most FE_ROW_TILE_ROWS: row by row (the 4-row tiles' halves do it themselves). */
+        if (width == 512 && fe_rows512 == 8 && m <= FE_ROW_TILE_ROWS) {
+            FE_ROWS_BY_ONE(fe_tiles512r1_f32[nv], 0, nv * 16)
+            return;
+        }
         (width == 512 ? (fe_rows512 == 8 ? fe_tiles512r8_f32 : fe_tiles512r4_f32) : fe_tiles256_f32)[nv](a, a_cs, m, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order, acc, stage);
     }
     static void fe_tile_f64(int width, int nv, FE_TILE_ARGS(double)) {
+        if (width == 512 && fe_rows512 == 8 && m <= FE_ROW_TILE_ROWS) {
+            FE_ROWS_BY_ONE(fe_tiles512r1_f64[nv], 0, nv * 8)
+            return;
+        }
         (width == 512 ? (fe_rows512 == 8 ? fe_tiles512r8_f64 : fe_tiles512r4_f64) : fe_tiles256_f64)[nv](a, a_cs, m, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order, acc, stage);
     }
     /* Peak multiply-add throughput of one core: CHAINS independent chains of n steps; returns their
