@@ -133,16 +133,20 @@ STEP_POSITION = 100  # the position a decoding step writes (offset=STEP_POSITION
 STEP_BATCHES = (1, 8)
 
 
-def step_methods(batch, compile_torch=True):
-    """name -> zero-argument callable of one decoding step: ids (batch, 1) at position
-    STEP_POSITION, ``(table[ids] @ proj) * scale + pos[STEP_POSITION]`` into one buffer; fastembed's
-    auto call (``offset=``) and the peers, given the pos rows from that position on."""
+def step_data(batch):
+    """(table, proj, ids (batch, 1), pos_table, scale) of a decoding step."""
     table, proj = factors(STEP_SHAPE)
-    d = proj.shape[1]
     ids = np.random.default_rng(2).integers(0, table.shape[0], (batch, 1))
-    pos = positions(512, d)
-    scale = float(np.sqrt(d))
-    out = np.empty((batch, 1, d), np.float32)
+    return table, proj, ids, positions(512, proj.shape[1]), float(np.sqrt(proj.shape[1]))
+
+
+def step_methods(batch, compile_torch=True, out=None):
+    """name -> zero-argument callable of one decoding step (step_data): ids (batch, 1) at position
+    STEP_POSITION, ``(table[ids] @ proj) * scale + pos[STEP_POSITION]`` into ``out`` (a fresh
+    buffer if None); fastembed's auto call (``offset=``) and the peers, given the pos rows from that
+    position on."""
+    table, proj, ids, pos, scale = step_data(batch)
+    out = np.empty((batch, 1, proj.shape[1]), np.float32) if out is None else out
     methods = lookup_peers(table, proj, pos[STEP_POSITION:], scale, ids, out, compile_torch=compile_torch)
     methods["fastembed auto"] = lambda: factorized_lookup(
         ids, table, proj, scale=scale, pos_table=pos, offset=STEP_POSITION, out=out

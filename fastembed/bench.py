@@ -26,6 +26,9 @@ from ._bench_cases import (
     SHAPES,
     SINUSOIDAL_QUICK,
     SINUSOIDAL_SHAPE,
+    STEP_BATCHES,
+    STEP_POSITION,
+    STEP_SHAPE,
     dense,
     factorize_methods,
     lookup_data,
@@ -33,6 +36,7 @@ from ._bench_cases import (
     minilm_table,
     rope_methods,
     sinusoidal_methods,
+    step_methods,
 )
 from ._bench_goals import Goal, compute_seconds, copy_rate, evaluate, read_write_seconds, write_rate, write_seconds
 from ._threads import available_cores
@@ -272,6 +276,37 @@ def positional_cases(quick=False):
     ]
 
 
+def step_cases(quick=False):
+    """One decoding step per batch of STEP_BATCHES, ids (B, 1) at position STEP_POSITION: fastembed's
+    call with ``offset=`` and the peers, in interleaved rounds (best times, calls back to back)."""
+    rounds, repeat = (2, 30) if quick else (3, 60)
+    return [
+        {
+            "case": f"{STEP_SHAPE} decoding step B={batch}",
+            "seconds": interleaved_best_times(step_methods(batch, compile_torch=not quick), rounds, repeat),
+        }
+        for batch in STEP_BATCHES
+    ]
+
+
+def format_steps(report):
+    """The decoding steps' table: each method's best time and its ratio to the strongest peer."""
+    lines = []
+    for case in report.get("steps", []):
+        s = case["seconds"]
+        peers = {k: v for k, v in s.items() if not k.startswith("fastembed")}
+        strongest = min(peers, key=peers.get) if peers else None
+        lines.append(
+            f"{case['case']} (ids (B, 1) at position {STEP_POSITION}, offset=)"
+            + (f"; strongest peer here: {strongest}" if strongest else "")
+        )
+        for method, t in sorted(s.items(), key=lambda kv: kv[1]):
+            ratio = f"{peers[strongest] / t:8.2f}x vs strongest peer" if strongest else ""
+            lines.append(f"  {method:24s} {t * 1e6:9.2f} us {ratio}")
+        lines.append("")
+    return lines
+
+
 def factorize_case(quick=False):
     try:
         W, source = minilm_table(), "all-MiniLM-L6-v2 30522x384"
@@ -372,6 +407,7 @@ def collect(quick=False):
             **roofline(quick),
         },
         "lookup": [lookup_case(case, quick) for case in LOOKUP_CASES],
+        "steps": step_cases(quick),
         "positional": positional_cases(quick),
         "factorize": factorize_case(quick),
         "static": static_cases(quick),
@@ -506,6 +542,7 @@ def format_report(report):
                 f"{compute / t:13.0%} {fma_share:>10s} {memory / t:11.0%}"
             )
         lines.append("")
+    lines.extend(format_steps(report))
     lines.extend(format_static(report))
     lines.append("first call, each in a fresh interpreter (ms): import / first lookup / second lookup")
     for name, t in report.get("first_call", {}).items():

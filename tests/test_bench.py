@@ -259,3 +259,28 @@ def test_static_benchmark_model_folder_is_removed_at_exit(minilm_dir):
     folder = Path(done.stdout.strip())
     assert folder.name.startswith("fastembed-bench-static-")
     assert not folder.exists()
+
+
+def test_decoding_steps_table_ranks_methods_against_the_strongest_peer():
+    report = {"steps": [{"case": "albert-base decoding step B=1", "seconds": {"fastembed auto": 8e-6, "numpy": 1e-5}}]}
+    lines = bench.format_steps(report)
+    assert lines[0].startswith("albert-base decoding step B=1") and "strongest peer here: numpy" in lines[0]
+    assert "fastembed auto" in lines[1] and "8.00 us" in lines[1] and "1.25x vs strongest peer" in lines[1]
+    assert bench.format_steps({}) == []
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_decoding_step_methods_all_write_the_same_step(batch):
+    """Every method of the report's decoding step writes (table[ids] @ proj) * scale + pos[100]."""
+    from fastembed import _bench_cases as cases
+    from fastembed import reference
+
+    table, proj, ids, pos, scale = cases.step_data(batch)
+    expected = reference.factorized_lookup(ids, table, proj, scale=scale, pos_table=pos, offset=cases.STEP_POSITION)
+    out = np.empty(expected.shape, np.float32)
+    methods = cases.step_methods(batch, compile_torch=False, out=out)
+    assert "fastembed auto" in methods and "numpy" in methods
+    for name, run in methods.items():
+        out[...] = np.nan
+        run()
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4, err_msg=name)
