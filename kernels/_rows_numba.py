@@ -234,9 +234,7 @@ def sq_norms(x, weights, row_out, col_partial, n_threads):
         hi = min(lo + chunk, n_rows)
         for n in range(lo, hi):
             w = 1.0 if weights is None else weights[n]
-            acc = 0.0
+            row_out[n] = _sq_sum(x[n])  # the Cython kernel's order: four chains
             for j in range(x.shape[1]):
                 v = np.float64(x[n, j])
-                acc += v * v
                 col_partial[t, j] += w * (v * v)
-            row_out[n] = acc
