@@ -354,20 +354,14 @@ cdef extern from *:
         0, fe_t512r8_float_1, fe_t512r8_float_2, fe_t512r8_float_3};
     static const fe_tile_f64_fn fe_tiles512r8_f64[FE_NV512_ROWS8 + 1] = {
         0, fe_t512r8_double_1, fe_t512r8_double_2, fe_t512r8_double_3};
-    static const fe_tile_f32_fn fe_tiles512r4_f32[FE_NV512 + 1] = {
-        0, fe_t512r4_float_1, fe_t512r4_float_2, fe_t512r4_float_3, fe_t512r4_float_4, fe_t512r4_float_5,
-        fe_t512r4_float_6};
-    static const fe_tile_f64_fn fe_tiles512r4_f64[FE_NV512 + 1] = {
-        0, fe_t512r4_double_1, fe_t512r4_double_2, fe_t512r4_double_3, fe_t512r4_double_4, fe_t512r4_double_5,
-        fe_t512r4_double_6};
+    /* {0, the tiles of 1 .. FE_NV512 vectors} of a family (fe_t512r4_float_, ...) */
+    #define FE_TILES_BY_NV512(FAMILY) {0, FAMILY##1, FAMILY##2, FAMILY##3, FAMILY##4, FAMILY##5, FAMILY##6}
+    static const fe_tile_f32_fn fe_tiles512r4_f32[FE_NV512 + 1] = FE_TILES_BY_NV512(fe_t512r4_float_);
+    static const fe_tile_f64_fn fe_tiles512r4_f64[FE_NV512 + 1] = FE_TILES_BY_NV512(fe_t512r4_double_);
     static const fe_tile_f32_fn fe_tiles256_f32[FE_NV256 + 1] = {0, fe_t256_float_1, fe_t256_float_2, fe_t256_float_3};
     static const fe_tile_f64_fn fe_tiles256_f64[FE_NV256 + 1] = {0, fe_t256_double_1, fe_t256_double_2, fe_t256_double_3};
-    static const fe_tile_f32_fn fe_tiles512r1_f32[FE_NV512 + 1] = {
-        0, fe_t512r1_float_1, fe_t512r1_float_2, fe_t512r1_float_3, fe_t512r1_float_4, fe_t512r1_float_5,
-        fe_t512r1_float_6};
-    static const fe_tile_f64_fn fe_tiles512r1_f64[FE_NV512 + 1] = {
-        0, fe_t512r1_double_1, fe_t512r1_double_2, fe_t512r1_double_3, fe_t512r1_double_4, fe_t512r1_double_5,
-        fe_t512r1_double_6};
+    static const fe_tile_f32_fn fe_tiles512r1_f32[FE_NV512 + 1] = FE_TILES_BY_NV512(fe_t512r1_float_);
+    static const fe_tile_f64_fn fe_tiles512r1_f64[FE_NV512 + 1] = FE_TILES_BY_NV512(fe_t512r1_double_);
     /* The tile of ``nv`` vectors for a strip (1 <= nv <= FE_NV512, FE_NV512_ROWS8 or FE_NV256 by
        ``width`` and fe_rows512). */
     static void fe_tile_f32(int width, int nv, FE_TILE_ARGS(float)) {

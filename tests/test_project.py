@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fastembed import backends
-from util import COMPILED, DTYPES, FUSED_VARIANTS, RTOL, SIMD_WIDTHS, layouts, run_python
+from util import COMPILED, DTYPES, FUSED_VARIANTS, RTOL, SIMD_WIDTHS, latency_path_option_declines, layouts, run_python
 
 # (n rows, V, r, d): tiles are 8 rows by strips of up to 48 / 24 columns (AVX-512 float32 /
 # float64), or two halves of 4 rows by strips of 24 / 12 (AVX2), a strip's last vector masked; from
@@ -751,25 +751,9 @@ def test_latency_path_declines_what_it_cannot_prove_valid():
         "out over ids": (big[:10].view(np.int32).reshape(2, 5), table, proj, 1.0, pos, big[:160].reshape(2, 5, 16)),
     }
     bias = np.ones(16, np.float32)
-    with_options = {  # (bias, offset) beside the simple arguments
-        "offset past pos": (None, 6),
-        "negative offset": (None, -1),
-        "offset without pos": (None, 1, None),
-        "numpy int offset": (None, np.int64(1)),
-        "bool offset": (None, True),
-        "float offset": (None, 1.0),
-        "huge offset": (None, 2**70),
-        "bias misshaped": (bias[:15], 0),
-        "bias 2-d": (bias.reshape(1, 16), 0),
-        "bias float64": (bias.astype(np.float64), 0),
-        "bias strided": (np.ones(32, np.float32)[::2], 0),
-        "bias a list": (bias.tolist(), 0),
-        "out over bias": (big[150:166], 0, pos, big[:160].reshape(2, 5, 16)),
-    }
     assert _project_call(k, ids, table, proj, 1.0, pos, out, bias, 5) is out  # the last rows of pos
     out[...] = -3.0
-    for name, (b, offset, *rest) in with_options.items():
-        p, o = rest if len(rest) == 2 else (rest[0], out) if rest else (pos, out)
+    for name, (b, offset, p, o) in latency_path_option_declines(pos, out, big).items():
         declined[name] = (ids, table, proj, 1.0, p, o, b, offset)
     for name, args in declined.items():
         before = np.array(args[5], copy=True)

@@ -561,3 +561,25 @@ FUNCTIONS = [
     _block_entry(albert=True),
     FACTORIZE,
 ]
+
+
+def latency_path_option_declines(pos, out, big):
+    """name -> (bias, offset, pos, out) a latency path (project_call, gather_call) must decline, beside
+    otherwise simple arguments with ``pos`` (10, 16), ``out`` (2, 5, 16) float32 and ``big`` a float32
+    buffer of 4096: the general path then checks and reports them."""
+    bias = np.ones(16, np.float32)
+    return {
+        "offset past pos": (None, 6, pos, out),
+        "negative offset": (None, -1, pos, out),
+        "offset without pos": (None, 1, None, out),
+        "numpy int offset": (None, np.int64(1), pos, out),
+        "bool offset": (None, True, pos, out),
+        "float offset": (None, 1.0, pos, out),
+        "huge offset": (None, 2**70, pos, out),
+        "bias misshaped": (bias[:15], 0, pos, out),
+        "bias 2-d": (bias.reshape(1, 16), 0, pos, out),
+        "bias float64": (bias.astype(np.float64), 0, pos, out),
+        "bias strided": (np.ones(32, np.float32)[::2], 0, pos, out),
+        "bias a list": (bias.tolist(), 0, pos, out),
+        "out over bias": (big[150:166], 0, pos, big[:160].reshape(2, 5, 16)),
+    }
