@@ -47,7 +47,11 @@ cdef extern from *:
 
     #define FE_MR 8
     #define FE_MR256 4
-    #define FE_ROW_TILE_ROWS 2  /* a tile's last rows up to this many run in 1-row tiles (FE_ROWS_BY_ONE) */
+    /* A tile's last rows, up to this many, run in 1-row tiles (FE_ROWS_BY_ONE). Each 1-row tile
+       reads the whole strip of proj for one row: two rows so took as long as one 4-row tile with
+       AVX-512 (ALBERT-base, Zen 4: 12.8 against 12.6 us a call) and longer with AVX2 (16.6 against
+       14.9), while one row took 9.1 and 11.6. */
+    #define FE_ROW_TILE_ROWS 1
 
     /* Memory for proj's packed panels, 64-byte aligned: a buffer of the calling thread's, kept
        between calls up to FE_PACK_KEEP bytes and released when the thread exits, since fresh memory
@@ -237,9 +241,9 @@ cdef extern from *:
         }                                                                                               \\
     }
     /* Rows h .. m - 1 of a tile, each by the 1-row tile ROW: a tile of MR rows spends MR rows' FMAs
-       whatever m is, so the last rows of a task and a call of one or two tokens (a decoding step)
-       paid for 4 or 8 (Zen 4, AVX-512 4 x 6 tiles: ALBERT-base's projection of one token took 9.1
-       us in the 4-row tile, 3.0 by one row). The same sums, k ascending: the same bits. */
+       whatever m is, so a task's last row and a call of one token (a decoding step) paid for 4 or 8
+       (Zen 4, AVX-512 4 x 6 tiles: ALBERT-base's projection of one token took 9.9 us a call in the
+       4-row tile, 5.9 in the 1-row one). The same sums, k ascending: the same bits. */
     #define FE_ROWS_BY_ONE(ROW, h, ROW_SIZE)                                                            \\
         for (int i = (h); i < m; i++)                                                                   \\
             ROW(a + i, a_cs, 1, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, \\
@@ -365,7 +369,8 @@ cdef extern from *:
     /* The tile of ``nv`` vectors for a strip (1 <= nv <= FE_NV512, FE_NV512_ROWS8 or FE_NV256 by
        ``width`` and fe_rows512). */
     static void fe_tile_f32(int width, int nv, FE_TILE_ARGS(float)) {
-        /* A tile of 8 rows holding at most FE_ROW_TILE_ROWS: row by row (the 4-row tiles' halves do it themselves). */
+        /* A tile of 8 rows holding at most FE_ROW_TILE_ROWS: row by row (the 4-row tiles' halves do
+           it themselves). */
         if (width == 512 && fe_rows512 == 8 && m <= FE_ROW_TILE_ROWS) {
             FE_ROWS_BY_ONE(fe_tiles512r1_f32[nv], 0, nv * 16)
             return;
