@@ -159,12 +159,15 @@ MIN_ELEMENTS_PER_THREAD = 1 << 18
 MIN_ELEMENTS_PER_THREAD_WARM = 1 << 14
 _passive = os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive" or os.environ.get("GOMP_SPINCOUNT") == "0"
 WARM_POOL_SECONDS = 0.0 if _passive else 200e-6
-# Compute-bound kernels: a warm pool pays from a few microseconds of FMAs per thread (the fused
-# kernel, ALBERT-base rows on the Zen 4 VM, calls back to back, 1 vs 2 threads: 4 rows (0.8 MFLOP)
-# 9.4 vs 9.2 us, 6 rows 16.8 vs 13.6, 12 rows 24.1 vs 13.6: a second thread pays from ~1 MFLOP);
-# an idle one only when half the work saves more than the wake-up (100-250 us, measured on 2-vCPU
-# KVM guests): ~64 MFLOP per thread.
-MIN_FLOPS_PER_THREAD = 500_000
+# Compute-bound kernels: a pool pays from a few microseconds of FMAs per thread (Numba's, whatever
+# its state) ...
+MIN_FLOPS_PER_THREAD = 2_000_000
+# ... the OpenMP pool within WARM_POOL_SECONDS of its last kernel from less (the fused kernel,
+# ALBERT-base rows on the Zen 4 VM, calls back to back, 1 vs 2 threads: 4 rows (0.8 MFLOP) 9.4 vs
+# 9.2 us, 6 rows 16.8 vs 13.6, 12 rows 24.1 vs 13.6: a second thread pays from ~1 MFLOP) ...
+MIN_FLOPS_PER_THREAD_WARM = 500_000
+# ... and an idle OpenMP pool only when half the work saves more than the wake-up (100-250 us,
+# measured on 2-vCPU KVM guests): ~64 MFLOP per thread.
 MIN_FLOPS_PER_THREAD_COLD = 64_000_000
 _last_openmp_kernel_end = float("-inf")
 
@@ -188,11 +191,11 @@ def for_work(n_threads, n_elements, openmp=False):
 def for_flops(n_threads, flops, openmp=False):
     """Threads worth waking for a compute-bound kernel of ``flops`` (at most ``n_threads``);
     ``openmp`` as in ``for_work``."""
-    if flops < 2 * MIN_FLOPS_PER_THREAD:  # one thread, warm pool or not (the latency paths' common case)
+    if flops < 2 * MIN_FLOPS_PER_THREAD_WARM:  # one thread whatever the pool (the latency paths' common case)
         return 1
     per_thread = MIN_FLOPS_PER_THREAD
-    if openmp and not _pool_is_warm():
-        per_thread = MIN_FLOPS_PER_THREAD_COLD
+    if openmp:
+        per_thread = MIN_FLOPS_PER_THREAD_WARM if _pool_is_warm() else MIN_FLOPS_PER_THREAD_COLD
     return max(1, min(n_threads, int(flops // per_thread)))
 
 

@@ -122,7 +122,10 @@ def test_small_passes_use_the_pool_only_while_calls_come_back_to_back(monkeypatc
     assert _threads.for_flops(4, 4 * _threads.MIN_FLOPS_PER_THREAD_COLD, openmp=True) == 4
     _threads.note_openmp_kernel_end()
     assert _threads.for_flops(4, 10 * _threads.MIN_FLOPS_PER_THREAD, openmp=True) == 4  # warm pool
-    assert _threads.for_flops(4, _threads.MIN_FLOPS_PER_THREAD // 2, openmp=True) == 1
+    assert _threads.for_flops(4, 2 * _threads.MIN_FLOPS_PER_THREAD_WARM, openmp=True) == 2
+    assert _threads.for_flops(4, 2 * _threads.MIN_FLOPS_PER_THREAD_WARM) == 1  # Numba's pool: its own threshold
+    assert _threads.for_flops(4, 2 * _threads.MIN_FLOPS_PER_THREAD) == 2
+    assert _threads.for_flops(4, _threads.MIN_FLOPS_PER_THREAD_WARM, openmp=True) == 1
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux affinity API")
