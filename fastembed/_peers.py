@@ -101,5 +101,7 @@ def _onnxruntime(E, P, pos, scale, ids, out):
     def run():
         session.run_with_iobinding(binding)
 
-    run.keep_alive = (ids64, model)  # the bound input buffer must outlive the session's use of it
+    # the bound buffers must outlive the session's use of them: a caller may keep this callable alone
+    # (asv keeps the method it times), and ONNX Runtime writing into a freed out corrupted the heap
+    run.keep_alive = (ids64, out, model)
     return {"onnxruntime": run}

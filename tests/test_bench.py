@@ -284,3 +284,26 @@ def test_decoding_step_methods_all_write_the_same_step(batch):
         out[...] = np.nan
         run()
         np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_a_peer_kept_alone_keeps_its_buffers_alive():
+    """asv keeps only the method it times: ONNX Runtime's callable holds the output buffer its
+    binding writes into (without it, a step's fresh buffer was freed and the heap corrupted)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import gc
+    import weakref
+
+    from fastembed._peers import lookup_peers
+
+    rng = np.random.default_rng(0)
+    E, P = rng.standard_normal((50, 8)).astype(np.float32), rng.standard_normal((8, 16)).astype(np.float32)
+    pos, ids = rng.standard_normal((4, 16)).astype(np.float32), rng.integers(0, 50, (2, 3))
+    out = np.zeros((2, 3, 16), np.float32)
+    alive = weakref.ref(out)
+    run = lookup_peers(E, P, pos, 1.5, ids, out, compile_torch=False)["onnxruntime"]
+    del out
+    gc.collect()
+    assert alive() is not None
+    run()
+    np.testing.assert_allclose(alive(), (E[ids] @ P) * 1.5 + pos[:3], rtol=1e-5, atol=1e-5)
