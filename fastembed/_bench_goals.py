@@ -85,7 +85,8 @@ def _seconds(case, method):
     return s.get(method)
 
 
-def _strongest_peer(seconds):
+def strongest_peer(seconds):
+    """(name, seconds) of the fastest method that is not fastembed's, or (None, None)."""
     peers = {k: v for k, v in seconds.items() if not k.startswith("fastembed")}
     return min(peers.items(), key=lambda kv: kv[1]) if peers else (None, None)
 
@@ -133,7 +134,7 @@ def _x_peer(machine, case, t):
 
 
 def _x_strongest_peer(machine, case, t):
-    peer, theirs = _strongest_peer(case["seconds"])
+    peer, theirs = strongest_peer(case["seconds"])
     mine = _seconds(case, t.method)
     if peer is None or mine is None:
         return None
@@ -148,7 +149,7 @@ def _x_strongest_peer(machine, case, t):
 
 def _x_strongest_peer_busy(machine, case, t):
     busy = case.get("seconds_one_core_busy") or {}
-    peer, theirs = _strongest_peer(busy)
+    peer, theirs = strongest_peer(busy)
     if peer is None or t.method not in busy:
         return None
     mine = busy[t.method]

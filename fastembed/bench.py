@@ -38,7 +38,16 @@ from ._bench_cases import (
     sinusoidal_methods,
     step_methods,
 )
-from ._bench_goals import Goal, compute_seconds, copy_rate, evaluate, read_write_seconds, write_rate, write_seconds
+from ._bench_goals import (
+    Goal,
+    compute_seconds,
+    copy_rate,
+    evaluate,
+    read_write_seconds,
+    strongest_peer,
+    write_rate,
+    write_seconds,
+)
 from ._threads import available_cores
 from ._timing import wall_times
 
@@ -294,14 +303,13 @@ def format_steps(report):
     lines = []
     for case in report.get("steps", []):
         s = case["seconds"]
-        peers = {k: v for k, v in s.items() if not k.startswith("fastembed")}
-        strongest = min(peers, key=peers.get) if peers else None
+        strongest, theirs = strongest_peer(s)
         lines.append(
             f"{case['case']} (ids (B, 1) at position {STEP_POSITION}, offset=)"
             + (f"; strongest peer here: {strongest}" if strongest else "")
         )
         for method, t in sorted(s.items(), key=lambda kv: kv[1]):
-            ratio = f"{peers[strongest] / t:8.2f}x vs strongest peer" if strongest else ""
+            ratio = f"{theirs / t:8.2f}x vs strongest peer" if strongest else ""
             lines.append(f"  {method:24s} {t * 1e6:9.2f} us {ratio}")
         lines.append("")
     return lines
@@ -520,9 +528,8 @@ def format_report(report):
             + (f", FMA {fma * 1e3:.2f} ms" if fma else "")
             + f", output writes {memory * 1e3:.2f} ms ({write_rate(m, case):.1f} GB/s in this case's rounds)"
         )
-        peers = {k: v for k, v in s.items() if not k.startswith("fastembed")}
-        strongest = min(peers, key=peers.get)
-        lines.append(f"  strongest peer here: {strongest} ({peers[strongest] * 1e3:.3f} ms)")
+        strongest, theirs = strongest_peer(s)
+        lines.append(f"  strongest peer here: {strongest} ({theirs * 1e3:.3f} ms)")
         header = (
             "method",
             "ms",
@@ -538,7 +545,7 @@ def format_report(report):
             vs_user = f"{user / t:.2f}x" if user else "-"
             fma_share = f"{fma / t:.0%}" if fma else "-"
             lines.append(
-                f"  {method:24s} {t * 1e3:9.3f} {peers[strongest] / t:17.2f}x {vs_user:>14s} {s['numpy'] / t:8.2f}x "
+                f"  {method:24s} {t * 1e3:9.3f} {theirs / t:17.2f}x {vs_user:>14s} {s['numpy'] / t:8.2f}x "
                 f"{compute / t:13.0%} {fma_share:>10s} {memory / t:11.0%}"
             )
         lines.append("")

@@ -97,6 +97,38 @@ cdef bint _bias_fits(bias, Py_buffer* bb, bint has_b, Py_ssize_t d, int kind) no
     return has_b and bb.ndim == 1 and _buffer_kind(bb) == kind and bb.shape[0] == d
 
 
+cdef Py_ssize_t _terms_fit(bias, offset, Py_buffer* bi, Py_buffer* bq, bint has_q, Py_buffer* bb, bint has_b,
+                          Py_buffer* bo, bint has_o, Py_ssize_t d, int kind):
+    """The first row of pos a call adds (``offset``) when pos, bias and out fit ids ``bi`` with
+    output rows of d values of kind ``kind``, and out shares no byte with ids, pos or bias; else
+    -1. Whether out overlaps the tables is the caller's to check."""
+    cdef Py_ssize_t first
+    if has_q and (bq.ndim != 2 or _buffer_kind(bq) != kind or bq.shape[1] != d):
+        return -1
+    first = _offset_within(offset, bq, has_q, bi.shape[bi.ndim - 1])
+    if first < 0 or not _bias_fits(bias, bb, has_b, d, kind):
+        return -1
+    if has_o and not (_out_fits(bo, bi, d, kind) and _apart(bo, bi) and (not has_q or _apart(bo, bq))
+                      and (not has_b or _apart(bo, bb))):
+        return -1
+    return first
+
+
+cdef bint _get_term_buffers(pos, bias, out, Py_buffer* bq, Py_buffer* bb, Py_buffer* bo,
+                            bint* has_q, bint* has_b, bint* has_o):
+    """Acquire the C-contiguous buffers of pos, bias and out (out writable), those not None, up to
+    the first that has none: ``has_*`` say which are held, for the caller to release. True when
+    every one given is held."""
+    has_q[0] = pos is not None and _get_buffer(pos, bq, False)
+    if pos is not None and not has_q[0]:
+        return False
+    has_b[0] = bias is not None and _get_buffer(bias, bb, False)
+    if bias is not None and not has_b[0]:
+        return False
+    has_o[0] = out is not None and _get_buffer(out, bo, True)
+    return out is None or has_o[0]
+
+
 cdef bint _get_buffer(obj, Py_buffer* view, bint writable):
     """Acquire ``obj``'s C-contiguous buffer (writable if asked); False when it has none such."""
     try:

@@ -1515,13 +1515,7 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
         has_i = _get_buffer(ids, &bi, False)
         has_t = has_i and _get_buffer(table, &bt, False)
         has_p = has_t and _get_buffer(proj, &bp, False)
-        has_q = has_p and pos is not None and _get_buffer(pos, &bq, False)
-        has_b = has_p and (pos is None or has_q) and bias is not None and _get_buffer(bias, &bb, False)
-        has_o = (has_p and (pos is None or has_q) and (bias is None or has_b) and out is not None
-                 and _get_buffer(out, &bo, True))
-        if not has_p or (pos is not None and not has_q) or (bias is not None and not has_b):
-            return None
-        if out is not None and not has_o:
+        if not has_p or not _get_term_buffers(pos, bias, out, &bq, &bb, &bo, &has_q, &has_b, &has_o):
             return None
         kind = _buffer_kind(&bt)
         if not _is_ids(&bi) or bt.ndim != 2 or bp.ndim != 2 or kind == 0 or _buffer_kind(&bp) != kind:
@@ -1531,17 +1525,9 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
         n = bi.len // bi.itemsize
         if bp.shape[0] != r or n == 0 or r == 0 or d == 0 or 2.0 * n * r * d > max_flops:
             return None
-        if has_q and (bq.ndim != 2 or _buffer_kind(&bq) != kind or bq.shape[1] != d):
+        first = _terms_fit(bias, offset, &bi, &bq, has_q, &bb, has_b, &bo, has_o, d, kind)
+        if first < 0 or (has_o and not (_apart(&bo, &bt) and _apart(&bo, &bp))):
             return None
-        first = _offset_within(offset, &bq, has_q, L)
-        if first < 0 or not _bias_fits(bias, &bb, has_b, d, kind):
-            return None
-        if has_o:
-            if not _out_fits(&bo, &bi, d, kind):
-                return None
-            if not (_apart(&bo, &bi) and _apart(&bo, &bt) and _apart(&bo, &bp) and (not has_q or _apart(&bo, &bq))
-                    and (not has_b or _apart(&bo, &bb))):
-                return None
         rows = <int64_t*>malloc(2 * n * sizeof(int64_t))
         if rows == NULL:
             return None

@@ -168,13 +168,7 @@ def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for, bias
     try:
         has_i = _get_buffer(ids, &bi, False)
         has_t = has_i and _get_buffer(table, &bt, False)
-        has_q = has_t and pos is not None and _get_buffer(pos, &bq, False)
-        has_b = has_t and (pos is None or has_q) and bias is not None and _get_buffer(bias, &bb, False)
-        has_o = (has_t and (pos is None or has_q) and (bias is None or has_b) and out is not None
-                 and _get_buffer(out, &bo, True))
-        if not has_t or (pos is not None and not has_q) or (bias is not None and not has_b):
-            return None
-        if out is not None and not has_o:
+        if not has_t or not _get_term_buffers(pos, bias, out, &bq, &bb, &bo, &has_q, &has_b, &has_o):
             return None
         kind = _buffer_kind(&bt)
         if not _is_ids(&bi) or bt.ndim != 2 or (kind != FE_F32 and kind != FE_F64):
@@ -184,13 +178,8 @@ def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for, bias
         n = bi.len // bi.itemsize
         if n == 0 or d == 0 or <double>n * d * bt.itemsize > max_bytes:
             return None
-        if has_q and (bq.ndim != 2 or _buffer_kind(&bq) != kind or bq.shape[1] != d):
-            return None
-        first = _offset_within(offset, &bq, has_q, L)
-        if first < 0 or not _bias_fits(bias, &bb, has_b, d, kind):
-            return None
-        if has_o and not (_out_fits(&bo, &bi, d, kind) and _apart(&bo, &bi) and _apart(&bo, &bt)
-                          and (not has_q or _apart(&bo, &bq)) and (not has_b or _apart(&bo, &bb))):
+        first = _terms_fit(bias, offset, &bi, &bq, has_q, &bb, has_b, &bo, has_o, d, kind)
+        if first < 0 or (has_o and not _apart(&bo, &bt)):
             return None
         rows = <int64_t*>malloc(n * sizeof(int64_t))
         if rows == NULL or not _copy_ids(&bi, rows, n, V):
@@ -480,6 +469,9 @@ def sq_norms(const real[:, ::1] x, const double[::1] weights, double[::1] row_ou
         raise ValueError("sq_norms: shape mismatch")
     if weights is not None and weights.shape[0] != n_rows:
         raise ValueError("sq_norms: weights shape mismatch")
+    if d == 0:
+        row_out[:] = 0
+        return
     chunk = (n_rows + n_parts - 1) // n_parts
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     with nogil, parallel(num_threads=n_threads):
@@ -490,13 +482,10 @@ def sq_norms(const real[:, ::1] x, const double[::1] weights, double[::1] row_ou
             if hi > n_rows:
                 hi = n_rows
             # The row's sum as _sq_sum adds it (four chains: one chain waits on each addition), the
-            # columns' in a loop of independent lanes: MiniLM's 30522 x 128 codes 1.9-3.0 -> 1.3-1.5 ms (Zen 4)
-            if d > 0:
-                cols = &col_partial[t, 0]
+            # columns' in a loop of independent lanes: MiniLM's 30522 x 128 codes 1.9-3.0 -> 1.3-1.5
+            # ms (Zen 4)
+            cols = &col_partial[t, 0]
             for n in range(lo, hi):
-                if d == 0:
-                    row_out[n] = 0
-                    continue
                 w = 1.0 if weights is None else weights[n]
                 row = &x[n, 0]
                 row_out[n] = _sq_sum(row, d)
