@@ -77,7 +77,7 @@ cdef extern from *:
     #define FE_ROPE_STAGE 1024
     #define FE_ROPE_AHEAD 8192
     static inline void fe_prefetch_row(const void* row, ptrdiff_t row_bytes) {  /* each 64-byte line of a row of x */
-        for (ptrdiff_t b = 0; b < row_bytes; b += 64) __builtin_prefetch((const char*)row + b);
+        for (ptrdiff_t b = 0; b < row_bytes; b += 64) __builtin_prefetch((const char*)row + b, 0, 1);
     }
     #define FE_DEFINE_ROPE_STREAM(NAME, T)                                                          \
     static void NAME##_neox_stream(const T* x, ptrdiff_t x_rs, T* o, const int64_t* rows,           \
@@ -120,8 +120,12 @@ cdef extern from *:
        on a Zen 4, whose stores are the scarce port (AVX-512, (4, 32, 1024, 128) float32, 2 threads,
        medians: 2.8-3.2 ms against 4.0-5.5 through the stage, a streamed copy of its bytes 2.5-2.6;
        one thread 5.0-5.6 against 7.4-10.5, the copy 3.6-4.1). x is prefetched FE_ROPE_AHEAD bytes
-       ahead, as for the stage. 512-bit vectors take 64-byte lines, 256-bit ones 32-byte halves of
-       lines. Same products and sums as the strided loop (no contraction). */
+       ahead, as for the stage, into L2 (prefetcht2; the Zen 4 again: 2 threads 3.0-3.2 ms against
+       3.1-3.9 into L1, one thread 5.3 against 6.0; prefetchnta was slower than both). Rotating
+       halves of up to 4 vectors from registers (the row and its table rows loaded once rather than
+       once a pass) made no difference there (2 threads 3.0-3.1 ms either way, one thread 4.7 ->
+       5.0). 512-bit vectors take 64-byte lines, 256-bit ones 32-byte halves of lines. Same
+       products and sums as the strided loop (no contraction). */
     #if FE_STREAM_X86
     #define FE_DEFINE_ROPE_DIRECT(NAME, TARGET, T, V, LANES, PFX, SFX, JOIN, HEAD, TAIL)                  \
     __attribute__((target(TARGET))) static void NAME(const T* x, ptrdiff_t x_rs, T* o, const int64_t* rows, \

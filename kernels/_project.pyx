@@ -384,6 +384,48 @@ cdef extern from *:
         }
         (width == 512 ? (fe_rows512 == 8 ? fe_tiles512r8_f64 : fe_tiles512r4_f64) : fe_tiles256_f64)[nv](a, a_cs, m, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order, acc, stage);
     }
+    /* A Gram tile's sums into acc (gram_rows): the tile of ``mr`` rows itself (4: AVX2 or the Zen 4's
+       AVX-512; 8: AVX-512 elsewhere), without fe_tile's dispatch and the halves' loop, whose calls
+       and copied arguments cost ~10% of the Gram pass in 64-row calls. */
+    #define FE_GRAM_TILE(T, SFX)                                                                        \
+    static void fe_gram_tile_##SFX(int width, int nv, const T* const* a, ptrdiff_t a_cs, const T* p,    \
+                                   ptrdiff_t p_rs, ptrdiff_t r, int w, T* acc, int stage) {             \
+        static const fe_tile_##SFX##_fn r8[FE_NV512_ROWS8 + 1] = {                                      \
+            0, fe_t512r8_##T##_1, fe_t512r8_##T##_2, fe_t512r8_##T##_3};                                \
+        static const fe_tile_##SFX##_fn r4[FE_NV512 + 1] = FE_TILES_BY_NV512_HALF(fe_t512r4_##T##_);     \
+        static const fe_tile_##SFX##_fn t256[FE_NV256 + 1] = {                                          \
+            0, fe_t256_##T##_1_half, fe_t256_##T##_2_half, fe_t256_##T##_3_half};                        \
+        (width == 512 ? (fe_rows512 == 8 ? r8 : r4) : t256)[nv](a, a_cs, FE_MR, p, p_rs, 0, r, w, 0, 1,  \
+            NULL, NULL, 0, NULL, NULL, 0, NULL, NULL, acc, stage);                                      \
+    }
+    #define FE_TILES_BY_NV512_HALF(FAMILY) {0, FAMILY##1_half, FAMILY##2_half, FAMILY##3_half,          \
+        FAMILY##4_half, FAMILY##5_half, FAMILY##6_half}
+    FE_GRAM_TILE(float, f32)
+    FE_GRAM_TILE(double, f64)
+    /* g[j] += acc[j] in float64, j < n (a row of a Gram tile's float32 sums joining the Gram matrix):
+       the same bits as the scalar loop, four at a time. */
+    __attribute__((target("avx2"))) static void fe_add_widened_avx2(const float* acc, double* g, ptrdiff_t n) {
+        ptrdiff_t j = 0;
+        for (; j + 4 <= n; j += 4)
+            _mm256_storeu_pd(g + j, _mm256_add_pd(_mm256_loadu_pd(g + j), _mm256_cvtps_pd(_mm_loadu_ps(acc + j))));
+        for (; j < n; j++)
+            g[j] += (double)acc[j];
+    }
+    /* _sq_sum (_common.pxi) of a float32 row with its four float64 accumulators (j mod 4) as the
+       lanes of one vector: the same products and sums, in the same order, so the same bits. */
+    __attribute__((target("avx2"))) static double fe_sq_sum_f32_avx2(const float* row, ptrdiff_t d) {
+        __m256d acc = _mm256_setzero_pd();
+        ptrdiff_t j, d4 = d - d % 4;
+        double lane[4];
+        for (j = 0; j < d4; j += 4) {
+            __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(row + j));
+            acc = _mm256_add_pd(acc, _mm256_mul_pd(v, v));
+        }
+        _mm256_storeu_pd(lane, acc);
+        for (j = d4; j < d; j++)
+            lane[0] = lane[0] + (double)row[j] * (double)row[j];
+        return (lane[0] + lane[1]) + (lane[2] + lane[3]);
+    }
     /* Peak multiply-add throughput of one core: CHAINS independent chains of n steps; returns their
        sum (so the work cannot be optimised away). The chains and the two constants must fit the
        registers: 16 of AVX-512's 32, but 12 of AVX2's 16 (16 chains there spilled one to memory and
@@ -416,6 +458,12 @@ cdef extern from *:
     /* Never called: fe_simd_width() is 0 off x86, so the tiles only need to link. */
     static void fe_tile_f32(int width, int nv, FE_TILE_ARGS(float)) {}
     static void fe_tile_f64(int width, int nv, FE_TILE_ARGS(double)) {}
+    static void fe_gram_tile_f32(int width, int nv, const float* const* a, ptrdiff_t a_cs, const float* p,
+                                 ptrdiff_t p_rs, ptrdiff_t r, int w, float* acc, int stage) {}
+    static void fe_gram_tile_f64(int width, int nv, const double* const* a, ptrdiff_t a_cs, const double* p,
+                                 ptrdiff_t p_rs, ptrdiff_t r, int w, double* acc, int stage) {}
+    static void fe_add_widened_avx2(const float* acc, double* g, ptrdiff_t n) {}
+    static double fe_sq_sum_f32_avx2(const float* row, ptrdiff_t d) { return 0; }
     #endif
     """
     int FE_MR
@@ -446,6 +494,12 @@ cdef extern from *:
                      Py_ssize_t p_rs, int padded, Py_ssize_t r, int w, int lead, double scale, const double* bias,
                      const double* pos, Py_ssize_t pos_rs, const int64_t* pos_rows, double* out, Py_ssize_t d,
                      const Py_ssize_t* starts, const Py_ssize_t* order, double* acc, int stage) noexcept nogil
+    void fe_gram_tile_f32(int width, int nv, const float* const* a, Py_ssize_t a_cs, const float* p,
+                          Py_ssize_t p_rs, Py_ssize_t r, int w, float* acc, int stage) noexcept nogil
+    void fe_gram_tile_f64(int width, int nv, const double* const* a, Py_ssize_t a_cs, const double* p,
+                          Py_ssize_t p_rs, Py_ssize_t r, int w, double* acc, int stage) noexcept nogil
+    void fe_add_widened_avx2(const float* acc, double* g, Py_ssize_t n) noexcept nogil
+    double fe_sq_sum_f32_avx2(const float* row, Py_ssize_t d) noexcept nogil
 
 DEF MAX_MR = 8
 
@@ -1290,20 +1344,22 @@ cdef void _gram_tile(const real* x0, Py_ssize_t x_rs, Py_ssize_t k_rows, Py_ssiz
         a[i] = x0 + i0 + (i if i < m else 0)
     cdef int stage = FE_ACC_OUT | (0 if zero else FE_ACC_IN)
     if real is float:
-        fe_tile_f32(width, nv, a, x_rs, mr, x0 + j0, x_rs, 0, k_rows, w, 0, 1, NULL, NULL, 0, NULL, NULL, 0,
-                    NULL, NULL, acc, stage)
+        fe_gram_tile_f32(width, nv, a, x_rs, x0 + j0, x_rs, k_rows, w, acc, stage)
     else:
-        fe_tile_f64(width, nv, a, x_rs, mr, x0 + j0, x_rs, 0, k_rows, w, 0, 1, NULL, NULL, 0, NULL, NULL, 0,
-                    NULL, NULL, acc, stage)
+        fe_gram_tile_f64(width, nv, a, x_rs, x0 + j0, x_rs, k_rows, w, acc, stage)
 
 
 cdef void _gram_add(const real* acc, Py_ssize_t d, Py_ssize_t i0, Py_ssize_t j0, int w, Py_ssize_t lanes,
                     int mr, double* gram) noexcept nogil:
     """gram[i0 + i, j0 + j] += acc[i, j] in float64, on and above the diagonal only."""
-    cdef Py_ssize_t row = ((w + lanes - 1) // lanes) * lanes, i, j
+    cdef Py_ssize_t row = ((w + lanes - 1) // lanes) * lanes, i, j, j1
     for i in range(min(<Py_ssize_t>mr, d - i0)):
-        for j in range(max(<Py_ssize_t>0, i0 + i - j0), w):
-            gram[(i0 + i) * d + j0 + j] += acc[i * row + j]
+        j1 = max(<Py_ssize_t>0, i0 + i - j0)
+        if real is float:
+            fe_add_widened_avx2(acc + i * row + j1, gram + (i0 + i) * d + j0 + j1, w - j1)
+        else:
+            for j in range(j1, w):
+                gram[(i0 + i) * d + j0 + j] += acc[i * row + j]
 
 
 def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, int simd, int n_threads):
@@ -1330,6 +1386,10 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, in
     cdef Py_ssize_t* tasks = NULL
     cdef Py_ssize_t* strip_first = NULL
     cdef Py_ssize_t* owner = NULL
+    cdef Py_ssize_t* mine_all = NULL
+    cdef Py_ssize_t* mine
+    cdef Py_ssize_t* mine_first
+    cdef Py_ssize_t q
     cdef void* scratch = NULL
     cdef real* accs
     cdef real* acc
@@ -1369,8 +1429,9 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, in
         tasks = <Py_ssize_t*>malloc(3 * n_tasks * sizeof(Py_ssize_t))
         strip_first = <Py_ssize_t*>malloc((n_strips + 1) * sizeof(Py_ssize_t))
         owner = <Py_ssize_t*>malloc(n_tasks * sizeof(Py_ssize_t))
+        mine_all = <Py_ssize_t*>malloc(n_threads * (n_tasks + n_strips + 1) * sizeof(Py_ssize_t))
         scratch = malloc(n_threads * per_strip * mr * nr * sizeof(real) + 64)
-        if tasks == NULL or strip_first == NULL or owner == NULL or scratch == NULL:
+        if tasks == NULL or strip_first == NULL or owner == NULL or mine_all == NULL or scratch == NULL:
             raise MemoryError()
         accs = <real*>FE_ALIGN64(scratch)
         t = 0
@@ -1398,6 +1459,17 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, in
             if me == 0:
                 _deal_tiles(tasks, n_tasks, team, owner)
             fe_team_barrier()
+            # this thread's tiles, strip by strip: mine[mine_first[u]:mine_first[u + 1]]
+            mine = mine_all + me * (n_tasks + n_strips + 1)
+            mine_first = mine + n_tasks
+            q = 0
+            for u in range(n_strips):
+                mine_first[u] = q
+                for t in range(strip_first[u], strip_first[u + 1]):
+                    if owner[t] == me:
+                        mine[q] = t
+                        q = q + 1
+            mine_first[n_strips] = q
             acc = accs + me * per_strip * mr * nr
             c = 0
             while c < n:
@@ -1405,14 +1477,16 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, in
                 if norms != NULL:
                     kc = (k_rows + team - 1) // team
                     for t in range(c + me * kc, min(c + (me + 1) * kc, c + k_rows)):
-                        norms[t] = _sq_sum(&x[t, 0], d)
+                        if real is float and width:
+                            norms[t] = fe_sq_sum_f32_avx2(&x[t, 0], d)
+                        else:
+                            norms[t] = _sq_sum(&x[t, 0], d)
                 for u in range(n_strips):
                     s = 0
                     while s < k_rows:
                         kc = min(sub, k_rows - s)
-                        for t in range(strip_first[u], strip_first[u + 1]):
-                            if owner[t] != me:
-                                continue
+                        for q in range(mine_first[u], mine_first[u + 1]):
+                            t = mine[q]
                             if width:
                                 _gram_tile(&x[c + s, 0], x_rs, kc, d, tasks[3 * t], tasks[3 * t + 1],
                                            <int>tasks[3 * t + 2], s == 0,
@@ -1422,15 +1496,16 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, in
                                            tasks[3 * t + 2], mr, &gram[0, 0])
                         s = s + sub
                     if width:
-                        for t in range(strip_first[u], strip_first[u + 1]):
-                            if owner[t] == me:
-                                _gram_add(acc + (t - strip_first[u]) * mr * nr, d, tasks[3 * t],
-                                          tasks[3 * t + 1], <int>tasks[3 * t + 2], lanes, mr, &gram[0, 0])
+                        for q in range(mine_first[u], mine_first[u + 1]):
+                            t = mine[q]
+                            _gram_add(acc + (t - strip_first[u]) * mr * nr, d, tasks[3 * t],
+                                      tasks[3 * t + 1], <int>tasks[3 * t + 2], lanes, mr, &gram[0, 0])
                 c = c + GRAM_CHUNK
     finally:
         free(tasks)
         free(strip_first)
         free(owner)
+        free(mine_all)
         free(scratch)
     for i0 in range(d):
         for t in range(i0):

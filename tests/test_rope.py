@@ -256,7 +256,7 @@ def _rotate_streamed_and_plain(x, isa, offset_elements):
 
 @pytest.mark.parametrize("isa", _streaming_isas())
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("D", [2, 34, 64, 96, 128, 1000, 2048])
+@pytest.mark.parametrize("D", [2, 16, 32, 34, 64, 96, 128, 1000, 2048])
 @pytest.mark.parametrize("offset_elements", [0, 1, 4, 7, 13])
 def test_streaming_output_is_the_plain_output_bit_for_bit(isa, dtype, D, offset_elements):
     """Past the streaming threshold the Cython neox rows take streaming stores: straight from the
