@@ -76,6 +76,7 @@ cdef extern from *:
        stages 4.54 / 7.77). */
     #define FE_ROPE_STAGE 1024
     #define FE_ROPE_AHEAD 8192
+    #define FE_ROPE_DIRECT_AHEAD 16384
     static inline void fe_prefetch_row(const void* row, ptrdiff_t row_bytes) {  /* each 64-byte line of a row of x */
         for (ptrdiff_t b = 0; b < row_bytes; b += 64) __builtin_prefetch((const char*)row + b, 0, 1);
     }
@@ -119,9 +120,11 @@ cdef extern from *:
        come out in the output's order. No stage: its stores and reloads cost more than the rotation
        on a Zen 4, whose stores are the scarce port (AVX-512, (4, 32, 1024, 128) float32, 2 threads,
        medians: 2.8-3.2 ms against 4.0-5.5 through the stage, a streamed copy of its bytes 2.5-2.6;
-       one thread 5.0-5.6 against 7.4-10.5, the copy 3.6-4.1). x is prefetched FE_ROPE_AHEAD bytes
-       ahead, as for the stage, into L2 (prefetcht2; the Zen 4 again: 2 threads 3.0-3.2 ms against
-       3.1-3.9 into L1, one thread 5.3 against 6.0; prefetchnta was slower than both). Rotating
+       one thread 5.0-5.6 against 7.4-10.5, the copy 3.6-4.1). x is prefetched FE_ROPE_DIRECT_AHEAD
+       bytes ahead into L2 (prefetcht2; the Zen 4 again: 8 KB ahead, 2 threads 3.0-3.2 ms against
+       3.1-3.9 into L1, one thread 5.3 against 6.0, prefetchnta slower than both; then, six runs of
+       interleaved rounds, best of each, 16 KB ahead against 8: one thread 4.0-4.2 against 4.8-5.2, 2
+       threads 2.75-3.3 against 2.8-3.3, a streamed copy of its bytes 2.6-2.8; 32 KB between). Rotating
        halves of up to 4 vectors from registers (the row and its table rows loaded once rather than
        once a pass) made no difference there (2 threads 3.0-3.1 ms either way, one thread 4.7 ->
        5.0). 512-bit vectors take 64-byte lines, 256-bit ones 32-byte halves of lines. Same
@@ -134,7 +137,7 @@ cdef extern from *:
         const ptrdiff_t line_bytes = LANES * (ptrdiff_t)sizeof(T);                                      \
         int lead = (int)(((line_bytes - ((uintptr_t)o & (line_bytes - 1))) & (line_bytes - 1)) / sizeof(T)); \
         ptrdiff_t row_bytes = 2 * half * (ptrdiff_t)sizeof(T);                                          \
-        ptrdiff_t ahead = (FE_ROPE_AHEAD + row_bytes - 1) / row_bytes;                                  \
+        ptrdiff_t ahead = (FE_ROPE_DIRECT_AHEAD + row_bytes - 1) / row_bytes;                           \
         T* line = o + lead;                                                                             \
         V prev;                                                                                         \
         memset(&prev, 0, sizeof prev);                                                                 \
