@@ -78,6 +78,9 @@ cdef extern from *:
     #define FE_ROPE_AHEAD 8192
     #define FE_ROPE_DIRECT_AHEAD 16384
     static inline void fe_prefetch_row(const void* row, ptrdiff_t row_bytes) {  /* each 64-byte line of a row of x */
+        for (ptrdiff_t b = 0; b < row_bytes; b += 64) __builtin_prefetch((const char*)row + b);
+    }
+    static inline void fe_prefetch_row_l2(const void* row, ptrdiff_t row_bytes) {  /* the same into L2 (prefetcht2) */
         for (ptrdiff_t b = 0; b < row_bytes; b += 64) __builtin_prefetch((const char*)row + b, 0, 1);
     }
     #define FE_DEFINE_ROPE_STREAM(NAME, T)                                                          \
@@ -145,7 +148,7 @@ cdef extern from *:
         for (ptrdiff_t r = 0; r < n; r++, x += x_rs) {                                                  \
             const T* c = c0 + rows[r] * t_rs;                                                           \
             const T* s = s0 + rows[r] * t_rs;                                                           \
-            if (r + ahead < n) fe_prefetch_row(x + ahead * x_rs, row_bytes);                            \
+            if (r + ahead < n) fe_prefetch_row_l2(x + ahead * x_rs, row_bytes);                         \
             for (int second = 0; second < 2; second++)                                                  \
                 for (ptrdiff_t i = 0; i < half; i += LANES) {                                           \
                     V a = PFX##loadu_##SFX(x + i), b = PFX##loadu_##SFX(x + i + half);                  \
