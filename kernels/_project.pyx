@@ -385,18 +385,17 @@ cdef extern from *:
         (width == 512 ? (fe_rows512 == 8 ? fe_tiles512r8_f64 : fe_tiles512r4_f64) : fe_tiles256_f64)[nv](a, a_cs, m, p, p_rs, padded, r, w, lead, scale, bias, pos, pos_rs, pos_rows, out, d, starts, order, acc, stage);
     }
     /* A Gram tile's sums into acc (gram_rows): the tile of ``mr`` rows itself (4: AVX2 or the Zen 4's
-       AVX-512; 8: AVX-512 elsewhere), without fe_tile's dispatch and the halves' loop, whose calls
-       and copied arguments cost ~10% of the Gram pass in 64-row calls. */
+       AVX-512; 8: AVX-512 elsewhere, fe_tile's own tiles), without fe_tile's dispatch and the 4-row
+       tiles' halves' loop, whose calls and copied arguments cost ~10% of the Gram pass in 64-row
+       calls. */
     #define FE_GRAM_TILE(T, SFX)                                                                        \
     static void fe_gram_tile_##SFX(int width, int nv, const T* const* a, ptrdiff_t a_cs, const T* p,    \
                                    ptrdiff_t p_rs, ptrdiff_t r, int w, T* acc, int stage) {             \
-        static const fe_tile_##SFX##_fn r8[FE_NV512_ROWS8 + 1] = {                                      \
-            0, fe_t512r8_##T##_1, fe_t512r8_##T##_2, fe_t512r8_##T##_3};                                \
         static const fe_tile_##SFX##_fn r4[FE_NV512 + 1] = FE_TILES_BY_NV512_HALF(fe_t512r4_##T##_);     \
         static const fe_tile_##SFX##_fn t256[FE_NV256 + 1] = {                                          \
             0, fe_t256_##T##_1_half, fe_t256_##T##_2_half, fe_t256_##T##_3_half};                        \
-        (width == 512 ? (fe_rows512 == 8 ? r8 : r4) : t256)[nv](a, a_cs, FE_MR, p, p_rs, 0, r, w, 0, 1,  \
-            NULL, NULL, 0, NULL, NULL, 0, NULL, NULL, acc, stage);                                      \
+        (width == 512 ? (fe_rows512 == 8 ? fe_tiles512r8_##SFX : r4) : t256)[nv](                      \
+            a, a_cs, FE_MR, p, p_rs, 0, r, w, 0, 1, NULL, NULL, 0, NULL, NULL, 0, NULL, NULL, acc, stage); \
     }
     #define FE_TILES_BY_NV512_HALF(FAMILY) {0, FAMILY##1_half, FAMILY##2_half, FAMILY##3_half,          \
         FAMILY##4_half, FAMILY##5_half, FAMILY##6_half}
