@@ -166,7 +166,7 @@ class NumbaKernelSet(KernelSet):
         (tbb, omp); in a child forked after the pool ran, its serial compilation."""
         from ._kernels._numba_jit import serial
 
-        arguments = [_one_index_type(a) for a in arguments]
+        arguments = _absent_as_empty(kernel, [_one_index_type(a) for a in arguments])
         if _threads.serial_reason() is not None:
             return serial(kernel)(*arguments, n_threads)
         _threads.note_pool_start()  # the first parallel call starts Numba's pool, whatever n
@@ -200,6 +200,34 @@ def _one_index_type(argument):
     ):
         return argument.astype(np.int64)
     return argument
+
+
+def _absent_as_empty(kernel, arguments):
+    """``arguments`` with each absent optional term that ``kernel`` reads as an empty array (see
+    ``fastembed._kernels._numba_jit.ABSENT_AS_EMPTY``) given as one, so that one compiled version of
+    the kernel serves calls with and without the term."""
+    slots = _absent_slots(kernel.py_func)
+    if not slots:
+        return arguments
+    out_dtype = arguments[slots[0]].dtype
+    arguments = list(arguments)
+    for index, ndim in slots[1:]:
+        if arguments[index] is None:
+            arguments[index] = np.zeros(0, np.int64) if ndim == 0 else np.zeros((0,) * ndim, out_dtype)
+    return arguments
+
+
+@functools.cache
+def _absent_slots(py_func):
+    """(index of ``out``, then (index, ndim) of each term in ABSENT_AS_EMPTY) for a Numba kernel's
+    Python function; () for a kernel with no such terms."""
+    from ._kernels._numba_jit import ABSENT_AS_EMPTY
+
+    terms = ABSENT_AS_EMPTY.get(py_func.__name__)
+    if not terms:
+        return ()
+    names = py_func.__code__.co_varnames[: py_func.__code__.co_argcount]
+    return (names.index("out"), *((names.index(name), ndim) for name, ndim in terms.items()))
 
 
 @functools.cache

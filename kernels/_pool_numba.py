@@ -11,7 +11,7 @@ import math
 import numba as nb
 import numpy as np
 
-from ._numba_jit import jit
+from ._numba_jit import given, jit
 from ._rows_numba import _half_bits_to_float_bits
 
 MODE_MEAN, MODE_SQRTN, MODE_MAX = 1, 2, 3
@@ -22,7 +22,7 @@ KIND_INT8, KIND_FLOAT16 = 0, 1
 def _finish(o, divide, scale, bias, normalize):
     for j in range(o.shape[0]):
         o[j] = (o[j] / divide) * scale
-    if bias is not None:
+    if bias is not None and given(bias):
         for j in range(o.shape[0]):
             o[j] = o[j] + bias[j]
     if normalize:
@@ -130,7 +130,7 @@ def pool_rows(
                 bad = True
                 break
             w = one[0]
-            if weights is not None:
+            if weights is not None and given(weights):
                 w = weights[n]
             if token_weights is not None:
                 w = w * token_weights[token]

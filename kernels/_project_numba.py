@@ -12,7 +12,7 @@ rounding: whether a multiply-add is fused differs between compilers.
 import numba as nb
 import numpy as np
 
-from ._numba_jit import jit
+from ._numba_jit import given, jit
 from ._rows_numba import _emit_row, _sq_sum
 
 
@@ -38,7 +38,7 @@ def _project_row(e, proj, sc, bias, o):
             o[j] = o[j] + x * p[j]
     for j in range(d):
         o[j] = o[j] * sc
-    if bias is not None:
+    if bias is not None and given(bias):
         for j in range(d):
             o[j] = o[j] + bias[j]
 
@@ -57,14 +57,14 @@ def project_rows(table, rows, proj, scale, bias, pos, pos_rows, out, whole_bytes
     bad = 0
     if rows is not None:
         bad += _count_outside(rows, table.shape[0])
-    if pos is not None:
+    if pos is not None and given(pos):
         bad += _count_outside(pos_rows, pos.shape[0])
     if bad:
         return bad
     for i in nb.prange(n):
         o = out[i]
         _project_row(table[i] if rows is None else table[rows[i]], proj, sc, bias, o)
-        if pos is not None:
+        if pos is not None and given(pos):
             q = pos[pos_rows[i]]
             for j in range(d):
                 o[j] = o[j] + q[j]
@@ -88,7 +88,7 @@ def project_distinct(table, uniq, remap, proj, scale, bias, pos, pos_rows, out, 
     bad = 0
     if uniq is not None:
         bad += _count_outside(uniq, table.shape[0])
-    if pos is not None:
+    if pos is not None and given(pos):
         bad += _count_outside(pos_rows, pos.shape[0])
     if bad:
         return bad
@@ -101,7 +101,7 @@ def project_distinct(table, uniq, remap, proj, scale, bias, pos, pos_rows, out, 
             continue
         o = out[i]
         y = projected[u]
-        if pos is not None:
+        if pos is not None and given(pos):
             q = pos[pos_rows[i]]
             for j in range(d):
                 o[j] = y[j] + q[j]
@@ -125,14 +125,14 @@ def project_gather(table, uniq, remap, proj, scale, bias, pos, pos_rows, project
     if n == 0 or d == 0:
         return 0
     bad = _count_outside(uniq, table.shape[0]) + _count_outside(remap, uniq.shape[0])
-    if pos is not None:
+    if pos is not None and given(pos):
         bad += _count_outside(pos_rows, pos.shape[0])
     if bad:
         return bad
     for u in nb.prange(uniq.shape[0]):
         _project_row(table[uniq[u]], proj, one, None, projected[u])
     for i in nb.prange(n):
-        if pos is None:
+        if pos is None or not given(pos):
             _emit_row(out[i], projected[remap[i]], sc, bias, None)
         else:
             _emit_row(out[i], projected[remap[i]], sc, bias, pos[pos_rows[i]])
@@ -167,8 +167,9 @@ def gram_rows(x, gram, row_norms, simd, n_threads):
 
 
 def warm_up():
-    """Compile the common signatures now (float32/float64, with and without terms; index arrays reach
-    the kernels as int64, see fastembed.backends._one_index_type)."""
+    """Compile the common signatures now (float32/float64; absent terms reach the kernels as empty
+    arrays of the same types, see _numba_jit.ABSENT_AS_EMPTY, and index arrays as int64, see
+    fastembed.backends._one_index_type)."""
     for dtype in (np.float32, np.float64):
         table = np.zeros((2, 3), dtype)
         proj = np.zeros((3, 4), dtype)
@@ -176,10 +177,7 @@ def warm_up():
         bias = np.zeros(4, dtype)
         pos = np.zeros((2, 4), dtype)
         rows = pos_rows = np.zeros(2, np.int64)
-        project_rows(table, rows, proj, 1.0, None, None, None, out, 0.0, 0, 1)
         project_rows(table, rows, proj, 1.0, bias, pos, pos_rows, out, 0.0, 0, 1)
-        project_distinct(table, rows, rows, proj, 1.0, None, None, None, out, 0, 1)
         project_distinct(table, rows, rows, proj, 1.0, bias, pos, pos_rows, out, 0, 1)
-        project_gather(table, rows, rows, proj, 1.0, None, None, None, out, out, 0, 1)
         project_gather(table, rows, rows, proj, 1.0, bias, pos, pos_rows, out.copy(), out, 0, 1)
-        project_rows(table, None, proj, 1.0, None, None, None, out, 0.0, 0, 1)
+        project_rows(table, None, proj, 1.0, bias, pos, pos_rows, out, 0.0, 0, 1)

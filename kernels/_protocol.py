@@ -6,7 +6,9 @@ of the ``.pyi`` stub beside the Cython module: arrays arrive validated and norma
 Python numbers, and a threaded kernel takes ``n_threads`` last. ``fastembed.backends.KernelSet``
 binds each one to the package's thread policy; the only argument it adapts is for Numba, which
 compiles once per combination of types: its threaded kernels get 1-D integer arrays as contiguous,
-writable int64 ones.
+writable int64 ones, and the optional terms listed in ``_numba_jit.ABSENT_AS_EMPTY`` as empty arrays
+when absent (the kernels read ``given(term)``, true for a passed array, false for None or the empty
+stand-in).
 """
 
 from typing import NamedTuple

@@ -11,16 +11,18 @@ sets it with numba.set_num_threads, per calling thread, before entry.
 import numba as nb
 import numpy as np
 
-from ._numba_jit import jit
+from ._numba_jit import given, jit
 
 
 @jit(inline="always")
 def _emit_row(o, s, sc, b, p):
+    has_b = given(b)
+    has_p = given(p)
     for j in range(o.shape[0]):
         v = s[j] * sc
-        if b is not None:
+        if b is not None and has_b:  # "is not None" first: Numba prunes it for a None argument
             v = v + b[j]
-        if p is not None:
+        if p is not None and has_p:
             v = v + p[j]
         o[j] = v
 
@@ -36,7 +38,7 @@ def gather_rows(src, rows, scale, bias, pos, pos_rows, out, n_threads):
         r = rows[n]
         if r < 0 or r >= n_src:
             skipped += 1
-        elif pos is None:
+        elif pos is None or not given(pos):
             _emit_row(out[n], src[r], sc, bias, None)
         else:
             q = pos_rows[n]
@@ -54,7 +56,7 @@ def finish_rows(out, scale, bias, pos, pos_rows, n_threads):
     n_out = out.shape[0]
     skipped = 0
     for n in nb.prange(n_out):
-        if pos is None:
+        if pos is None or not given(pos):
             _emit_row(out[n], out[n], sc, bias, None)
         else:
             q = pos_rows[n]
@@ -89,19 +91,18 @@ def dedupe(ids, marker, uniq, remap):
 
 def warm_up():
     """Compile the common signatures now (float32/float64; dedupe's int32/int64 ids; the threaded
-    kernels' index arrays reach them as int64, see fastembed.backends._one_index_type)."""
+    kernels' index arrays reach them as int64, see fastembed.backends._one_index_type, and absent
+    terms as empty arrays of the present ones' types, see _numba_jit.ABSENT_AS_EMPTY)."""
     for dtype in (np.float32, np.float64):
         src = np.zeros((2, 3), dtype)
         out = np.empty((2, 3), dtype)
         bias = np.zeros(3, dtype)
         rows = pos_rows = np.zeros(2, np.int64)
-        gather_rows(src, rows, 1.0, None, None, None, out, 1)
         gather_rows(src, rows, 1.0, bias, src, pos_rows, out, 1)
         for itype in (np.int32, np.int64):
             ids = np.zeros(2, itype)
             dedupe(ids, np.full(2, -1, itype), np.empty(2, itype), np.empty(2, itype))
         finish_rows(out, 1.0, bias, src, pos_rows, 1)
-        finish_rows(out, 1.0, None, None, None, 1)
 
 
 @jit(parallel=True)

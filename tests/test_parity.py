@@ -192,3 +192,49 @@ def test_numba_threaded_kernels_get_one_index_type(pair):
         np.testing.assert_array_equal(out, src[rows])
     np.testing.assert_array_equal(outs[4], src[np.full(50, rows[0])])
     assert not read_only.flags.writeable
+
+
+def _term_calls(kernel, rng):
+    """(arguments without n_threads, with every optional term of ABSENT_AS_EMPTY given; the same
+    with each of them None) for one kernel of each module that has such terms."""
+    d = 9
+    table = rng.standard_normal((20, 6)).astype(np.float32)
+    bias = rng.standard_normal(d).astype(np.float32)
+    if kernel == "gather_rows":
+        src = rng.standard_normal((20, d)).astype(np.float32)
+        rows = rng.integers(0, 20, 30)
+        pos, pos_rows = rng.standard_normal((12, d)).astype(np.float32), rng.integers(0, 12, 30)
+        full = [src, rows, 1.5, bias, pos, pos_rows, np.empty((30, d), np.float32)]
+        return full, [*full[:3], None, None, None, full[6]]
+    if kernel == "project_rows":
+        proj = rng.standard_normal((6, d)).astype(np.float32)
+        rows = rng.integers(0, 20, 30)
+        pos, pos_rows = rng.standard_normal((12, d)).astype(np.float32), rng.integers(0, 12, 30)
+        full = [table, rows, proj, 1.5, bias, pos, pos_rows, np.empty((30, d), np.float32), 0.0, 0]
+        return full, [*full[:4], None, None, None, *full[7:]]
+    ids = rng.integers(0, 20, 25)
+    offsets = np.array([0, 4, 4, 11, 25])
+    weights = rng.standard_normal(25).astype(np.float32)
+    empty = np.empty(0, np.float32)
+    out = np.empty((4, 6), np.float32)
+    full = [out, table, empty, empty, -1, ids, offsets, False, weights, None, None, -1, 1, 1.5, bias[:6], True]
+    return full, [*full[:8], None, *full[9:14], None, full[15]]
+
+
+@pytest.mark.parametrize("kernel", ["gather_rows", "project_rows", "pool_rows"])
+def test_numba_kernels_compile_once_with_and_without_their_optional_terms(pair, kernel):
+    """An absent bias, position table or per-token weight reaches a Numba kernel as an empty array
+    of the present one's type, so calls with and without it share one compilation (they took one
+    each, 1-5 s apiece), and both give the Cython kernel's results. A dispatcher of its own counts."""
+    import numba
+
+    cython_set, numba_set = pair
+    module = {"gather_rows": "rows", "project_rows": "project", "pool_rows": "pool"}[kernel]
+    fresh = numba.njit(getattr(getattr(numba_set, module), kernel).py_func)
+    for arguments in _term_calls(kernel, np.random.default_rng(8)):
+        out_index = 0 if kernel == "pool_rows" else 7 if kernel == "project_rows" else 6
+        expected = [a.copy() if isinstance(a, np.ndarray) else a for a in arguments]
+        assert getattr(cython_set, kernel)(*expected, 2) == 0
+        assert numba_set._enter(fresh, arguments, 2) == 0
+        np.testing.assert_allclose(arguments[out_index], expected[out_index], rtol=1e-6, atol=1e-6)
+    assert len(fresh.signatures) == 1
