@@ -34,15 +34,16 @@ def serial(dispatcher):
 # (fastembed.backends.NumbaKernelSet passes them so): Numba compiles a kernel once per combination
 # of argument types, and None-or-array for each term multiplied the versions (the test suite compiled
 # gather_rows 41 times, project_rows 31, pool_rows 26, at 1-5 s each). name -> ndim of the stand-in;
-# ndim 0 is an int64 index array, the others have the output's dtype. Terms whose empty value means
-# something (pool_rows' token_map and token_weights: a vocabulary of 0) stay None when absent.
+# ndim 0 is an int64 index array, the others have the output's dtype. pool_rows' token_map and
+# token_weights are empty when present only for a vocabulary of 0 ids, where every id the caller
+# validated is padding, so that no token reads them either way.
 ABSENT_AS_EMPTY = {
     "gather_rows": {"bias": 1, "pos": 2, "pos_rows": 0},
     "finish_rows": {"bias": 1, "pos": 2, "pos_rows": 0},
     "project_rows": {"bias": 1, "pos": 2, "pos_rows": 0},
     "project_distinct": {"bias": 1, "pos": 2, "pos_rows": 0},
     "project_gather": {"bias": 1, "pos": 2, "pos_rows": 0},
-    "pool_rows": {"weights": 1, "bias": 1},
+    "pool_rows": {"weights": 1, "token_weights": 1, "token_map": 0, "bias": 1},
     "finish_pooled": {"bias": 1},
 }
 

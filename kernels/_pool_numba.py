@@ -92,13 +92,15 @@ def pool_rows(
     n_bags, d = out.shape
     n_ids = ids.shape[0]
     n_rows = table.shape[0]
+    has_map = given(token_map)
+    has_token_weights = given(token_weights)
     if per_token_rows:
         n_vocab = np.iinfo(np.int64).max  # row n is table[n]: the ids only decide padding and token weights
-    elif token_map is not None:
+    elif token_map is not None and has_map:
         n_vocab = token_map.shape[0]
     else:
         n_vocab = n_rows
-    if token_weights is not None and token_weights.shape[0] < n_vocab:
+    if token_weights is not None and has_token_weights and token_weights.shape[0] < n_vocab:
         n_vocab = token_weights.shape[0]
     take_max = mode == MODE_MAX
     one = np.ones(1, out.dtype)
@@ -122,7 +124,7 @@ def pool_rows(
                 break
             if per_token_rows:
                 row = n
-            elif token_map is not None:
+            elif token_map is not None and has_map:
                 row = token_map[token]
             else:
                 row = token
@@ -132,7 +134,7 @@ def pool_rows(
             w = one[0]
             if weights is not None and given(weights):
                 w = weights[n]
-            if token_weights is not None:
+            if token_weights is not None and has_token_weights:
                 w = w * token_weights[token]
             if kind < 0:
                 _add(o, table[row], w, take_max)

@@ -216,9 +216,12 @@ def _term_calls(kernel, rng):
     offsets = np.array([0, 4, 4, 11, 25])
     weights = rng.standard_normal(25).astype(np.float32)
     empty = np.empty(0, np.float32)
-    out = np.empty((4, 6), np.float32)
-    full = [out, table, empty, empty, -1, ids, offsets, False, weights, None, None, -1, 1, 1.5, bias[:6], True]
-    return full, [*full[:8], None, *full[9:14], None, full[15]]
+    token_weights = rng.standard_normal(30).astype(np.float32)
+    token_map = rng.integers(0, 20, 30)
+    head = [np.empty((4, 6), np.float32), table, empty, empty, -1, ids, offsets, False]
+    tail = [-1, 1, 1.5]  # padding_idx (none), mode (mean), scale
+    full = [*head, weights, token_weights, token_map, *tail, bias[:6], True]
+    return full, [*head, None, None, None, *tail, None, True]
 
 
 @pytest.mark.parametrize("kernel", ["gather_rows", "project_rows", "pool_rows"])
