@@ -206,28 +206,34 @@ def _absent_as_empty(kernel, arguments):
     """``arguments`` with each absent optional term that ``kernel`` reads as an empty array (see
     ``fastembed._kernels._numba_jit.ABSENT_AS_EMPTY``) given as one, so that one compiled version of
     the kernel serves calls with and without the term."""
-    slots = _absent_slots(kernel.py_func)
+    out_index, slots = _absent_slots(kernel.py_func)
     if not slots:
         return arguments
-    out_dtype = arguments[slots[0]].dtype
+    out_dtype = arguments[out_index].dtype
     arguments = list(arguments)
-    for index, ndim in slots[1:]:
+    for index, ndim in slots:
         if arguments[index] is None:
-            arguments[index] = np.zeros(0, np.int64) if ndim == 0 else np.zeros((0,) * ndim, out_dtype)
+            arguments[index] = _empty(np.dtype(np.int64) if ndim == 0 else out_dtype, max(ndim, 1))
     return arguments
 
 
 @functools.cache
 def _absent_slots(py_func):
-    """(index of ``out``, then (index, ndim) of each term in ABSENT_AS_EMPTY) for a Numba kernel's
-    Python function; () for a kernel with no such terms."""
+    """(index of ``out``, ((index, ndim) of each term in ABSENT_AS_EMPTY)) for a Numba kernel's
+    Python function; (None, ()) for a kernel with no such terms."""
     from ._kernels._numba_jit import ABSENT_AS_EMPTY
 
     terms = ABSENT_AS_EMPTY.get(py_func.__name__)
     if not terms:
-        return ()
+        return None, ()
     names = py_func.__code__.co_varnames[: py_func.__code__.co_argcount]
-    return (names.index("out"), *((names.index(name), ndim) for name, ndim in terms.items()))
+    return names.index("out"), tuple((names.index(name), ndim) for name, ndim in terms.items())
+
+
+@functools.cache
+def _empty(dtype, ndim):
+    """The empty stand-in of an absent term, one per dtype and rank: the kernels never write it."""
+    return np.zeros((0,) * ndim, dtype)
 
 
 @functools.cache

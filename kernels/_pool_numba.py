@@ -92,6 +92,7 @@ def pool_rows(
     n_bags, d = out.shape
     n_ids = ids.shape[0]
     n_rows = table.shape[0]
+    has_weights = given(weights)
     has_map = given(token_map)
     has_token_weights = given(token_weights)
     if per_token_rows:
@@ -132,7 +133,7 @@ def pool_rows(
                 bad = True
                 break
             w = one[0]
-            if weights is not None and given(weights):
+            if weights is not None and has_weights:
                 w = weights[n]
             if token_weights is not None and has_token_weights:
                 w = w * token_weights[token]
