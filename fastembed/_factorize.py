@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _validation as v
+from ._eigen import leading_eigenpairs
 from ._threads import blas_limit, resolve
 
 SCALE_INTO = ("table", "proj", "both")
@@ -205,8 +206,9 @@ def gram(X, w=None, mu=None, row_norms=None, n_threads=None):
     return total
 
 
-def _right_vectors_exact(X, w, mu, row_norms=None, n_threads=None):
-    """All right singular vectors (columns) and s^2 of diag(sqrt(w)) (X - mu), descending."""
+def _right_vectors_exact(X, w, mu, choose_rank, row_norms=None, n_threads=None):
+    """The leading right singular vectors (columns; r = choose_rank(s^2)) and all s^2 of
+    diag(sqrt(w)) (X - mu), descending."""
     if X.shape[0] >= X.shape[1]:
         if row_norms is None:
             row_norms = np.empty(X.shape[0])
@@ -220,14 +222,12 @@ def _right_vectors_exact(X, w, mu, row_norms=None, n_threads=None):
         # 384 on the Zen 4), and OpenBLAS's threads spin after a parallel call, which slowed the
         # OpenMP kernels that follow (the next Gram pass, the codes) by 20-30 ms.
         with blas_limit(1):
-            s2, vecs = np.linalg.eigh(g)
-        order = np.argsort(s2)[::-1]
-        return vecs[:, order], np.clip(s2[order], 0, None)
+            return leading_eigenpairs(g, choose_rank)
     Xw = np.vstack(list(_row_chunks(X.astype(np.float64), w, mu)))
     v.require_finite(math.isfinite(_peak(X)))
     _check_magnitude(_peak(X), X.dtype)
     _, s, vt = np.linalg.svd(Xw, full_matrices=False)
-    return vt.T, s**2
+    return vt[: choose_rank(s**2)].T, s**2
 
 
 def _orthonormal(A):
@@ -336,9 +336,8 @@ def _factorize(W, w, rank, energy, method, center, scale_into, seed, n_threads):
     all_s2 = None
     w_norm2 = np.full(W.shape[0], np.nan)  # filled by the Gram pass where there is one
     if method == "svd":
-        vecs, all_s2 = _right_vectors_exact(W, w, mu, w_norm2, n_threads)
-        r = rank if rank is not None else rank_for_energy(all_s2, energy)
-        vr, s2 = vecs[:, :r], all_s2[:r]
+        vr, all_s2 = _right_vectors_exact(W, w, mu, rank_chooser(rank, energy), w_norm2, n_threads)
+        s2 = all_s2[: vr.shape[1]]
     elif rank is not None:
         vr, s2 = _right_vectors_randomized(W, w, mu, rank, seed)
     else:
@@ -353,6 +352,11 @@ def _factorize(W, w, rank, energy, method, center, scale_into, seed, n_threads):
     else:
         report = error_report(W, table, proj, mu, w, tail_energy=tail, n_threads=n_threads)
     return assemble(table, proj, s2, all_s2, mu, report, method, scale_into)
+
+
+def rank_chooser(rank, energy):
+    """s^2 (descending) -> the rank kept: ``rank`` when given, else the least reaching ``energy``."""
+    return lambda s2: rank if rank is not None else rank_for_energy(s2, energy)
 
 
 def tail_energy(all_s2, s2):

@@ -15,7 +15,16 @@ import numpy as np
 
 from . import _validation as v
 from . import backends
-from ._factorize import ErrorReport, Factorization, assemble, rank_for_energy, report_from_stats, row_stats, tail_energy
+from ._eigen import leading_eigenpairs
+from ._factorize import (
+    ErrorReport,
+    Factorization,
+    assemble,
+    rank_chooser,
+    report_from_stats,
+    row_stats,
+    tail_energy,
+)
 from ._lookup import factorized_lookup as _local_factorized_lookup
 from ._lookup import lookup as _local_lookup
 
@@ -255,11 +264,7 @@ def factorize(
     if method == "svd":
         gram, ok = dask.compute((X.T @ X).astype(np.float64), finite)
         v.require_finite(ok)
-        s2, vecs = np.linalg.eigh(gram)
-        order = np.argsort(s2)[::-1]
-        all_s2, vecs = np.clip(s2[order], 0, None), vecs[:, order]
-        r = rank if rank is not None else rank_for_energy(all_s2, energy)
-        vr = vecs[:, :r]
+        vr, all_s2 = leading_eigenpairs(gram, rank_chooser(rank, energy))
     else:
         vr = _randomized_right_vectors(X, rank, seed, n_iter, oversample, finite)
     v_cast = vr.astype(W.dtype)
