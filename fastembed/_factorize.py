@@ -222,7 +222,7 @@ def _right_vectors_exact(X, w, mu, choose_rank, row_norms=None, n_threads=None):
         # 384 on the Zen 4), and OpenBLAS's threads spin after a parallel call, which slowed the
         # OpenMP kernels that follow (the next Gram pass, the codes) by 20-30 ms.
         with blas_limit(1):
-            return leading_eigenpairs(g, choose_rank)
+            return leading_eigenpairs(g, choose_rank, resolve(n_threads))
     Xw = np.vstack(list(_row_chunks(X.astype(np.float64), w, mu)))
     v.require_finite(math.isfinite(_peak(X)))
     _check_magnitude(_peak(X), X.dtype)

@@ -99,3 +99,13 @@ def test_numpys_own_openblas_is_used_where_it_exports_the_steps():
     if not bundled:
         pytest.skip("this numpy does not bundle a 64-bit-integer OpenBLAS")
     assert _eigen.lapacke() is not None
+
+
+@pytest.mark.parametrize("n_threads", [2, 3, 1000])
+def test_the_vectors_do_not_depend_on_the_thread_count(path, n_threads):
+    g = _symmetric("gram", 150, np.random.default_rng(3))
+    for r in (1, 40, 100, 150):
+        one = _eigen.leading_eigenpairs(g, lambda s, r=r: r, 1)
+        many = _eigen.leading_eigenpairs(g, lambda s, r=r: r, n_threads)
+        np.testing.assert_array_equal(many[1], one[1])
+        np.testing.assert_allclose(many[0], one[0], rtol=0, atol=1e-14)
