@@ -86,7 +86,7 @@ def leading_eigenpairs(g, choose_rank, n_threads=1):
     """
     d = g.shape[0]
     steps = lapacke()
-    if steps is not None and d > 0:
+    if steps is not None and d > 0 and np.isfinite(g).all():  # else eigh's NaNs, as the callers knew them
         found = _by_steps(steps, g, choose_rank, n_threads)
         if found is not None:
             return found
