@@ -414,7 +414,7 @@ cdef extern from *:
             _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                        \
                 c[i][v] = zero ? PFX##_setzero_##SFX() : PFX##_loadu_##SFX(acc + (i * NV + v) * LANES); \
         const T* row = x;                                                                               \
-        for (ptrdiff_t k = 0; k < kc; k++, row += x_rs) {                                               \
+        _Pragma("GCC unroll 4") for (ptrdiff_t k = 0; k < kc; k++, row += x_rs) {                       \
             VEC b[NV];                                                                                  \
             _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                        \
                 b[v] = PFX##_loadu_##SFX(row + j0 + v * LANES);                                         \
@@ -428,19 +428,15 @@ cdef extern from *:
             _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                                        \
                 PFX##_storeu_##SFX(acc + (i * NV + v) * LANES, c[i][v]);                                \
     }
+    #define FE_G256(T, SFX, NV)                                                                         \
+        FE_DEFINE_GRAM_FAST(fe_g256_##T##_##NV, "avx2,fma", T, FE_V256_##T, 32 / sizeof(T), SFX, _mm256, 4, NV)
+    #define FE_G512(T, SFX, MR, NV)                                                                     \
+        FE_DEFINE_GRAM_FAST(fe_g512r##MR##_##T##_##NV, "avx512f", T, FE_V512_##T, 64 / sizeof(T), SFX, _mm512, MR, NV)
     #define FE_DEFINE_GRAM_FAST_ALL(T, SFX)                                                             \
-    FE_DEFINE_GRAM_FAST(fe_g256_##T##_1, "avx2,fma", T, FE_V256_##T, 32 / sizeof(T), SFX, _mm256, 4, 1) \
-    FE_DEFINE_GRAM_FAST(fe_g256_##T##_2, "avx2,fma", T, FE_V256_##T, 32 / sizeof(T), SFX, _mm256, 4, 2) \
-    FE_DEFINE_GRAM_FAST(fe_g256_##T##_3, "avx2,fma", T, FE_V256_##T, 32 / sizeof(T), SFX, _mm256, 4, 3) \
-    FE_DEFINE_GRAM_FAST(fe_g512r4_##T##_1, "avx512f", T, FE_V512_##T, 64 / sizeof(T), SFX, _mm512, 4, 1) \
-    FE_DEFINE_GRAM_FAST(fe_g512r4_##T##_2, "avx512f", T, FE_V512_##T, 64 / sizeof(T), SFX, _mm512, 4, 2) \
-    FE_DEFINE_GRAM_FAST(fe_g512r4_##T##_3, "avx512f", T, FE_V512_##T, 64 / sizeof(T), SFX, _mm512, 4, 3) \
-    FE_DEFINE_GRAM_FAST(fe_g512r4_##T##_4, "avx512f", T, FE_V512_##T, 64 / sizeof(T), SFX, _mm512, 4, 4) \
-    FE_DEFINE_GRAM_FAST(fe_g512r4_##T##_5, "avx512f", T, FE_V512_##T, 64 / sizeof(T), SFX, _mm512, 4, 5) \
-    FE_DEFINE_GRAM_FAST(fe_g512r4_##T##_6, "avx512f", T, FE_V512_##T, 64 / sizeof(T), SFX, _mm512, 4, 6) \
-    FE_DEFINE_GRAM_FAST(fe_g512r8_##T##_1, "avx512f", T, FE_V512_##T, 64 / sizeof(T), SFX, _mm512, 8, 1) \
-    FE_DEFINE_GRAM_FAST(fe_g512r8_##T##_2, "avx512f", T, FE_V512_##T, 64 / sizeof(T), SFX, _mm512, 8, 2) \
-    FE_DEFINE_GRAM_FAST(fe_g512r8_##T##_3, "avx512f", T, FE_V512_##T, 64 / sizeof(T), SFX, _mm512, 8, 3) \
+    FE_G256(T, SFX, 1) FE_G256(T, SFX, 2) FE_G256(T, SFX, 3)                                            \
+    FE_G512(T, SFX, 4, 1) FE_G512(T, SFX, 4, 2) FE_G512(T, SFX, 4, 3)                                   \
+    FE_G512(T, SFX, 4, 4) FE_G512(T, SFX, 4, 5) FE_G512(T, SFX, 4, 6)                                   \
+    FE_G512(T, SFX, 8, 1) FE_G512(T, SFX, 8, 2) FE_G512(T, SFX, 8, 3)                                   \
     typedef void (*fe_gram_fast_##SFX##_fn)(const T*, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, T*, int); \
     static int fe_gram_fast_##SFX(int width, int nv, const T* x, ptrdiff_t x_rs, ptrdiff_t kc,         \
                                   ptrdiff_t i0, ptrdiff_t j0, T* acc, int zero) {                       \

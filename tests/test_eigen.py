@@ -45,7 +45,7 @@ def test_leading_eigenpairs_are_eighs_on_either_path(path, kind, d):
     expected = np.clip(np.linalg.eigvalsh(g)[::-1], 0, None)
     for r in sorted({0, 1, d // 2, d}):
         seen = []
-        vectors, s2 = _eigen.leading_eigenpairs(g, lambda s, r=r: seen.append(s.copy()) or r)
+        vectors, s2 = _eigen.leading_eigenpairs(g, lambda s, r=r, seen=seen: seen.append(s.copy()) or r)
         scale = max(float(np.abs(g).max()), 1.0)
         np.testing.assert_allclose(s2, expected, rtol=0, atol=1e-12 * scale * d)
         np.testing.assert_array_equal(seen[0], s2)  # the rank was chosen from these values
