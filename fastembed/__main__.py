@@ -31,6 +31,13 @@ def info():
         lines.append("numba not importable")
     from threadpoolctl import threadpool_info
 
+    from ._eigen import lapacke
+
+    steps = lapacke()
+    lines.append(
+        "exact factorize eigensolver: "
+        + (f"LAPACK dsytrd/dstedc/dormtr from {steps.path}" if steps else "np.linalg.eigh (no LAPACKE *64_ found)")
+    )
     for lib in threadpool_info():
         api, version, threads = lib.get("internal_api"), lib.get("version"), lib["num_threads"]
         lines.append(f"threadpool {lib['user_api']}: {api} {version} ({threads} threads)")

@@ -228,6 +228,7 @@ def test_info_reports_openmp_and_backends():
 
     text = "\n".join(info())
     assert "backends available" in text and "OpenMP" in text and "BLAS" in text
+    assert "exact factorize eigensolver: " in text
 
 
 def test_torch_tensors_are_accepted_and_numpy_is_returned():
