@@ -10,8 +10,8 @@ dstedc 5, dormtr 2.5 for 128 vectors where eigh's back-transform of all 384 took
 
 The steps are LAPACKE's C functions with 64-bit integers (``*64_`` names, so the integer width is
 known) exported by the OpenBLAS numpy's wheels bundle, found through threadpoolctl. Where none is
-loaded (numpy built on MKL, Accelerate or a 32-bit-integer OpenBLAS) or a step reports an error,
-``np.linalg.eigh`` answers.
+loaded (numpy built on MKL, Accelerate or a 32-bit-integer OpenBLAS), a step reports an error or the
+matrix holds inf or NaN, ``np.linalg.eigh`` answers.
 """
 
 import ctypes
@@ -71,7 +71,7 @@ def leading_eigenpairs(g, choose_rank, n_threads=1):
     Parameters
     ----------
     g : ndarray of float64, shape (d, d)
-        Symmetric and finite (its lower triangle is read).
+        Symmetric (LAPACK's steps read its lower triangle; one with inf or NaN goes to eigh).
     choose_rank : callable
         Maps the descending, clipped eigenvalues (d,) to the number of vectors kept, 0..d.
     n_threads : int
