@@ -14,11 +14,14 @@ loaded (numpy built on MKL, Accelerate or a 32-bit-integer OpenBLAS), a step rep
 matrix holds inf or NaN, ``np.linalg.eigh`` answers.
 """
 
+import contextlib
 import ctypes
 import functools
 import threading
 
 import numpy as np
+
+from ._threads import blas_limit
 
 _LAYOUT_COLUMN_MAJOR = 102
 MIN_VECTORS_PER_THREAD = 32  # a thread's share of the back-transform; fewer vectors run on fewer threads
@@ -75,8 +78,8 @@ def leading_eigenpairs(g, choose_rank, n_threads=1):
     choose_rank : callable
         Maps the descending, clipped eigenvalues (d,) to the number of vectors kept, 0..d.
     n_threads : int
-        Threads that carry the kept vectors back, each a share of them (with LAPACK's steps;
-        the caller limits BLAS to one thread each).
+        Threads that carry the kept vectors back, each a share of them on one BLAS thread (with
+        LAPACK's steps).
 
     Returns
     -------
@@ -144,9 +147,10 @@ def _back_transform(steps, a, tau, kept, n_threads):
             failed.append((lo, hi))
 
     helpers = [threading.Thread(target=share, args=pair) for pair in zip(bounds[1:-1], bounds[2:], strict=True)]
-    for helper in helpers:
-        helper.start()
-    share(bounds[0], bounds[1])
-    for helper in helpers:
-        helper.join()
+    with blas_limit(1) if helpers else contextlib.nullcontext():  # shares run side by side, not BLAS's pool
+        for helper in helpers:
+            helper.start()
+        share(bounds[0], bounds[1])
+        for helper in helpers:
+            helper.join()
     return not failed

@@ -227,7 +227,8 @@ def _right_vectors_exact(X, w, mu, choose_rank, row_norms=None, n_threads=None):
     v.require_finite(math.isfinite(_peak(X)))
     _check_magnitude(_peak(X), X.dtype)
     _, s, vt = np.linalg.svd(Xw, full_matrices=False)
-    return vt[: choose_rank(s**2)].T, s**2
+    s2 = s**2
+    return vt[: choose_rank(s2)].T, s2
 
 
 def _orthonormal(A):
