@@ -39,8 +39,10 @@ def simd_cap():
 
     ``FASTEMBED_SIMD=avx2`` makes an AVX-512 CPU run the AVX2 tiles and take the plans chosen for
     them, as an AVX2-only CPU would: ``python -m fastembed.bench`` then measures them (and an FMA
-    peak of AVX2 width). The memory-bound passes compiled once per ISA (RoPE, pooling, the
-    streaming finish) still take the widest ISA the CPU has; so do BLAS and the peers.
+    peak of AVX2 width). The streaming stores and the kernels chosen by them (RoPE's direct rows,
+    the streamed finish) follow the cap too (``_cap_streaming``); the passes compiled as GCC
+    target clones (the plain row finish, pooling) still take the widest ISA the CPU has; so do
+    BLAS and the peers.
     """
     if os.environ.get("FASTEMBED_DISABLE_SIMD") == "1":
         return 0
@@ -256,7 +258,21 @@ def _load(name):
             RuntimeWarning,
             stacklevel=3,
         )
-    return KernelSet(name, rows, **others)
+    loaded = KernelSet(name, rows, **others)
+    _cap_streaming(loaded)
+    return loaded
+
+
+def _cap_streaming(loaded):
+    """Cap the streaming stores of the Cython modules that write with them at ``simd_cap()``
+    (512, 256 or 0 bits: 0 is plain stores), so that ``FASTEMBED_SIMD=avx2`` runs their 256-bit
+    kernels as an AVX2-only CPU would. A no-op without a cap."""
+    cap = simd_cap()
+    if cap >= 512:
+        return
+    for module in (loaded.rows, loaded.positional, loaded.project):
+        if module is not None and hasattr(module, "stream_isa"):
+            module.stream_isa(min(module.stream_isa(), cap))
 
 
 def _optional(module):

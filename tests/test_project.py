@@ -315,8 +315,8 @@ def test_simd_cap_caps_the_tiles_and_is_checked(monkeypatch):
 
 def test_simd_cap_runs_the_capped_tiles_end_to_end(tmp_path):
     """In a fresh interpreter with FASTEMBED_SIMD=avx2, the automatic lookup (every plan), the exact
-    factorize, --info and the report's machine line take the AVX2 tiles, and the values are the
-    reference's."""
+    factorize, --info and the report's machine line take the AVX2 tiles, the streaming stores (and
+    RoPE's direct rows) their 256-bit kernels, and the values are the reference's."""
     if "cython" not in COMPILED or backends.kernels("cython").project.simd_width() < 256:
         pytest.skip("needs the Cython kernels on a CPU with AVX2")
     code = """
@@ -326,6 +326,16 @@ def test_simd_cap_runs_the_capped_tiles_end_to_end(tmp_path):
         assert backends.simd_width() == 256, backends.simd_width()
         assert bench._tile_shape().startswith("AVX2 4x3"), bench._tile_shape()
         assert any(line.endswith("AVX2") or "AVX2 (capped" in line for line in info() if "micro-tiles" in line)
+        from fastembed._kernels import _positional, _project, _rows
+        assert [m.stream_isa() for m in (_positional, _project, _rows)] == [256] * 3
+        # RoPE's direct rows forced onto the (256-bit) streaming kernels: the plain rows' bits
+        x = np.random.default_rng(4).standard_normal((2, 3, 40, 64), dtype=np.float32)
+        _positional.stream_min_bytes(float("inf"))
+        plain = fastembed.apply_rope(x, backend="cython")
+        _positional.stream_min_bytes(0)
+        streamed = fastembed.apply_rope(x, backend="cython")
+        assert np.array_equal(streamed, plain)
+        assert np.allclose(plain, reference.rope(x, np.arange(40)), rtol=1e-5, atol=1e-5)
         rng = np.random.default_rng(5)
         table = rng.standard_normal((500, 40), dtype=np.float32)
         proj = rng.standard_normal((40, 70), dtype=np.float32)
