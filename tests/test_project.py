@@ -803,6 +803,43 @@ def test_factorized_lookup_takes_the_latency_path_only_for_the_simple_case(monke
     assert len(calls) == 4
 
 
+def _sq_sums_in_order(x):
+    """sum_j x[i, j]^2 in float64 in the kernels' documented order: four accumulators (j mod 4), the
+    last d % 4 elements into the first, summed pairwise."""
+    x = np.asarray(x, dtype=np.float64)
+    d4 = x.shape[1] - x.shape[1] % 4
+    a = np.zeros((x.shape[0], 4))
+    for j in range(0, d4, 4):
+        a = a + x[:, j : j + 4] * x[:, j : j + 4]
+    for j in range(d4, x.shape[1]):
+        a[:, 0] = a[:, 0] + x[:, j] * x[:, j]
+    return (a[:, 0] + a[:, 1]) + (a[:, 2] + a[:, 3])
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 9, 64, 65, 131])
+@pytest.mark.parametrize("d", [0, 1, 3, 4, 7, 13, 384])
+def test_row_norms_have_the_bits_of_their_order(backend, dtype, n, d):
+    """row_sq_norms, sq_norms and gram_rows's fused norms add each row's squares in one documented
+    order (rows four at a time or one by one, whole blocks or their tails): the same bits as that
+    order computed in numpy, for contiguous rows and rows two apart."""
+    k = backends.kernels(backend)
+    rng = np.random.default_rng(n * 100 + d)
+    x = (rng.standard_normal((2 * n, d)) * rng.uniform(0.1, 10, (2 * n, 1))).astype(dtype)
+    want = _sq_sums_in_order(x[::2])
+    got = np.full(n, np.nan)
+    k.row_sq_norms(np.ascontiguousarray(x[::2]), got, 2)
+    np.testing.assert_array_equal(got, want)
+    got[:], partial = np.nan, np.zeros((2, d))
+    k.sq_norms(np.ascontiguousarray(x[::2]), None, got, partial, 2)
+    np.testing.assert_array_equal(got, want)
+    if d:
+        got[:] = np.nan
+        k.gram_rows(x[::2], np.zeros((d, d)), got, k.simd_width, 2)
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize(("backend", "simd"), VARIANTS, ids=lambda x: str(x))
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("n", "d"), [(1, 1), (3, 5), (255, 97), (257, 130), (600, 49), (700, 384)], ids=str)
