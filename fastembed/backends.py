@@ -271,7 +271,7 @@ def _cap_streaming(loaded):
     if cap >= 512:
         return
     for module in (loaded.rows, loaded.positional, loaded.project):
-        if module is not None and hasattr(module, "stream_isa"):
+        if module is not None:  # each Cython module that writes rows has stream_isa (_stream.pxi)
             module.stream_isa(min(module.stream_isa(), cap))
 
 

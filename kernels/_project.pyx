@@ -1058,11 +1058,10 @@ cdef real* _packed_proj(const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_
     """proj copied strip by strip into contiguous r x nr panels, aligned (fe_pack_take's memory:
     free(raw[0]) afterwards), or NULL when the tiles read it in place. Read in place, a strip's
     rows lie d apart, and for d a multiple of 256 bytes they share a few cache sets and miss L1; for
-    a multiple of 4 KiB they share one set per column vector. The copy is one more pass over proj, paid back by enough
-    rows: PACK_MIN_ROWS, or PACK_MIN_ROWS_4K for rows 4 KiB apart (but for the 4 x 6 AVX-512 tiles,
-    see below). Measured with 2 threads, the
-    AVX2 tiles on a Zen 4 (r = 128..256, d = 384..4096) ran 1.3-2x faster packed from 512 rows and
-    broke even at 128; the AVX-512 tiles on an Intel Xeon (2 FMA units, misaligned proj read with
+    a multiple of 4 KiB they share one set per column vector. The copy is one more pass over proj,
+    paid back by enough rows: PACK_MIN_ROWS, or PACK_MIN_ROWS_4K for rows 4 KiB apart (except with
+    the 4 x 6 AVX-512 tiles: see below). Measured with 2 threads, the AVX2 tiles on a Zen 4 (r =
+    128..256, d = 384..4096) ran 1.3-2x faster packed from 512 rows and broke even at 128; the AVX-512 tiles on an Intel Xeon (2 FMA units, misaligned proj read with
     _lead's shift) at ALBERT-base shapes 0.88x the time from 1024 rows, 1.01x at 256, 1.19x at 128;
     at r = 256, d = 4096 0.79x from 128 rows, 0.58x from 1024 (on the Zen 4 they had gained 2-5%
     from 8192 rows). The packing is a parallel region of its own: its end is the barrier the tiles
@@ -1074,8 +1073,8 @@ cdef real* _packed_proj(const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_
     # interleaved, GFLOP/s in place against packed from 64 rows: r = 128 d = 1024 192 vs 134 at 64
     # rows, 195 vs 175 at 200; r = 256 d = 2048 207 vs 185 and d = 4096 196 vs 159-174 at 128 (the
     # AVX2 tiles there lost in place: 117 vs 140 at d = 1024, 128 rows).
-    cdef bint strided_4k = (p_rs * sizeof(real)) % 4096 == 0 and not (width == 512 and fe_rows512 == 4)
-    if not width or r == 0 or n_rows < (PACK_MIN_ROWS_4K if strided_4k else PACK_MIN_ROWS):
+    cdef bint early_4k = (p_rs * sizeof(real)) % 4096 == 0 and not (width == 512 and fe_rows512 == 4)
+    if not width or r == 0 or n_rows < (PACK_MIN_ROWS_4K if early_4k else PACK_MIN_ROWS):
         return NULL
     n_pack = (d + nr - 1) // nr
     packed = <real*>fe_pack_take(n_pack * r * nr * sizeof(real), raw)

@@ -821,9 +821,9 @@ def _sq_sums_in_order(x):
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 9, 64, 65, 131])
 @pytest.mark.parametrize("d", [0, 1, 3, 4, 7, 13, 384])
 def test_row_norms_have_the_bits_of_their_order(backend, dtype, n, d):
-    """row_sq_norms, sq_norms and gram_rows's fused norms add each row's squares in one documented
-    order (rows four at a time or one by one, whole blocks or their tails): the same bits as that
-    order computed in numpy, for contiguous rows and rows two apart."""
+    """row_sq_norms, sq_norms and gram_rows's fused norms (which reads rows two apart) add each row's
+    squares in one documented order: the same bits as that order computed in numpy, for row counts
+    around the kernels' block and thread splits and d around the four accumulators' tail."""
     k = backends.kernels(backend)
     rng = np.random.default_rng(n * 100 + d)
     x = (rng.standard_normal((2 * n, d)) * rng.uniform(0.1, 10, (2 * n, 1))).astype(dtype)
