@@ -48,6 +48,7 @@ from ._bench_goals import (
     write_rate,
     write_seconds,
 )
+from ._peer_simd import format_peer_simd, peer_simd
 from ._threads import available_cores
 from ._timing import wall_times
 
@@ -421,6 +422,7 @@ def collect(quick=False):
         "static": static_cases(quick),
         "first_call": first_calls(),
     }
+    report["machine"]["peer_simd"] = peer_simd()  # after the cases: they load torch and ONNX Runtime
     return report
 
 
@@ -515,8 +517,10 @@ def format_report(report):
         f"tiles {m.get('tiles', 'not recorded')}, "
         f"writes {m['write_gbs']:.1f} GB/s, copies {m.get('copy_gbs', float('nan')):.1f} GB/s (python {m['python']})",
         "compute bound = all tokens' projection flops at the sgemm rate; FMA bound = the same at the FMA peak",
-        "",
     ]
+    if m.get("peer_simd"):
+        lines.insert(1, format_peer_simd(m["peer_simd"]))
+    lines.append("")
     for case in report["lookup"]:
         s = case["seconds"]
         shape = case["shape"]

@@ -2,6 +2,7 @@
 (the real timings are measured by ``python -m fastembed.bench``, which CI runs with --quick)."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -307,3 +308,41 @@ def test_a_peer_kept_alone_keeps_its_buffers_alive():
     assert alive() is not None
     run()
     np.testing.assert_allclose(alive(), (E[ids] @ P) * 1.5 + pos[:3], rtol=1e-5, atol=1e-5)
+
+
+def test_the_report_says_which_simd_each_peer_runs(monkeypatch, tmp_path):
+    from fastembed import _peer_simd as ps
+
+    assert ps.numpy_simd({"AVX2": True, "AVX512F": False, "AVX512_SKX": False}) == "AVX2"
+    assert ps.numpy_simd({"AVX2": True, "AVX512F": True, "AVX512_SKX": True}) == "AVX-512"
+    assert ps.numpy_simd({"ASIMD": True}) == "NEON" and ps.numpy_simd({}) == "baseline"
+    assert ps.numpy_simd() in ("AVX-512", "AVX2", "NEON", "baseline")  # numpy's own table reads
+    info = [
+        {"user_api": "blas", "internal_api": "openblas", "architecture": "Zen"},
+        {"user_api": "openmp", "internal_api": "openmp"},
+        {"user_api": "blas", "internal_api": "mkl"},
+        {"user_api": "blas", "internal_api": "openblas", "architecture": "Zen"},
+    ]
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+    assert ps.blas_libraries(info) == ["openblas Zen", "mkl (MKL_ENABLE_INSTRUCTIONS=AVX2)"]
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f\n")
+    flags = ps.cpu_flags(str(cpuinfo))
+    assert {"avx2", "fma", "avx512f"} <= flags and ps.cpu_flags(str(tmp_path / "none")) == frozenset()
+    monkeypatch.setitem(sys.modules, "onnxruntime", object())
+    assert ps.onnxruntime_simd(flags) == "AVX-512 (MLAS, by CPUID)"
+    assert ps.onnxruntime_simd(flags - {"avx512f"}) == "AVX2 (MLAS, by CPUID)"
+    monkeypatch.delitem(sys.modules, "onnxruntime")
+    assert ps.onnxruntime_simd(flags) is None  # not loaded by the report: not listed
+    levels = ps.peer_simd(flags)
+    assert levels["numpy"] == ps.numpy_simd() and "onnxruntime" not in levels
+    report = _report(0.008, 15e-6)
+    simd = {"numpy": "AVX2", "BLAS": "openblas Zen", "onnxruntime": "AVX-512 (MLAS, by CPUID)"}
+    report["machine"]["peer_simd"] = simd
+    lines = bench.format_report(report).splitlines()
+    assert lines[1] == (
+        "peers' SIMD (FASTEMBED_SIMD caps none of them): numpy AVX2, BLAS openblas Zen, "
+        "onnxruntime AVX-512 (MLAS, by CPUID)"
+    )
+    del report["machine"]["peer_simd"]  # a report saved before the line existed
+    assert not any(line.startswith("peers' SIMD") for line in bench.format_report(report).splitlines())
