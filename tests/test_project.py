@@ -171,6 +171,34 @@ def test_result_is_bitwise_the_same_for_every_thread_count(backend, simd):
         np.testing.assert_array_equal(other, outs[0])
 
 
+@pytest.mark.skipif("cython" not in COMPILED, reason="the task ranges are the Cython kernel's")
+def test_tasks_of_threads_that_never_start_are_run_by_the_others(tmp_path):
+    """The fused kernel's tasks are cut into one range per requested thread, each thread taking its
+    own first: with OMP_THREAD_LIMIT=1 the team is one thread, which must run every range (an
+    unrun range would leave its rows as np.empty left them), with the bits of one thread."""
+    code = """
+        import numpy as np
+        from fastembed import backends
+        k = backends.kernels("cython")
+        rng = np.random.default_rng(3)
+        table = rng.standard_normal((500, 40)).astype(np.float32)
+        proj = rng.standard_normal((40, 150)).astype(np.float32)
+        rows = rng.integers(0, 500, 203)
+        for simd in sorted({0, k.simd_width}):
+            outs = []
+            for n_threads in (1, 2, 5):
+                out = np.full((203, 150), np.nan, np.float32)
+                k.project_rows(table, rows, proj, 0.5, None, None, None, out, 0.0, simd, n_threads)
+                outs.append(out)
+            assert not np.isnan(outs[0]).any()
+            for other in outs[1:]:
+                assert np.array_equal(other, outs[0])
+        print("ok")
+    """
+    code_, out, err = run_python(code, tmp_path, env={"OMP_THREAD_LIMIT": "1"})
+    assert code_ == 0 and out.startswith("ok"), err[-2000:]
+
+
 def _at_offset(a, offset_bytes, fill=np.nan):
     """A copy of ``a`` whose data start ``offset_bytes`` after a 4 KiB boundary, inside a buffer
     filled with ``fill`` around it (returned too, to check what a kernel wrote outside ``a``)."""
