@@ -1138,8 +1138,9 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
     _stream_for's ISA for the whole output (see _task_simd)."""
     cdef Py_ssize_t nr, want, rows_per_task, n_rb, n_cb, cb_width, n_tasks, task, rb, cb
     cdef bint cb_major
+    cdef fe_task_range one_range
     cdef fe_task_range* ranges
-    cdef int home
+    cdef int home, n_ranges
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1, shift
     cdef void* raw
     cdef real* packed = _proj_strips(p0, p_rs, r, d, n, width, n_threads, caller_cpu, &raw, &nr, &shift)
@@ -1181,52 +1182,37 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
     # dynamic scheduling would (a thread that starts late, its core busy, is not waited for). Zen 4,
     # 2 threads, ALBERT-base 1 x 128, interleaved medians: AVX2 tiles 0.147-0.149 ms against
     # 0.152-0.157 with schedule="dynamic", AVX-512 0.129-0.130 against 0.131-0.133; with one core busy
-    # level (0.142 vs 0.147 and 0.126 vs 0.125 ms). cb_major's tasks stay dynamic: both threads
-    # should read one column block of proj at a time, not one each.
-    ranges = NULL if cb_major else <fe_task_range*>malloc(n_threads * sizeof(fe_task_range))
-    if ranges != NULL:
-        fe_task_ranges(ranges, n_threads, n_tasks)
-        with nogil, parallel(num_threads=n_threads):
-            fe_unstack(caller_cpu)
-            home = threadid()
-            task = fe_take_task(ranges, n_threads, home)
-            while task >= 0:
-                if cb_major:
-                    cb = task // n_rb
-                    rb = task - cb * n_rb
-                else:
-                    rb = task // n_cb
-                    cb = task - rb * n_cb
-                if width:
-                    _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, packed, r, d, sc, b0, q0, q_rs, q_rows,
-                               starts, order, out0,
-                               rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
-                               cb * cb_width, min(dv, (cb + 1) * cb_width), nr, width, shift, stream)
-                else:
-                    _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, starts, order, out0,
-                               rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
-                               cb * cb_width, min(d, (cb + 1) * cb_width))
-                task = fe_take_task(ranges, n_threads, home)
+    # level (0.142 vs 0.147 and 0.126 vs 0.125 ms). cb_major's tasks are one range, taken in order
+    # by whichever thread is free (dynamic scheduling): both threads should read one column block of
+    # proj at a time, not one each.
+    n_ranges = 1 if cb_major else n_threads  # one range: every thread takes the next task, in order
+    ranges = <fe_task_range*>malloc(n_ranges * sizeof(fe_task_range)) if n_ranges > 1 else NULL
+    if ranges == NULL:
+        ranges, n_ranges = &one_range, 1
+    fe_task_ranges(ranges, n_ranges, n_tasks)
+    with nogil, parallel(num_threads=n_threads):
+        fe_unstack(caller_cpu)
+        home = threadid() % n_ranges
+        task = fe_take_task(ranges, n_ranges, home)
+        while task >= 0:
+            if cb_major:
+                cb = task // n_rb
+                rb = task - cb * n_rb
+            else:
+                rb = task // n_cb
+                cb = task - rb * n_cb
+            if width:
+                _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, packed, r, d, sc, b0, q0, q_rs, q_rows,
+                           starts, order, out0,
+                           rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
+                           cb * cb_width, min(dv, (cb + 1) * cb_width), nr, width, shift, stream)
+            else:
+                _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, starts, order, out0,
+                           rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
+                           cb * cb_width, min(d, (cb + 1) * cb_width))
+            task = fe_take_task(ranges, n_ranges, home)
+    if ranges != &one_range:
         free(ranges)
-    else:
-        with nogil, parallel(num_threads=n_threads):
-            fe_unstack(caller_cpu)
-            for task in prange(n_tasks, schedule="dynamic"):
-                if cb_major:
-                    cb = task // n_rb
-                    rb = task - cb * n_rb
-                else:
-                    rb = task // n_cb
-                    cb = task - rb * n_cb
-                if width:
-                    _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, packed, r, d, sc, b0, q0, q_rs, q_rows,
-                               starts, order, out0,
-                               rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
-                               cb * cb_width, min(dv, (cb + 1) * cb_width), nr, width, shift, stream)
-                else:
-                    _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, starts, order, out0,
-                               rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
-                               cb * cb_width, min(d, (cb + 1) * cb_width))
     free(raw)
 
 
