@@ -1140,6 +1140,7 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
     cdef bint cb_major
     cdef fe_task_range one_range
     cdef fe_task_range* ranges
+    cdef void* ranges_raw
     cdef int home, n_ranges
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1, shift
     cdef void* raw
@@ -1186,9 +1187,10 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
     # by whichever thread is free (dynamic scheduling): both threads should read one column block of
     # proj at a time, not one each.
     n_ranges = 1 if cb_major else n_threads  # one range: every thread takes the next task, in order
-    ranges = <fe_task_range*>malloc(n_ranges * sizeof(fe_task_range)) if n_ranges > 1 else NULL
-    if ranges == NULL:
-        ranges, n_ranges = &one_range, 1
+    ranges_raw = malloc(n_ranges * sizeof(fe_task_range) + 64) if n_ranges > 1 else NULL
+    ranges = <fe_task_range*>FE_ALIGN64(ranges_raw) if ranges_raw != NULL else &one_range
+    if ranges_raw == NULL:
+        n_ranges = 1
     fe_task_ranges(ranges, n_ranges, n_tasks)
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
@@ -1211,8 +1213,7 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
                            rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
                            cb * cb_width, min(d, (cb + 1) * cb_width))
             task = fe_take_task(ranges, n_ranges, home)
-    if ranges != &one_range:
-        free(ranges)
+    free(ranges_raw)
     free(raw)
 
 
