@@ -1093,8 +1093,9 @@ cdef real* _packed_proj(const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_
     a multiple of 4 KiB they share one set per column vector. The copy is one more pass over proj,
     paid back by enough rows: PACK_MIN_ROWS, or PACK_MIN_ROWS_4K for rows 4 KiB apart (except with
     the 4 x 6 AVX-512 tiles: see below). Measured with 2 threads, the AVX2 tiles on a Zen 4 (r =
-    128..256, d = 384..4096) ran 1.3-2x faster packed from 512 rows and broke even at 128; the AVX-512 tiles on an Intel Xeon (2 FMA units, misaligned proj read with
-    _lead's shift) at ALBERT-base shapes 0.88x the time from 1024 rows, 1.01x at 256, 1.19x at 128;
+    128..256, d = 384..4096) ran 1.3-2x faster packed from 512 rows and broke even at 128; the
+    AVX-512 tiles on an Intel Xeon (2 FMA units, misaligned proj read with _lead's shift) at
+    ALBERT-base shapes 0.88x the time from 1024 rows, 1.01x at 256, 1.19x at 128;
     at r = 256, d = 4096 0.79x from 128 rows, 0.58x from 1024 (on the Zen 4 they had gained 2-5%
     from 8192 rows). The packing is a parallel region of its own: its end is the barrier the tiles
     need before they read the strips."""
