@@ -600,6 +600,7 @@ DEF PACK_MIN_ROWS_4K = 64
 DEF GRAM_CHUNK = 256  # rows summed in the input dtype before their sums join the float64 Gram matrix
 DEF GRAM_L1_BYTES = 24576  # see gram_rows
 DEF GRAM_SUB_ROWS = 64  # see gram_rows
+DEF TASK_FIELDS = 5  # gram_rows's task records
 
 
 def simd_width():
@@ -1450,15 +1451,17 @@ cdef void _pipeline_worker(_Pipe* pipe, bint gatherer, const real* t0, Py_ssize_
 
 
 cdef void _gram_tile(const real* x0, Py_ssize_t x_rs, Py_ssize_t k_rows, Py_ssize_t d, Py_ssize_t i0,
-                     Py_ssize_t j0, int w, int zero, real* acc, int width, int mr) noexcept nogil:
+                     Py_ssize_t j0, int w, int nv, int whole, int zero, real* acc, int width,
+                     int mr) noexcept nogil:
     """acc = (zero ? 0 : acc) + sum over the k_rows rows of x from x0 of x[:, i0 + i] x[:, j0:j0 + w]
     (i < mr, at most FE_MR), in x's dtype by one Gram micro-tile (its broadcasts are x[k, i0 + i],
-    its loads x[k, j0:j0 + w]), the project tiles' k loop; acc holds mr rows of nv * lanes sums."""
+    its loads x[k, j0:j0 + w]), the project tiles' k loop; acc holds mr rows of nv * lanes sums.
+    ``nv`` = ceil(w / lanes) and ``whole`` (the tile has mr rows below d and w is a multiple of
+    lanes) come from the task table: two integer divisions here took ~2% of the Gram pass."""
     cdef const real* a[MAX_MR]
-    cdef Py_ssize_t lanes = width // 8 // <Py_ssize_t>sizeof(real), i
+    cdef Py_ssize_t i
     cdef Py_ssize_t m = min(<Py_ssize_t>mr, d - i0)
-    cdef int nv = <int>((w + lanes - 1) // lanes)
-    if m == mr and w % lanes == 0:
+    if whole:
         if real is float:
             if fe_gram_fast_ps(width, nv, x0, x_rs, k_rows, i0, j0, acc, zero):
                 return
@@ -1508,13 +1511,14 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, in
     cdef Py_ssize_t lanes = width // 8 // <Py_ssize_t>sizeof(real) if width else 1
     cdef Py_ssize_t nr = (FE_NV256 * 32 if width == 256 else FE_NV512 * 64) // <Py_ssize_t>sizeof(real)
     cdef Py_ssize_t n_strips, n_tasks = 0, per_strip
-    cdef Py_ssize_t* tasks = NULL
+    cdef Py_ssize_t* tasks = NULL  # TASK_FIELDS a task: i0, j0, w, nv, whole
     cdef Py_ssize_t* strip_first = NULL
     cdef Py_ssize_t* owner = NULL
     cdef Py_ssize_t* mine_all = NULL
     cdef Py_ssize_t* mine
     cdef Py_ssize_t* mine_first
     cdef Py_ssize_t q
+    cdef Py_ssize_t* task
     cdef void* scratch = NULL
     cdef real* accs
     cdef real* acc
@@ -1554,7 +1558,7 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, in
     for u0 in range(0, d, nr):
         n_tasks += min(per_strip, (min(u0 + nr, d) + mr - 1) // mr)
     try:
-        tasks = <Py_ssize_t*>malloc(3 * n_tasks * sizeof(Py_ssize_t))
+        tasks = <Py_ssize_t*>malloc(TASK_FIELDS * n_tasks * sizeof(Py_ssize_t))
         strip_first = <Py_ssize_t*>malloc((n_strips + 1) * sizeof(Py_ssize_t))
         owner = <Py_ssize_t*>malloc(n_tasks * sizeof(Py_ssize_t))
         mine_all = <Py_ssize_t*>malloc(n_threads * (n_tasks + n_strips + 1) * sizeof(Py_ssize_t))
@@ -1571,7 +1575,10 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, in
                 if i0 >= end:
                     break
                 vs = max(u0, i0 // lanes * lanes)
-                tasks[3 * t], tasks[3 * t + 1], tasks[3 * t + 2] = i0, vs, end - vs
+                task = tasks + TASK_FIELDS * t
+                task[0], task[1], task[2] = i0, vs, end - vs
+                task[3] = (end - vs + lanes - 1) // lanes
+                task[4] = i0 + mr <= d and (end - vs) % lanes == 0
                 t += 1
         strip_first[n_strips] = t
         caller_cpu = fe_current_cpu() if n_threads > 1 else -1
@@ -1615,19 +1622,21 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, in
                         kc = min(sub, k_rows - s)
                         for q in range(mine_first[u], mine_first[u + 1]):
                             t = mine[q]
+                            task = tasks + TASK_FIELDS * t
                             if width:
-                                _gram_tile(&x[c + s, 0], x_rs, kc, d, tasks[3 * t], tasks[3 * t + 1],
-                                           <int>tasks[3 * t + 2], s == 0,
+                                _gram_tile(&x[c + s, 0], x_rs, kc, d, task[0], task[1], <int>task[2],
+                                           <int>task[3], <int>task[4], s == 0,
                                            acc + (t - strip_first[u]) * mr * nr, width, mr)
                             else:
-                                _gram_loop(&x[c, 0], x_rs, k_rows, d, tasks[3 * t], tasks[3 * t + 1],
-                                           tasks[3 * t + 2], mr, &gram[0, 0])
+                                _gram_loop(&x[c, 0], x_rs, k_rows, d, task[0], task[1], task[2], mr,
+                                           &gram[0, 0])
                         s = s + sub
                     if width:
                         for q in range(mine_first[u], mine_first[u + 1]):
                             t = mine[q]
-                            _gram_add(acc + (t - strip_first[u]) * mr * nr, d, tasks[3 * t],
-                                      tasks[3 * t + 1], <int>tasks[3 * t + 2], lanes, mr, &gram[0, 0])
+                            task = tasks + TASK_FIELDS * t
+                            _gram_add(acc + (t - strip_first[u]) * mr * nr, d, task[0], task[1], <int>task[2],
+                                      lanes, mr, &gram[0, 0])
                 c = c + GRAM_CHUNK
     finally:
         free(tasks)
@@ -1643,7 +1652,7 @@ def gram_rows(const real[:, :] x, double[:, ::1] gram, double[::1] row_norms, in
 
 cdef void _deal_tiles(const Py_ssize_t* tasks, Py_ssize_t n_tasks, int team, Py_ssize_t* owner) noexcept nogil:
     """owner[t]: tiles dealt in order, each to the thread whose columns so far are fewest (a
-    tile's work is its width, tasks[3 * t + 2])."""
+    tile's work is its width, tasks[TASK_FIELDS * t + 2])."""
     cdef Py_ssize_t* load = <Py_ssize_t*>calloc(team, sizeof(Py_ssize_t))
     cdef Py_ssize_t t, best
     cdef int i
@@ -1653,7 +1662,7 @@ cdef void _deal_tiles(const Py_ssize_t* tasks, Py_ssize_t n_tasks, int team, Py_
             for i in range(team):
                 if load[i] < load[best]:
                     best = i
-            load[best] += tasks[3 * t + 2]
+            load[best] += tasks[TASK_FIELDS * t + 2]
         owner[t] = best
     free(load)
 
