@@ -272,7 +272,9 @@ cdef extern from *:
                 starts ? starts + i : NULL, order, acc ? acc + i * (ROW_SIZE) : NULL, stage);
 
     /* AVX2 (16 registers): 4 x 3 accumulators, 3 loads and 4 broadcasts per k; masks are vectors. A
-       tile's FE_MR rows are two halves of FE_MR256, the second only when it holds rows below m. */
+       tile's FE_MR rows are two halves of FE_MR256, the second only when it holds rows below m. The
+       k loop unrolled 4 times: ALBERT-base 1 x 128 on the Zen 4 with FASTEMBED_SIMD=avx2, interleaved,
+       0.161-0.162 ms against 0.164-0.166 on 2 threads, 0.285-0.287 against 0.289-0.293 on one. */
     #define FE_MASK256_ps(left) _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
     #define FE_MASK256_pd(left) _mm256_cmpgt_epi64(_mm256_set1_epi64x(left), _mm256_setr_epi64x(0, 1, 2, 3))
     #define FE_FIRST256_ps(lead) _mm256_cmpgt_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((lead) - 1))
@@ -282,7 +284,7 @@ cdef extern from *:
     #define FE_LD256_full(SFX, ptr) _mm256_loadu_##SFX(ptr)
     #define FE_LD256_mask(SFX, ptr) _mm256_maskload_##SFX(ptr, last)
     #define FE_K_LOOP256(VEC, LANES, SFX, NV, KIND, MR)                                                 \\
-        for (ptrdiff_t k = 0; k < r; k++) {                                                             \\
+        _Pragma("GCC unroll 4") for (ptrdiff_t k = 0; k < r; k++) {                                     \\
             VEC b[NV];                                                                                  \\
             _Pragma("GCC unroll 4") for (int v = 0; v < NV - 1; v++)                                    \\
                 b[v] = _mm256_loadu_##SFX(p + k * p_rs + v * LANES);                                    \\
