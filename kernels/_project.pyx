@@ -663,9 +663,9 @@ def fma_probe(long n_steps, int n_threads, int width=512):
     cdef double sink = 0, per_thread = 0
     width = _effective_width(width)
     cdef bint wide = width == 512
-    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     if width == 0:
         return 0.0, None
+    cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     # fe_unstack as in the kernels: a worker the VM stacked on the caller's CPU halved the probe
     # (117 against 235 GFLOP/s on the Zen 4, below numpy's sgemm rate, every bound doubled)
     with nogil, parallel(num_threads=n_threads):
