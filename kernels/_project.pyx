@@ -694,12 +694,52 @@ cdef inline void _finish_copy(const real* src, real* dst, Py_ssize_t w, const re
             dst[j] = src[j] + q[j]
 
 
+cdef struct _Strips:
+    # proj's columns [0, dv) cut into n strips of whole vectors: the first n_big hold ``big`` vectors,
+    # the others big - 1 (see _strips)
+    Py_ssize_t lanes  # columns a vector
+    Py_ssize_t big
+    Py_ssize_t n_big
+    Py_ssize_t n
+    Py_ssize_t nr  # columns of the widest strip: big * lanes
+
+
+cdef _Strips _strips(Py_ssize_t dv, int width, Py_ssize_t itemsize) noexcept nogil:
+    """As few strips as the ISA's widest tile allows, their vector counts differing by at most one
+    (AVX-512, d = 64 floats: two strips of 2 vectors rather than 3 + 1, whose narrow tile spends a
+    broadcast per FMA). Strips of one width and a narrow last one took longer: AVX2, rank-128
+    outputs (16 vectors) as 3,3,3,3,3,1 rather than 3,3,3,3,2,2: factorize's codes of MiniLM (30522
+    x 384 @ 384 x 128) 17.4-18.0 ms against 16.6-17.4 on 2 threads, 34.6-35.1 against 32.5-33.1 on
+    one (Zen 4, FASTEMBED_SIMD=avx2, interleaved). The portable loop only uses them as column
+    blocks."""
+    cdef _Strips st
+    cdef Py_ssize_t n_vec, most
+    st.lanes = (32 if width == 256 else 64) // itemsize
+    n_vec = (dv + st.lanes - 1) // st.lanes
+    most = FE_NV256 if width == 256 else _nv512()
+    st.n = max(1, (n_vec + most - 1) // most)
+    st.big = (n_vec + st.n - 1) // st.n
+    st.n_big = n_vec - st.n * (st.big - 1)
+    st.nr = st.big * st.lanes
+    return st
+
+
+cdef Py_ssize_t _strip_width(Py_ssize_t d, int width, Py_ssize_t itemsize) noexcept nogil:
+    """Columns of _strips's widest strip (gram_rows's strips are all that wide but the last)."""
+    return _strips(d, width, itemsize).nr
+
+
+cdef inline Py_ssize_t _strip_start(const _Strips* st, Py_ssize_t s) noexcept nogil:
+    """The first column of strip s (0 <= s <= n; strip n's is the strips' end)."""
+    return st.lanes * (s * st.big - max(0, s - st.n_big))
+
+
 cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const index_t* rows,
                      const real* p0, Py_ssize_t p_rs, const real* packed, Py_ssize_t r, Py_ssize_t d,
                      real scale, const real* b0, const real* q0, Py_ssize_t q_rs, const int64_t* q_rows,
                      const Py_ssize_t* starts, const Py_ssize_t* order,
-                     real* out, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1,
-                     Py_ssize_t nr, int width, int shift, int stream) noexcept nogil:
+                     real* out, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t s0, Py_ssize_t s1,
+                     const _Strips* st, int width, int shift, int stream) noexcept nogil:
     cdef const real* a[MAX_MR]
     cdef Py_ssize_t own_starts[MAX_MR + 1]
     cdef Py_ssize_t own_order[MAX_MR]
@@ -707,7 +747,8 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
     cdef const Py_ssize_t* tile_order = own_order
     cdef const real* bj
     cdef const real* pj
-    cdef Py_ssize_t ii, i, j, t, pj_rs
+    cdef Py_ssize_t ii, i, j, jn, s, t, pj_rs
+    cdef Py_ssize_t j0 = _strip_start(st, s0), j1 = min(_strip_start(st, s1), d + shift)
     cdef Py_ssize_t lanes = width // 8 // <Py_ssize_t>sizeof(real)
     cdef int m, w, nv, lead
     cdef void* raw = NULL
@@ -719,10 +760,10 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
     cdef bint scatter  # the tiles write each distinct row's occurrences themselves
     cdef Py_ssize_t c0 = 0, c1 = d, ld = d  # the output columns dst holds, and its row stride
     cdef bint whole_rows = j0 == 0 and j1 - shift >= d  # the task covers its rows' every column
-    # Column strips outside, row tiles inside: a strip of proj (r x nr), packed or in place, is read
-    # by every row tile of the task from L1 or L2. Tile row i is output row ii + i, or with
-    # ``starts`` distinct row ii + i, written to each of its occurrences. Columns j0..j1 count from
-    # ``shift`` columns before the first (see _lead), j0 a multiple of nr; p0, out, b0 and q0 point
+    # Column strips outside, row tiles inside: a strip of proj (r x its width), packed or in place, is
+    # read by every row tile of the task from L1 or L2. Tile row i is output row ii + i, or with
+    # ``starts`` distinct row ii + i, written to each of its occurrences. The task's strips s0..s1
+    # cover columns j0..j1, which count from ``shift`` columns before the first (see _lead); p0, out, b0 and q0 point
     # at column 0. With ``stream`` (an output past the streaming threshold; a task of whole rows, or
     # of a column block of strips that start on column 0) the tiles write their raw sums to a buffer
     # of the task's rows (columns c0..c1), which _emit_rows or _emit_segments then finishes into the
@@ -746,14 +787,15 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
     if scatter:
         tile_order = order
     j = j0
-    while j < j1:
-        w = <int>min(nr, j1 - j)
+    for s in range(s0, s1):
+        jn = min(_strip_start(st, s + 1), j1)
+        w = <int>(jn - j)
         nv = <int>((w + lanes - 1) // lanes)
         lead = shift if j == 0 else 0
         bj = tile_b0 + (j - shift) if tile_b0 != NULL else NULL
         if packed != NULL:
-            pj = packed + (j // nr) * r * nr
-            pj_rs = nr
+            pj = packed + j * r
+            pj_rs = _strip_start(st, s + 1) - j
         else:
             pj = p0 + (j - shift)
             pj_rs = p_rs
@@ -782,7 +824,7 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
                             tile_q0 + (j - shift) if tile_q0 != NULL else NULL, q_rs, q_rows, dst + (j - shift - c0), ld,
                             tile_starts, tile_order, NULL, 0)
             ii += FE_MR
-        j += nr
+        j = jn
     if buf != NULL and ld == d:
         _emit_rows(buf, out, i0, i1, d, scale, b0, q0, q_rs, q_rows, starts, order, stream)
     elif buf != NULL:
@@ -863,19 +905,20 @@ cdef inline void _prefetch_writes(real* out, Py_ssize_t d, Py_ssize_t w, const P
 
 
 cdef void _pack_strip(const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t d, Py_ssize_t s,
-                      Py_ssize_t nr, real* packed) noexcept nogil:
-    """Copy columns [s*nr, s*nr + nr) of proj (r x d) to ``packed + s*r*nr`` as r rows of nr,
-    zero past column d."""
-    cdef Py_ssize_t j0 = s * nr, w = min(nr, d - s * nr), k, j
-    cdef real* dst = packed + s * r * nr
+                      const _Strips* st, real* packed) noexcept nogil:
+    """Copy strip s of proj (r x d; columns j0 .. j0 + nw, j0 = _strip_start(st, s)) to ``packed +
+    r*j0`` as r rows of nw, zero past column d."""
+    cdef Py_ssize_t j0 = _strip_start(st, s), nw = _strip_start(st, s + 1) - j0, k, j
+    cdef Py_ssize_t w = min(nw, d - j0)
+    cdef real* dst = packed + r * j0
     cdef const real* src
     for k in range(r):
         src = p0 + k * p_rs + j0
         for j in range(w):
             dst[j] = src[j]
-        for j in range(w, nr):
+        for j in range(w, nw):
             dst[j] = 0
-        dst += nr
+        dst += nw
 
 
 cdef void _task_loop(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const index_t* rows,
@@ -1064,17 +1107,6 @@ cdef void _occurrences(const remap_t* remap, Py_ssize_t n, Py_ssize_t n_distinct
             cursor[u] += 1
 
 
-cdef Py_ssize_t _strip_width(Py_ssize_t d, int width, Py_ssize_t itemsize) noexcept nogil:
-    """Columns per strip: as few strips as the ISA's widest tile allows, of near-equal vector counts
-    (AVX-512, d = 64 floats: two strips of 2 vectors rather than 3 + 1, whose narrow tile spends a
-    broadcast per FMA). The portable loop only uses them as column blocks."""
-    cdef Py_ssize_t lanes = (32 if width == 256 else 64) // itemsize
-    cdef Py_ssize_t n_vec = (d + lanes - 1) // lanes
-    cdef Py_ssize_t most = FE_NV256 if width == 256 else _nv512()
-    cdef Py_ssize_t n_strips = (n_vec + most - 1) // most
-    return lanes * ((n_vec + n_strips - 1) // n_strips)
-
-
 cdef int _lead(const void* p0, Py_ssize_t p_rs, int width, Py_ssize_t itemsize) noexcept nogil:
     """Columns by which proj's strips start before its first column, so that the tiles' vector loads
     of proj (read in place) start on addresses aligned to the vector width: 0 when they already
@@ -1088,9 +1120,10 @@ cdef int _lead(const void* p0, Py_ssize_t p_rs, int width, Py_ssize_t itemsize) 
     return <int>(off // itemsize) if off % itemsize == 0 else 0
 
 
-cdef real* _packed_proj(const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t d, Py_ssize_t nr,
+cdef real* _packed_proj(const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t d, const _Strips* st,
                         Py_ssize_t n_rows, int width, int n_threads, int caller_cpu, void** raw) noexcept:
-    """proj copied strip by strip into contiguous r x nr panels, aligned (fe_pack_take's memory:
+    """proj copied strip by strip into contiguous panels (strip s: r rows of its width, from
+    ``r * _strip_start(st, s)``), aligned (fe_pack_take's memory:
     free(raw[0]) afterwards), or NULL when the tiles read it in place. Read in place, a strip's
     rows lie d apart, and for d a multiple of 256 bytes they share a few cache sets and miss L1; for
     a multiple of 4 KiB they share one set per column vector. The copy is one more pass over proj,
@@ -1112,28 +1145,28 @@ cdef real* _packed_proj(const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_
     cdef bint early_4k = (p_rs * sizeof(real)) % 4096 == 0 and not (width == 512 and fe_rows512 == 4)
     if not width or r == 0 or n_rows < (PACK_MIN_ROWS_4K if early_4k else PACK_MIN_ROWS):
         return NULL
-    n_pack = (d + nr - 1) // nr
-    packed = <real*>fe_pack_take(n_pack * r * nr * sizeof(real), raw)
+    n_pack = st.n
+    packed = <real*>fe_pack_take(r * _strip_start(st, n_pack) * sizeof(real), raw)
     if packed == NULL:
         return NULL
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
         for s in prange(n_pack, schedule="static"):
-            _pack_strip(p0, p_rs, r, d, s, nr, packed)
+            _pack_strip(p0, p_rs, r, d, s, st, packed)
     return packed
 
 
 cdef real* _proj_strips(const real* p0, Py_ssize_t p_rs, Py_ssize_t r, Py_ssize_t d, Py_ssize_t n_rows,
-                        int width, int n_threads, int caller_cpu, void** raw, Py_ssize_t* nr,
+                        int width, int n_threads, int caller_cpu, void** raw, _Strips* st,
                         int* shift) noexcept:
     """How the tiles read proj for n_rows rows: its packed panels (_packed_proj; NULL when read in
-    place), the strip width ``nr`` and the ``shift`` that aligns the in-place strips (_lead; 0 when
+    place), the strips ``st`` and the ``shift`` that aligns the in-place strips (_lead; 0 when
     packed). The strips then cover columns [0, d + shift) (see _task_simd)."""
-    nr[0] = _strip_width(d, width, sizeof(real))
-    cdef real* packed = _packed_proj(p0, p_rs, r, d, nr[0], n_rows, width, n_threads, caller_cpu, raw)
+    st[0] = _strips(d, width, sizeof(real))
+    cdef real* packed = _packed_proj(p0, p_rs, r, d, st, n_rows, width, n_threads, caller_cpu, raw)
     shift[0] = 0 if packed != NULL or r == 0 else _lead(p0, p_rs, width, sizeof(real))
     if shift[0]:
-        nr[0] = _strip_width(d + shift[0], width, sizeof(real))
+        st[0] = _strips(d + shift[0], width, sizeof(real))
     return packed
 
 
@@ -1145,7 +1178,8 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
     """The task grid of ``project_rows`` (``project_distinct`` with ``starts``: n is then the
     number of distinct rows) over checked arguments, on ``n_threads`` OpenMP threads; ``stream``:
     _stream_for's ISA for the whole output (see _task_simd)."""
-    cdef Py_ssize_t nr, want, rows_per_task, n_rb, n_cb, cb_width, n_tasks, task, rb, cb
+    cdef Py_ssize_t want, rows_per_task, n_rb, n_cb, cb_strips, n_tasks, task, rb, cb
+    cdef _Strips st
     cdef bint cb_major
     cdef fe_task_range one_range
     cdef fe_task_range* ranges
@@ -1153,7 +1187,7 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
     cdef int home, n_ranges
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1, shift
     cdef void* raw
-    cdef real* packed = _proj_strips(p0, p_rs, r, d, n, width, n_threads, caller_cpu, &raw, &nr, &shift)
+    cdef real* packed = _proj_strips(p0, p_rs, r, d, n, width, n_threads, caller_cpu, &raw, &st, &shift)
     cdef Py_ssize_t dv = d + shift  # the columns the strips cover
     # Tasks: row blocks of ROWS_PER_TASK; few rows are split into smaller blocks, then by columns,
     # so that every thread gets about four tasks. A task runs its strips one after the other over its
@@ -1178,13 +1212,13 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
         n_rb = (n + rows_per_task - 1) // rows_per_task
     n_cb = 1
     cb_major = False
-    if n_rb < want and dv > nr:
-        n_cb = min((dv + nr - 1) // nr, (want + n_rb - 1) // n_rb)
+    if n_rb < want and st.n > 1:
+        n_cb = min(st.n, (want + n_rb - 1) // n_rb)
     elif width and r * dv * sizeof(real) > PROJ_L2_BYTES:
         n_cb = (r * dv * sizeof(real) + PROJ_L2_BYTES - 1) // PROJ_L2_BYTES
         cb_major = True
-    cb_width = ((dv + nr - 1) // nr + n_cb - 1) // n_cb * nr  # whole strips
-    n_cb = (dv + cb_width - 1) // cb_width
+    cb_strips = (st.n + n_cb - 1) // n_cb
+    n_cb = (st.n + cb_strips - 1) // cb_strips
     n_tasks = n_rb * n_cb
     # Without cb_major, the tasks are taken by home range (fe_take_task): each thread first runs the
     # same tasks call after call, so that the output and position rows it writes and reads are still
@@ -1216,11 +1250,11 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
                 _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, packed, r, d, sc, b0, q0, q_rs, q_rows,
                            starts, order, out0,
                            rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
-                           cb * cb_width, min(dv, (cb + 1) * cb_width), nr, width, shift, stream)
+                           cb * cb_strips, min(st.n, (cb + 1) * cb_strips), &st, width, shift, stream)
             else:
                 _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, starts, order, out0,
                            rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
-                           cb * cb_width, min(d, (cb + 1) * cb_width))
+                           _strip_start(&st, cb * cb_strips), min(d, _strip_start(&st, (cb + 1) * cb_strips)))
             task = fe_take_task(ranges, n_ranges, home)
     free(ranges_raw)
     free(raw)
@@ -1384,20 +1418,20 @@ cdef void _run_pipeline(_Pipe* pipe, const real* t0, Py_ssize_t t_rs, Py_ssize_t
                         const index_t* remap, Py_ssize_t n, Py_ssize_t d, real sc, const real* b0,
                         const real* q0, Py_ssize_t q_rs, Py_ssize_t q_cs, const int64_t* q_rows, real* out,
                         int width, int stream, int n_threads) noexcept:
-    cdef Py_ssize_t nr
+    cdef _Strips st
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1, shift
     cdef void* raw
-    cdef real* packed = _proj_strips(p0, p_rs, r, d, n_uniq, width, n_threads, caller_cpu, &raw, &nr, &shift)
+    cdef real* packed = _proj_strips(p0, p_rs, r, d, n_uniq, width, n_threads, caller_cpu, &raw, &st, &shift)
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
-        _pipeline_worker(pipe, threadid() == 0, t0, t_rs, t_cs, uniq, p0, p_rs, packed, r, n_uniq, nr, width,
+        _pipeline_worker(pipe, threadid() == 0, t0, t_rs, t_cs, uniq, p0, p_rs, packed, r, n_uniq, &st, width,
                          shift, projected, remap, n, d, sc, b0, q0, q_rs, q_cs, q_rows, out, stream)
     free(raw)
 
 
 cdef void _pipeline_worker(_Pipe* pipe, bint gatherer, const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs,
                            const index_t* uniq, const real* p0, Py_ssize_t p_rs, const real* packed,
-                           Py_ssize_t r, Py_ssize_t n_uniq, Py_ssize_t nr, int width, int shift, real* projected,
+                           Py_ssize_t r, Py_ssize_t n_uniq, const _Strips* st, int width, int shift, real* projected,
                            const index_t* remap, Py_ssize_t n, Py_ssize_t d, real sc, const real* b0,
                            const real* q0, Py_ssize_t q_rs, Py_ssize_t q_cs, const int64_t* q_rows,
                            real* out, int stream) noexcept nogil:
@@ -1414,7 +1448,7 @@ cdef void _pipeline_worker(_Pipe* pipe, bint gatherer, const real* t0, Py_ssize_
                 i0, i1 = b * PIPE_PROJECT_ROWS, min(n_uniq, (b + 1) * PIPE_PROJECT_ROWS)
                 if width:
                     _task_simd(t0, t_rs, t_cs, uniq, p0, p_rs, packed, r, d, 1, <const real*>NULL,
-                               <const real*>NULL, 0, NULL, NULL, NULL, projected, i0, i1, 0, d + shift, nr, width,
+                               <const real*>NULL, 0, NULL, NULL, NULL, projected, i0, i1, 0, st.n, st, width,
                                shift, 0)
                 else:
                     _task_loop(t0, t_rs, t_cs, uniq, p0, p_rs, r, d, 1, <const real*>NULL, <const real*>NULL,
