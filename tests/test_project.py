@@ -914,6 +914,27 @@ def test_gram_rows_sums_have_the_same_bits_at_every_address_and_thread_count(sim
 
 
 @pytest.mark.skipif("cython" not in COMPILED, reason="needs the Cython kernels")
+@pytest.mark.parametrize("simd", SIMD_WIDTHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("d", [128, 256, 384])
+def test_gram_rows_from_a_copy_of_aliasing_rows_has_the_same_bits(simd, dtype, d):
+    """Rows a multiple of 128 bytes apart are summed (with the AVX2 tiles) from each thread's copy
+    of the chunk, rows an odd number of cache lines apart: the bits of rows that need no copy,
+    at every thread count, row norms included."""
+    k = backends.kernels("cython")
+    x = np.random.default_rng(d).standard_normal((600, d)).astype(dtype)
+    padded = np.zeros((600, d + 8), dtype)[:, :d]  # rows (d + 8) items apart: never copied
+    padded[...] = x
+    for threads in (1, 2, 3):
+        want, got = np.zeros((d, d)), np.zeros((d, d))
+        want_norms, got_norms = np.full(600, np.nan), np.full(600, np.nan)
+        k.gram_rows(padded, want, want_norms, simd, threads)
+        k.gram_rows(x, got, got_norms, simd, threads)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got_norms, want_norms)
+
+
+@pytest.mark.skipif("cython" not in COMPILED, reason="needs the Cython kernels")
 def test_gram_rows_refuses_what_it_cannot_read():
     k = backends.kernels("cython")
     with pytest.raises(ValueError, match="gram shape"):
