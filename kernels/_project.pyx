@@ -702,7 +702,6 @@ cdef struct _Strips:
     Py_ssize_t big
     Py_ssize_t n_big
     Py_ssize_t n
-    Py_ssize_t nr  # columns of the widest strip: big * lanes
 
 
 cdef _Strips _strips(Py_ssize_t dv, int width, Py_ssize_t itemsize) noexcept nogil:
@@ -721,13 +720,13 @@ cdef _Strips _strips(Py_ssize_t dv, int width, Py_ssize_t itemsize) noexcept nog
     st.n = max(1, (n_vec + most - 1) // most)
     st.big = (n_vec + st.n - 1) // st.n
     st.n_big = n_vec - st.n * (st.big - 1)
-    st.nr = st.big * st.lanes
     return st
 
 
 cdef Py_ssize_t _strip_width(Py_ssize_t d, int width, Py_ssize_t itemsize) noexcept nogil:
     """Columns of _strips's widest strip (gram_rows's strips are all that wide but the last)."""
-    return _strips(d, width, itemsize).nr
+    cdef _Strips st = _strips(d, width, itemsize)
+    return st.big * st.lanes
 
 
 cdef inline Py_ssize_t _strip_start(const _Strips* st, Py_ssize_t s) noexcept nogil:
@@ -748,7 +747,7 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
     cdef const Py_ssize_t* tile_order = own_order
     cdef const real* bj
     cdef const real* pj
-    cdef Py_ssize_t ii, i, j, jn, s, t, pj_rs
+    cdef Py_ssize_t ii, i, j, jn, end, s, t, pj_rs
     cdef Py_ssize_t j0 = _strip_start(st, s0), j1 = min(_strip_start(st, s1), d + shift)
     cdef Py_ssize_t lanes = width // 8 // <Py_ssize_t>sizeof(real)
     cdef int m, w, nv, lead
@@ -761,16 +760,16 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
     cdef bint scatter  # the tiles write each distinct row's occurrences themselves
     cdef Py_ssize_t c0 = 0, c1 = d, ld = d  # the output columns dst holds, and its row stride
     cdef bint whole_rows = j0 == 0 and j1 - shift >= d  # the task covers its rows' every column
-    # Column strips outside, row tiles inside: a strip of proj (r x its width), packed or in place, is
-    # read by every row tile of the task from L1 or L2. Tile row i is output row ii + i, or with
-    # ``starts`` distinct row ii + i, written to each of its occurrences. The task's strips s0..s1
-    # cover columns j0..j1, which count from ``shift`` columns before the first (see _lead); p0, out, b0 and q0 point
-    # at column 0. With ``stream`` (an output past the streaming threshold; a task of whole rows, or
-    # of a column block of strips that start on column 0) the tiles write their raw sums to a buffer
-    # of the task's rows (columns c0..c1), which _emit_rows or _emit_segments then finishes into the
-    # output with streaming stores: the tiles' own stores wrote a strip of each row at a time, each
-    # line read from memory first. The sums times 1 are the sums, and the finish rounds s * scale,
-    # + b, + p as the tile does: the same bits.
+    # Column strips outside, row tiles inside: a strip of proj (r x its width), packed or in place, is read
+    # by every row tile of the task from L1 or L2. Tile row i is output row ii + i, or with ``starts``
+    # distinct row ii + i, written to each of its occurrences. The task's strips s0..s1 cover columns
+    # j0..j1, which count from ``shift`` columns before the first (see _lead); p0, out, b0 and q0 point at
+    # column 0. With ``stream`` (an output past the streaming threshold; a task of whole rows, or of a
+    # column block of strips that start on column 0) the tiles write their raw sums to a buffer of the
+    # task's rows (columns c0..c1), which _emit_rows or _emit_segments then finishes into the output with
+    # streaming stores: the tiles' own stores wrote a strip of each row at a time, each line read from
+    # memory first. The sums times 1 are the sums, and the finish rounds s * scale, + b, + p as the tile
+    # does: the same bits.
     if stream and (whole_rows or shift == 0):
         if not whole_rows:
             c0, c1 = j0, min(j1, d)
@@ -789,14 +788,15 @@ cdef void _task_simd(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const ind
         tile_order = order
     j = j0
     for s in range(s0, s1):
-        jn = min(_strip_start(st, s + 1), j1)
+        end = _strip_start(st, s + 1)
+        jn = min(end, j1)
         w = <int>(jn - j)
         nv = <int>((w + lanes - 1) // lanes)
         lead = shift if j == 0 else 0
         bj = tile_b0 + (j - shift) if tile_b0 != NULL else NULL
         if packed != NULL:
             pj = packed + j * r
-            pj_rs = _strip_start(st, s + 1) - j
+            pj_rs = end - j
         else:
             pj = p0 + (j - shift)
             pj_rs = p_rs
