@@ -303,7 +303,8 @@ def apply_rope(
     if k is None or k.positional is None:
         _rope_numpy(source, work, table_rows, cos, sin, rotary_dim // 2, style == "neox")
     else:
-        k.rope_rows(source, work, table_rows, cos, sin, rotary_dim // 2, style == "neox", n_threads)
+        threads = k.for_work(n_threads, x.size)  # a small call on one thread: waking a second costs more
+        k.rope_rows(source, work, table_rows, cos, sin, rotary_dim // 2, style == "neox", threads)
     if result2 is None:
         result[...] = work.reshape(x.shape)
     return result
