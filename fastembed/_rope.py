@@ -304,7 +304,7 @@ def apply_rope(
         _rope_numpy(source, work, table_rows, cos, sin, rotary_dim // 2, style == "neox")
     else:
         threads = k.for_work(n_threads, x.size)  # a small call on one thread: waking a second costs more
-        k.rope_rows(source, work, table_rows, cos, sin, rotary_dim // 2, style == "neox", threads)
+        k.rope_rows(source, work, table_rows, cos, sin, rotary_dim // 2, style == "neox", L, threads)
     if result2 is None:
         result[...] = work.reshape(x.shape)
     return result

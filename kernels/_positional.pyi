@@ -29,5 +29,6 @@ def rope_rows(
     sin: _Real,
     half: int,
     neox: bool,
+    period: int,
     n_threads: int,
 ) -> int: ...

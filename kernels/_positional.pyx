@@ -14,6 +14,7 @@ include "_common.pxi"
 include "_stream.pxi"
 
 DEF ROPE_BLOCK = 512
+DEF ROPE_TABLE_CACHED = 32768
 
 cdef extern from *:
     """
@@ -131,12 +132,38 @@ cdef extern from *:
        halves of up to 4 vectors from registers (the row and its table rows loaded once rather than
        once a pass) made no difference there (2 threads 3.0-3.1 ms either way, one thread 4.7 ->
        5.0). 512-bit vectors take 64-byte lines, 256-bit ones 32-byte halves of lines. Same
-       products and sums as the strided loop (no contraction). */
+       products and sums as the strided loop (no contraction).
+       Rows come in ``groups`` (up to FE_ROPE_GROUPS) of n consecutive rows each, x_gs, o_gs and
+       rows_gs apart (heads, which read the same table rows at the same row index), rotated row
+       index by row index, group by group, each group's output a stream of its own: the cos/sin
+       rows, which a table of 1024 positions (512 KB) had to bring from L3 once a head, are then
+       read from L1 by the other heads. One group takes its own loop (the general one, its state
+       in arrays, ran 5-15% slower). Zen 4, AVX-512, (4, 32, 1024, 128) float32, time over a
+       streamed copy of its bytes in the same rounds (the VM's memory swung between two speeds):
+       one thread 1.07-1.09 in groups of 4 against 1.20-1.24 before (1.13-1.15 one head at a
+       time), 2 threads 1.08-1.10 against 1.18-1.23; the 256-bit kernels 1.08-1.09 against
+       1.10-1.16; float64 level (1.06-1.10). Groups of 2 to 8, or 4 to 64 KB ahead: no difference. */
+    #define FE_ROPE_GROUPS 4
     #if FE_STREAM_X86
+    /* One row: its first halves' rotations, then its second halves', each vector joined with the one
+       before into an aligned line of the output and streamed (the first partial line: HEAD). */
+    #define FE_ROPE_DIRECT_ROW(V, LANES, PFX, SFX, JOIN, HEAD, xr, c, s, o, line, prev, lead, first, half)   \
+        for (int second = 0; second < 2; second++)                                                      \
+            for (ptrdiff_t i = 0; i < half; i += LANES) {                                               \
+                V a = PFX##loadu_##SFX(xr + i), b = PFX##loadu_##SFX(xr + i + half);                    \
+                V cc = PFX##loadu_##SFX(c + i), ss = PFX##loadu_##SFX(s + i);                           \
+                V v = second ? PFX##add_##SFX(PFX##mul_##SFX(b, cc), PFX##mul_##SFX(a, ss))             \
+                             : PFX##sub_##SFX(PFX##mul_##SFX(a, cc), PFX##mul_##SFX(b, ss));            \
+                if (!lead) PFX##stream_##SFX(line, v), line += LANES;                                   \
+                else if (first) HEAD(o, v, lead);                                                       \
+                else PFX##stream_##SFX(line, JOIN(prev, v, lead)), line += LANES;                        \
+                prev = v;                                                                               \
+                first = 0;                                                                              \
+            }
     #define FE_DEFINE_ROPE_DIRECT(NAME, TARGET, T, V, LANES, PFX, SFX, JOIN, HEAD, TAIL)                  \
-    __attribute__((target(TARGET))) static void NAME(const T* x, ptrdiff_t x_rs, T* o, const int64_t* rows, \
-                                                     const T* c0, const T* s0, ptrdiff_t t_rs,              \
-                                                     ptrdiff_t half, ptrdiff_t n) {                         \
+    __attribute__((target(TARGET))) static void NAME##_one(const T* x, ptrdiff_t x_rs, T* o,             \
+                                                           const int64_t* rows, const T* c0, const T* s0, \
+                                                           ptrdiff_t t_rs, ptrdiff_t half, ptrdiff_t n) { \
         const ptrdiff_t line_bytes = LANES * (ptrdiff_t)sizeof(T);                                      \
         int lead = (int)(((line_bytes - ((uintptr_t)o & (line_bytes - 1))) & (line_bytes - 1)) / sizeof(T)); \
         ptrdiff_t row_bytes = 2 * half * (ptrdiff_t)sizeof(T);                                          \
@@ -149,20 +176,48 @@ cdef extern from *:
             const T* c = c0 + rows[r] * t_rs;                                                           \
             const T* s = s0 + rows[r] * t_rs;                                                           \
             if (r + ahead < n) fe_prefetch_row_l2(x + ahead * x_rs, row_bytes);                         \
-            for (int second = 0; second < 2; second++)                                                  \
-                for (ptrdiff_t i = 0; i < half; i += LANES) {                                           \
-                    V a = PFX##loadu_##SFX(x + i), b = PFX##loadu_##SFX(x + i + half);                  \
-                    V cc = PFX##loadu_##SFX(c + i), ss = PFX##loadu_##SFX(s + i);                       \
-                    V v = second ? PFX##add_##SFX(PFX##mul_##SFX(b, cc), PFX##mul_##SFX(a, ss))         \
-                                 : PFX##sub_##SFX(PFX##mul_##SFX(a, cc), PFX##mul_##SFX(b, ss));        \
-                    if (!lead) PFX##stream_##SFX(line, v), line += LANES;                               \
-                    else if (first) HEAD(o, v, lead);                                                   \
-                    else PFX##stream_##SFX(line, JOIN(prev, v, lead)), line += LANES;                    \
-                    prev = v;                                                                           \
-                    first = 0;                                                                          \
-                }                                                                                       \
+            FE_ROPE_DIRECT_ROW(V, LANES, PFX, SFX, JOIN, HEAD, x, c, s, o, line, prev, lead, first, half) \
         }                                                                                               \
         if (lead && !first) TAIL(line - lead, prev, lead);                                              \
+    }                                                                                                   \
+    __attribute__((target(TARGET))) static void NAME(const T* x, ptrdiff_t x_rs, ptrdiff_t x_gs, T* o,     \
+                                                     ptrdiff_t o_gs, const int64_t* rows, ptrdiff_t rows_gs, \
+                                                     const T* c0, const T* s0, ptrdiff_t t_rs,              \
+                                                     ptrdiff_t half, ptrdiff_t n, int groups) {             \
+        if (groups == 1) {                                                                              \
+            NAME##_one(x, x_rs, o, rows, c0, s0, t_rs, half, n);                                        \
+            return;                                                                                     \
+        }                                                                                               \
+        const ptrdiff_t line_bytes = LANES * (ptrdiff_t)sizeof(T);                                      \
+        ptrdiff_t row_bytes = 2 * half * (ptrdiff_t)sizeof(T);                                          \
+        ptrdiff_t ahead = (FE_ROPE_DIRECT_AHEAD + row_bytes - 1) / row_bytes;                           \
+        T* lines[FE_ROPE_GROUPS];                                                                       \
+        V prevs[FE_ROPE_GROUPS];                                                                        \
+        int leads[FE_ROPE_GROUPS], firsts[FE_ROPE_GROUPS];                                              \
+        for (int g = 0; g < groups; g++) {                                                              \
+            T* og = o + g * o_gs;                                                                       \
+            leads[g] = (int)(((line_bytes - ((uintptr_t)og & (line_bytes - 1))) & (line_bytes - 1)) / sizeof(T)); \
+            lines[g] = og + leads[g];                                                                   \
+            memset(&prevs[g], 0, sizeof prevs[g]);                                                      \
+            firsts[g] = 1;                                                                              \
+        }                                                                                               \
+        for (ptrdiff_t r = 0; r < n; r++)                                                               \
+            for (int g = 0; g < groups; g++) {                                                          \
+                const T* xr = x + g * x_gs + r * x_rs;                                                  \
+                const T* c = c0 + rows[g * rows_gs + r] * t_rs;                                         \
+                const T* s = s0 + rows[g * rows_gs + r] * t_rs;                                         \
+                T* og = o + g * o_gs;                                                                   \
+                T* line = lines[g];                                                                     \
+                V prev = prevs[g];                                                                      \
+                int lead = leads[g], first = firsts[g];                                                 \
+                if (r + ahead < n) fe_prefetch_row_l2(xr + ahead * x_rs, row_bytes);                    \
+                FE_ROPE_DIRECT_ROW(V, LANES, PFX, SFX, JOIN, HEAD, xr, c, s, og, line, prev, lead, first, half) \
+                lines[g] = line;                                                                        \
+                prevs[g] = prev;                                                                        \
+                firsts[g] = first;                                                                      \
+            }                                                                                           \
+        for (int g = 0; g < groups; g++)                                                                \
+            if (leads[g] && !firsts[g]) TAIL(lines[g] - leads[g], prevs[g], leads[g]);                  \
     }
 
     /* AVX-512: a line is the last LANES - lead elements of prev and the first lead of v. */
@@ -216,22 +271,26 @@ cdef extern from *:
         ptrdiff_t lanes = isa >= 512 ? 64 / (ptrdiff_t)itemsize : isa >= 256 ? 32 / (ptrdiff_t)itemsize : 0;
         return lanes > 0 && half > 0 && half % lanes == 0;
     }
-    static void fe_rope_f32_neox_direct(const float* x, ptrdiff_t x_rs, float* o, const int64_t* rows, const float* c,
-                                        const float* s, ptrdiff_t t_rs, ptrdiff_t half, ptrdiff_t n, int isa) {
-        if (isa >= 512) fe_rope_f32_neox_direct512(x, x_rs, o, rows, c, s, t_rs, half, n);
-        else fe_rope_f32_neox_direct256(x, x_rs, o, rows, c, s, t_rs, half, n);
+    static void fe_rope_f32_neox_direct(const float* x, ptrdiff_t x_rs, ptrdiff_t x_gs, float* o, ptrdiff_t o_gs,
+                                        const int64_t* rows, ptrdiff_t rows_gs, const float* c, const float* s,
+                                        ptrdiff_t t_rs, ptrdiff_t half, ptrdiff_t n, int groups, int isa) {
+        if (isa >= 512) fe_rope_f32_neox_direct512(x, x_rs, x_gs, o, o_gs, rows, rows_gs, c, s, t_rs, half, n, groups);
+        else fe_rope_f32_neox_direct256(x, x_rs, x_gs, o, o_gs, rows, rows_gs, c, s, t_rs, half, n, groups);
     }
-    static void fe_rope_f64_neox_direct(const double* x, ptrdiff_t x_rs, double* o, const int64_t* rows, const double* c,
-                                        const double* s, ptrdiff_t t_rs, ptrdiff_t half, ptrdiff_t n, int isa) {
-        if (isa >= 512) fe_rope_f64_neox_direct512(x, x_rs, o, rows, c, s, t_rs, half, n);
-        else fe_rope_f64_neox_direct256(x, x_rs, o, rows, c, s, t_rs, half, n);
+    static void fe_rope_f64_neox_direct(const double* x, ptrdiff_t x_rs, ptrdiff_t x_gs, double* o, ptrdiff_t o_gs,
+                                        const int64_t* rows, ptrdiff_t rows_gs, const double* c, const double* s,
+                                        ptrdiff_t t_rs, ptrdiff_t half, ptrdiff_t n, int groups, int isa) {
+        if (isa >= 512) fe_rope_f64_neox_direct512(x, x_rs, x_gs, o, o_gs, rows, rows_gs, c, s, t_rs, half, n, groups);
+        else fe_rope_f64_neox_direct256(x, x_rs, x_gs, o, o_gs, rows, rows_gs, c, s, t_rs, half, n, groups);
     }
     #else
     static int fe_rope_direct_fits(ptrdiff_t half, size_t itemsize, int isa) { return 0; }
-    static void fe_rope_f32_neox_direct(const float* x, ptrdiff_t x_rs, float* o, const int64_t* rows, const float* c,
-                                        const float* s, ptrdiff_t t_rs, ptrdiff_t half, ptrdiff_t n, int isa) {}
-    static void fe_rope_f64_neox_direct(const double* x, ptrdiff_t x_rs, double* o, const int64_t* rows, const double* c,
-                                        const double* s, ptrdiff_t t_rs, ptrdiff_t half, ptrdiff_t n, int isa) {}
+    static void fe_rope_f32_neox_direct(const float* x, ptrdiff_t x_rs, ptrdiff_t x_gs, float* o, ptrdiff_t o_gs,
+                                        const int64_t* rows, ptrdiff_t rows_gs, const float* c, const float* s,
+                                        ptrdiff_t t_rs, ptrdiff_t half, ptrdiff_t n, int groups, int isa) {}
+    static void fe_rope_f64_neox_direct(const double* x, ptrdiff_t x_rs, ptrdiff_t x_gs, double* o, ptrdiff_t o_gs,
+                                        const int64_t* rows, ptrdiff_t rows_gs, const double* c, const double* s,
+                                        ptrdiff_t t_rs, ptrdiff_t half, ptrdiff_t n, int groups, int isa) {}
     #endif
     """
     void fe_rope_f32_neox(const float* x, Py_ssize_t x_rs, float* o, Py_ssize_t o_rs, const int64_t* rows,
@@ -244,10 +303,13 @@ cdef extern from *:
     void fe_rope_f64_neox_stream(const double* x, Py_ssize_t x_rs, double* o, const int64_t* rows, const double* c,
                                  const double* s, Py_ssize_t t_rs, Py_ssize_t half, Py_ssize_t n, int isa) noexcept nogil
     bint fe_rope_direct_fits(Py_ssize_t half, size_t itemsize, int isa) noexcept nogil
-    void fe_rope_f32_neox_direct(const float* x, Py_ssize_t x_rs, float* o, const int64_t* rows, const float* c,
-                                 const float* s, Py_ssize_t t_rs, Py_ssize_t half, Py_ssize_t n, int isa) noexcept nogil
-    void fe_rope_f64_neox_direct(const double* x, Py_ssize_t x_rs, double* o, const int64_t* rows, const double* c,
-                                 const double* s, Py_ssize_t t_rs, Py_ssize_t half, Py_ssize_t n, int isa) noexcept nogil
+    enum: FE_ROPE_GROUPS
+    void fe_rope_f32_neox_direct(const float* x, Py_ssize_t x_rs, Py_ssize_t x_gs, float* o, Py_ssize_t o_gs,
+                                 const int64_t* rows, Py_ssize_t rows_gs, const float* c, const float* s, Py_ssize_t t_rs,
+                                 Py_ssize_t half, Py_ssize_t n, int groups, int isa) noexcept nogil
+    void fe_rope_f64_neox_direct(const double* x, Py_ssize_t x_rs, Py_ssize_t x_gs, double* o, Py_ssize_t o_gs,
+                                 const int64_t* rows, Py_ssize_t rows_gs, const double* c, const double* s, Py_ssize_t t_rs,
+                                 Py_ssize_t half, Py_ssize_t n, int groups, int isa) noexcept nogil
 
 
 def sincos_rows(real[:, ::1] out, const int64_t[::1] hi, const int64_t[::1] lo,
@@ -299,14 +361,17 @@ def sincos_rows(real[:, ::1] out, const int64_t[::1] hi, const int64_t[::1] lo,
 
 
 def rope_rows(const real[:, :] x, real[:, :] out, const int64_t[::1] table_rows,
-              const real[:, ::1] cos, const real[:, ::1] sin, Py_ssize_t half, bint neox, int n_threads):
+              const real[:, ::1] cos, const real[:, ::1] sin, Py_ssize_t half, bint neox, Py_ssize_t period,
+              int n_threads):
     """Rotary embedding of each row: with c, s = cos/sin[table_rows[n]],
 
     neox (rotate halves): (x[i], x[i+half]) -> (x[i] c_i - x[i+half] s_i, x[i+half] c_i + x[i] s_i)
     gptj (rotate pairs):  (x[2i], x[2i+1]) -> (x[2i] c_i - x[2i+1] s_i, x[2i+1] c_i + x[2i] s_i)
 
     for i < half; columns from 2*half on are copied. ``out`` may be ``x`` (in place).
-    Rows and columns may have any strides. Returns the number of rows skipped (0).
+    Rows and columns may have any strides. ``period``: the rows come in groups of this many (heads
+    of the sequence length; 0 if not) that read the same table rows in turn; it sets only the
+    order in which rows are rotated. Returns the number of rows skipped (0).
     """
     cdef Py_ssize_t n_rows = x.shape[0], width = x.shape[1], n, i, j, t
     cdef Py_ssize_t n_table = cos.shape[0]
@@ -328,7 +393,7 @@ def rope_rows(const real[:, :] x, real[:, :] out, const int64_t[::1] table_rows,
                     skipped += 1
         if skipped:
             return skipped
-        _rope_blocks(x, out, table_rows, cos, sin, half, n_threads)
+        _rope_blocks(x, out, table_rows, cos, sin, half, period, n_threads)
         return 0
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     with nogil, parallel(num_threads=n_threads):
@@ -361,29 +426,59 @@ def rope_rows(const real[:, :] x, real[:, :] out, const int64_t[::1] table_rows,
 
 
 cdef void _rope_blocks(const real[:, :] x, real[:, :] out, const int64_t[::1] table_rows,
-                       const real[:, ::1] cos, const real[:, ::1] sin, Py_ssize_t half, int n_threads):
+                       const real[:, ::1] cos, const real[:, ::1] sin, Py_ssize_t half, Py_ssize_t period,
+                       int n_threads):
     """The neox rotation over unit-stride rows in blocks of ROPE_BLOCK rows, one C call each
-    (a call per row cost as much as the rotation of a 128-wide row); the tail columns copied."""
+    (a call per row cost as much as the rotation of a 128-wide row); the tail columns copied.
+    Streamed straight from the registers, rows in groups of ``period`` (heads) whose table rows
+    outgrow L1 (ROPE_TABLE_CACHED) are rotated FE_ROPE_GROUPS heads at a time, a task being the same
+    block of positions of each (see FE_DEFINE_ROPE_DIRECT)."""
     cdef Py_ssize_t n_rows = x.shape[0], width = x.shape[1], x_rs = x.strides[0] // <Py_ssize_t>sizeof(real)
     cdef Py_ssize_t o_rs = out.strides[0] // <Py_ssize_t>sizeof(real), t_rs = cos.shape[1]
-    cdef Py_ssize_t n_blocks = (n_rows + ROPE_BLOCK - 1) // ROPE_BLOCK, blk, r0, m, n, j
+    cdef Py_ssize_t n_blocks = (n_rows + ROPE_BLOCK - 1) // ROPE_BLOCK, blk, r0, m, n, j, g0, base
+    cdef Py_ssize_t n_groups = 0, n_pb = 0, n_tasks
     cdef bint copy_tail = 2 * half < width and &out[0, 0] != &x[0, 0]
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
-    cdef int stream = 0
+    cdef int stream = 0, groups = FE_ROPE_GROUPS, gt
     if 2 * half == width and o_rs == width and &out[0, 0] != &x[0, 0]:  # whole rows, one after the other
         stream = _stream_for(&out[0, 0], <double>n_rows * width * sizeof(real), sizeof(real))
     cdef bint direct = stream != 0 and fe_rope_direct_fits(half, sizeof(real), stream)
+    cdef const real* x0 = &x[0, 0]
+    cdef real* o0 = &out[0, 0]
+    cdef const real* c0 = &cos[0, 0]
+    cdef const real* s0 = &sin[0, 0]
+    cdef const int64_t* rows0 = &table_rows[0]
+    if (direct and period > 0 and n_rows % period == 0 and n_rows // period >= 2
+            and 2 * period * half * <Py_ssize_t>sizeof(real) > ROPE_TABLE_CACHED):
+        n_groups = n_rows // period
+        n_pb = (period + ROPE_BLOCK - 1) // ROPE_BLOCK
+        n_tasks = (n_groups + groups - 1) // groups * n_pb
+    else:
+        n_tasks = n_blocks
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
-        for blk in prange(n_blocks, schedule="guided"):
+        for blk in prange(n_tasks, schedule="guided"):
+            if n_pb:
+                g0 = (blk // n_pb) * groups
+                gt = <int>min(<Py_ssize_t>groups, n_groups - g0)
+                r0 = (blk % n_pb) * ROPE_BLOCK
+                m = min(<Py_ssize_t>ROPE_BLOCK, period - r0)
+                base = g0 * period + r0
+                if real is float:
+                    fe_rope_f32_neox_direct(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, period * o_rs,
+                                            rows0 + base, period, c0, s0, t_rs, half, m, gt, stream)
+                else:
+                    fe_rope_f64_neox_direct(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, period * o_rs,
+                                            rows0 + base, period, c0, s0, t_rs, half, m, gt, stream)
+                continue
             r0 = blk * ROPE_BLOCK
             m = min(<Py_ssize_t>ROPE_BLOCK, n_rows - r0)
             if real is float and direct:
-                fe_rope_f32_neox_direct(&x[r0, 0], x_rs, &out[r0, 0], &table_rows[r0], &cos[0, 0], &sin[0, 0],
-                                        t_rs, half, m, stream)
+                fe_rope_f32_neox_direct(&x[r0, 0], x_rs, 0, &out[r0, 0], 0, &table_rows[r0], 0, &cos[0, 0], &sin[0, 0],
+                                        t_rs, half, m, 1, stream)
             elif real is double and direct:
-                fe_rope_f64_neox_direct(&x[r0, 0], x_rs, &out[r0, 0], &table_rows[r0], &cos[0, 0], &sin[0, 0],
-                                        t_rs, half, m, stream)
+                fe_rope_f64_neox_direct(&x[r0, 0], x_rs, 0, &out[r0, 0], 0, &table_rows[r0], 0, &cos[0, 0], &sin[0, 0],
+                                        t_rs, half, m, 1, stream)
             elif real is float and stream:
                 fe_rope_f32_neox_stream(&x[r0, 0], x_rs, &out[r0, 0], &table_rows[r0], &cos[0, 0], &sin[0, 0],
                                         t_rs, half, m, stream)

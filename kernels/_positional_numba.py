@@ -26,8 +26,9 @@ def sincos_rows(out, hi, lo, sin_hi, cos_hi, sin_lo, cos_lo, n_sin, n_cos, sin_c
 
 
 @jit(parallel=True)
-def rope_rows(x, out, table_rows, cos, sin, half, neox, n_threads):
-    """Rotary rotation of each row; mirrors _positional.rope_rows."""
+def rope_rows(x, out, table_rows, cos, sin, half, neox, period, n_threads):
+    """Rotary rotation of each row; mirrors _positional.rope_rows (``period`` orders the Cython
+    kernel's rows only: each row is rotated alike in any order)."""
     skipped = 0
     width = x.shape[1]
     for n in nb.prange(x.shape[0]):

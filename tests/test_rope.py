@@ -273,10 +273,13 @@ def test_streaming_output_is_the_plain_output_bit_for_bit(isa, dtype, D, offset_
 @pytest.mark.parametrize("isa", _streaming_isas())
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("D", [32, 96, 128])
-def test_streamed_rows_across_blocks_at_every_alignment(isa, dtype, D):
+@pytest.mark.parametrize("heads", [1, 5])
+def test_streamed_rows_across_blocks_at_every_alignment(isa, dtype, D, heads):
     """Rows past one block of the parallel loop (512 rows; the threads write the lines where blocks
-    meet with masked plain stores) at every element offset within a line: the plain bits."""
-    x = np.random.default_rng(6).standard_normal((1100, D)).astype(dtype)
+    meet with masked plain stores) at every element offset within a line: the plain bits. With
+    several heads, whose rows read the same table rows, the heads' blocks of one position range
+    are rotated together, row by row (the last group of heads short of a full one)."""
+    x = np.random.default_rng(6).standard_normal((heads, 1100, D)).astype(dtype)
     for offset_elements in range(64 // x.itemsize + 1):
         streamed, plain, base = _rotate_streamed_and_plain(x, isa, offset_elements)
         np.testing.assert_array_equal(streamed, plain)
