@@ -196,6 +196,37 @@ def test_interleaved_rounds_time_every_method_in_every_round(monkeypatch):
     assert best == {"a": 1, "b": 2, "c": 3}  # the smallest "time" each method had over its rounds
 
 
+def test_busy_medians_take_every_method_in_every_round(monkeypatch):
+    """Under contention each method is timed in every round (the order rotating), at least
+    ``repeat`` calls a round after a warm-up, and its median over all rounds is kept."""
+    clock, calls = [0.0], []
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+
+    def method(name, seconds):
+        def call():
+            calls.append(name)
+            clock[0] += seconds.pop(0) if len(seconds) > 1 else seconds[0]
+
+        return call
+
+    # a: one slow call in its first round; b: slow in every round but the last
+    methods = {"a": method("a", [1.0, 9.0, 1.0]), "b": method("b", [5.0] * 8 + [2.0])}
+    medians = bench.interleaved_median_times(methods, rounds=3, repeat=2, min_seconds=0, settle=0)
+    assert calls == [name for name in "abbaab" for _ in range(3)]  # a warm-up and 2 timed calls a round
+    assert medians == {"a": 1.0, "b": 5.0}
+
+
+def test_fma_peak_is_measured_again_when_the_threads_shared_a_cpu():
+    """An all-core probe far below the cores' one-thread rate (threads stacked on one CPU) is taken
+    again, at most three times, and the best is kept."""
+    stacked = iter([120.0, 118.0, 236.0, 119.0])
+    assert bench.all_core_rate(lambda n: 118.0 if n == 1 else next(stacked), 2) == 236.0
+    stacked = iter([120.0, 118.0, 119.0, 236.0])
+    assert bench.all_core_rate(lambda n: 118.0 if n == 1 else next(stacked), 2) == 120.0  # three tries
+    assert bench.all_core_rate(lambda n: 118.0 if n == 1 else 200.0, 2) == 200.0  # 85%: no retry
+    assert bench.all_core_rate(lambda n: 118.0, 1) == 118.0
+
+
 def test_bounds_use_the_memory_rates_measured_in_the_case_own_rounds():
     """A case's write and copy rates, measured among its methods, replace the machine's probe."""
     report = _report(0.008, 15e-6)
