@@ -72,16 +72,18 @@ def best_time(fn, repeat=15, min_seconds=0.2, settle=0.1):
     return min(times)
 
 
-def interleaved_best_times(methods, rounds=3, repeat=15):
+def interleaved_best_times(methods, rounds=3, repeat=15, min_seconds=0.2):
     """``{name: best time}`` of every method, timed in ``rounds`` interleaved rounds (each round
-    every method in turn, the order rotating) and the best of all rounds kept. A VM's speed drifts
-    by tens of percent over seconds (a neighbour, the host's clocks); timing each method once, one
-    after the other, would put that drift into the ratios between methods."""
+    every method in turn, the order rotating, ``best_time`` with ``min_seconds``) and the best of
+    all rounds kept. A VM's speed drifts by tens of percent over seconds (a neighbour, the host's
+    clocks); timing each method once, one after the other, would put that drift into the ratios
+    between methods."""
     names = list(methods)
     best = dict.fromkeys(names, float("inf"))
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            best[name] = min(best[name], best_time(methods[name], repeat=max(3, repeat // rounds)))
+            time_of = best_time(methods[name], repeat=max(3, repeat // rounds), min_seconds=min_seconds)
+            best[name] = min(best[name], time_of)
     return best
 
 
@@ -308,12 +310,17 @@ def positional_cases(quick=False):
     shape = ROPE_QUICK if quick else ROPE_SHAPE
     x_bytes = 4.0 * np.prod(shape)
     probe = MemoryProbe.shared()
-    rounds, repeat = (2, 6) if quick else (3, 9)
-    sinusoidal = interleaved_best_times({**sinusoidal_methods(n, d), **probe.methods("write")}, rounds, repeat)
+    # Many short rounds: the Zen 4 VM's memory ran in phases of seconds at ~48 and ~80 GB/s (a
+    # streamed copy), and in 3 rounds of 0.2 s a method could miss every fast phase that its bound's
+    # probe caught (RoPE "auto" 2.96 ms beside "cython", the same kernel, at 1.81, the bound 1.66).
+    rounds, repeat, least = (2, 6, 0.2) if quick else (9, 27, 0.05)
+    sinusoidal = interleaved_best_times(
+        {**sinusoidal_methods(n, d), **probe.methods("write")}, rounds, repeat, min_seconds=least
+    )
     sinusoidal_rates = probe.rates(sinusoidal)
     # inductor compiles for tens of seconds: full runs only
     rope_and_probe = {**rope_methods(shape, compile_torch=not quick), **probe.methods("copy")}
-    rope = interleaved_best_times(rope_and_probe, rounds, repeat)
+    rope = interleaved_best_times(rope_and_probe, rounds, repeat, min_seconds=least)
     rope_rates = probe.rates(rope)
     return [
         {"case": f"sinusoidal {n}x{d}", "bytes_out": 4.0 * n * d, "seconds": sinusoidal, **sinusoidal_rates},

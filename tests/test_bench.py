@@ -189,7 +189,7 @@ def test_each_goal_is_one_row_and_its_words_come_from_its_threshold():
 
 def test_interleaved_rounds_time_every_method_in_every_round(monkeypatch):
     calls = []
-    monkeypatch.setattr(bench, "best_time", lambda fn, repeat: fn() or calls[-1][1])
+    monkeypatch.setattr(bench, "best_time", lambda fn, repeat, min_seconds: fn() or calls[-1][1])
     methods = {name: (lambda name=name: calls.append((name, len(calls) + 1))) for name in "abc"}
     best = bench.interleaved_best_times(methods, rounds=3, repeat=9)
     assert [name for name, _ in calls] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
