@@ -286,6 +286,45 @@ def test_streamed_rows_across_blocks_at_every_alignment(isa, dtype, D, heads):
         assert not base[:offset_elements].any() and not base[offset_elements + x.size :].any()
 
 
+@pytest.mark.parametrize("streamed", [0, 512, 256])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("heads,L,D,rotary", [(9, 700, 32, 32), (5, 1100, 20, 16), (2, 300, 128, 128), (3, 64, 64, 64)])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_heads_rotated_together_have_the_bits_of_one_at_a_time(streamed, dtype, heads, L, D, rotary, in_place):
+    """rope_rows given the rows' period (the sequence length) rotates several heads' blocks of
+    positions together, row index by row index (plain, or streamed straight from the registers);
+    only the order changes: the bits of the same rows rotated without it, tail columns and groups
+    short of a full one included, and nothing written outside the output."""
+    if "cython" not in BACKENDS or (streamed and streamed not in _streaming_isas()):
+        pytest.skip("the Cython kernels' orders (and this streaming width)")
+    from fastembed._kernels import _positional
+    from fastembed._rope import rope_cos_sin
+
+    rng = np.random.default_rng(heads * L)
+    x = rng.standard_normal((heads * L, D)).astype(dtype)
+    cos, sin = rope_cos_sin(L, rotary, dtype=dtype)
+    rows = np.tile(np.arange(L, dtype=np.int64), heads)
+    rows[::7] = rng.integers(0, L, rows[::7].shape)  # any table rows: the period is only an order
+    previous_bytes, previous_isa = _positional.stream_min_bytes(), _positional.stream_isa()
+    results = []
+    try:
+        _positional.stream_min_bytes(0 if streamed else float("inf"))
+        _positional.stream_isa(streamed or previous_isa)
+        for period in (0, L):
+            base = np.zeros(x.size + 40, dtype)
+            out = base[3 : 3 + x.size].reshape(x.shape)  # lines split at an odd element
+            if in_place:
+                out[...] = x
+            _positional.rope_rows(out if in_place else x, out, rows, cos, sin, rotary // 2, True, period, 2)
+            assert not base[:3].any() and not base[3 + x.size :].any()
+            results.append(out.copy())
+    finally:
+        _positional.stream_min_bytes(previous_bytes)
+        _positional.stream_isa(previous_isa)
+    np.testing.assert_array_equal(results[1], results[0])
+    np.testing.assert_array_equal(results[0][:, rotary:], x[:, rotary:])
+
+
 def test_stream_isa_is_checked_and_capped_at_the_cpu():
     if "cython" not in BACKENDS:
         pytest.skip("the streaming stores are the Cython kernels'")
