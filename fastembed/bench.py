@@ -50,6 +50,7 @@ from ._bench_goals import (
 )
 from ._peer_simd import format_peer_simd, peer_simd
 from ._threads import available_cores
+from ._timing import wall_times
 
 
 def best_time(fn, repeat=15, min_seconds=0.2, settle=0.1):
@@ -59,17 +60,13 @@ def best_time(fn, repeat=15, min_seconds=0.2, settle=0.1):
     is a busy one: after a sleep, a VM's scheduler often stacks a woken OpenMP worker on the
     calling thread's CPU for a second or more, which slows any 2-thread library 3-5x."""
     _busy_wait(settle)
-    fn()
-    times, spent = [], 0.0
-    while len(times) < repeat or spent < min_seconds:
-        start = time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - start
-        times.append(elapsed)
-        spent += elapsed
-        if len(times) >= 4 * repeat:
-            break
-    return min(times)
+    return min(wall_times(fn, repeat, min_seconds, most=4 * repeat))
+
+
+def _rotations(names, rounds):
+    """The order of each of ``rounds`` interleaved rounds: every name, starting one further on."""
+    for r in range(rounds):
+        yield names[r % len(names) :] + names[: r % len(names)]
 
 
 def interleaved_best_times(methods, rounds=3, repeat=15, min_seconds=0.2):
@@ -78,10 +75,9 @@ def interleaved_best_times(methods, rounds=3, repeat=15, min_seconds=0.2):
     all rounds kept. A VM's speed drifts by tens of percent over seconds (a neighbour, the host's
     clocks); timing each method once, one after the other, would put that drift into the ratios
     between methods."""
-    names = list(methods)
-    best = dict.fromkeys(names, float("inf"))
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+    best = dict.fromkeys(methods, float("inf"))
+    for order in _rotations(list(methods), rounds):
+        for name in order:
             time_of = best_time(methods[name], repeat=max(3, repeat // rounds), min_seconds=min_seconds)
             best[name] = min(best[name], time_of)
     return best
@@ -96,19 +92,11 @@ def interleaved_median_times(methods, rounds=3, repeat=5, min_seconds=0.02, sett
     Timed one method after the other, 11 calls each, the Zen 4 VM's 1 x 128 medians with one core
     busy came out at 0.63, 0.18 and 0.18 ms for the same method in three blocks, ONNX Runtime's at
     0.25, 0.14 and 0.25."""
-    names = list(methods)
-    samples = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            fn, calls = methods[name], 0
+    samples = {name: [] for name in methods}
+    for order in _rotations(list(methods), rounds):
+        for name in order:
             _busy_wait(settle)
-            fn()
-            start = time.perf_counter()
-            while calls < repeat or time.perf_counter() - start < min_seconds:
-                t = time.perf_counter()
-                fn()
-                samples[name].append(time.perf_counter() - t)
-                calls += 1
+            samples[name] += wall_times(methods[name], repeat, min_seconds)
     return {name: float(np.median(times)) for name, times in samples.items()}
 
 
