@@ -462,15 +462,14 @@ cdef void _rope_blocks(const real[:, :] x, real[:, :] out, const int64_t[::1] ta
     (a call per row cost as much as the rotation of a 128-wide row); the tail columns copied.
     Rows in groups of ``period`` (heads) whose table rows outgrow L1 (ROPE_TABLE_CACHED) are
     rotated FE_ROPE_GROUPS heads at a time, a task being the same block of positions of each (see
-    FE_DEFINE_ROPE_DIRECT), by the plain and the direct streaming kernels (the staged one keeps its
-    blocks)."""
+    FE_DEFINE_ROPE_DIRECT), by the plain and the direct streaming kernels; otherwise (and for the
+    staged streaming kernel) all rows are one group."""
     cdef Py_ssize_t n_rows = x.shape[0], width = x.shape[1], x_rs = x.strides[0] // <Py_ssize_t>sizeof(real)
     cdef Py_ssize_t o_rs = out.strides[0] // <Py_ssize_t>sizeof(real), t_rs = cos.shape[1]
-    cdef Py_ssize_t n_blocks = (n_rows + ROPE_BLOCK - 1) // ROPE_BLOCK, blk, r0, m, n, j, g, g0, base
-    cdef Py_ssize_t n_groups = 0, n_pb = 0, n_tasks
+    cdef Py_ssize_t blk, r0, m, n, j, g, g0, base, n_groups = 1, n_pb
     cdef bint copy_tail = 2 * half < width and &out[0, 0] != &x[0, 0]
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
-    cdef int stream = 0, groups = FE_ROPE_GROUPS, gt
+    cdef int stream = 0, groups = 1, gt
     if 2 * half == width and o_rs == width and &out[0, 0] != &x[0, 0]:  # whole rows, one after the other
         stream = _stream_for(&out[0, 0], <double>n_rows * width * sizeof(real), sizeof(real))
     cdef bint direct = stream != 0 and fe_rope_direct_fits(half, sizeof(real), stream)
@@ -481,62 +480,45 @@ cdef void _rope_blocks(const real[:, :] x, real[:, :] out, const int64_t[::1] ta
     cdef const int64_t* rows0 = &table_rows[0]
     if ((direct or not stream) and period > 0 and n_rows % period == 0 and n_rows // period >= 2
             and 2 * period * half * <Py_ssize_t>sizeof(real) > ROPE_TABLE_CACHED):
-        n_groups = n_rows // period
-        n_pb = (period + ROPE_BLOCK - 1) // ROPE_BLOCK
-        n_tasks = (n_groups + groups - 1) // groups * n_pb
+        n_groups, groups = n_rows // period, FE_ROPE_GROUPS
     else:
-        n_tasks = n_blocks
+        period = n_rows  # one group of every row, in blocks of ROPE_BLOCK
+    n_pb = (period + ROPE_BLOCK - 1) // ROPE_BLOCK
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
-        for blk in prange(n_tasks, schedule="guided"):
-            if n_pb:
-                g0 = (blk // n_pb) * groups
-                gt = <int>min(<Py_ssize_t>groups, n_groups - g0)
-                r0 = (blk % n_pb) * ROPE_BLOCK
-                m = min(<Py_ssize_t>ROPE_BLOCK, period - r0)
-                base = g0 * period + r0
-                if real is float and direct:
-                    fe_rope_f32_neox_direct(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, period * o_rs,
-                                            rows0 + base, period, c0, s0, t_rs, half, m, gt, stream)
-                elif real is double and direct:
-                    fe_rope_f64_neox_direct(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, period * o_rs,
-                                            rows0 + base, period, c0, s0, t_rs, half, m, gt, stream)
-                elif real is float:
-                    fe_rope_f32_neox_groups(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, o_rs,
-                                            period * o_rs, rows0 + base, period, c0, s0, t_rs, half, m, gt)
-                else:
-                    fe_rope_f64_neox_groups(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, o_rs,
-                                            period * o_rs, rows0 + base, period, c0, s0, t_rs, half, m, gt)
-                if copy_tail:
-                    for g in range(gt):
-                        for n in range(base + g * period, base + g * period + m):
-                            for j in range(2 * half, width):
-                                out[n, j] = x[n, j]
-                continue
-            r0 = blk * ROPE_BLOCK
-            m = min(<Py_ssize_t>ROPE_BLOCK, n_rows - r0)
+        for blk in prange((n_groups + groups - 1) // groups * n_pb, schedule="guided"):
+            g0 = (blk // n_pb) * groups
+            gt = <int>min(<Py_ssize_t>groups, n_groups - g0)
+            r0 = (blk % n_pb) * ROPE_BLOCK
+            m = min(<Py_ssize_t>ROPE_BLOCK, period - r0)
+            base = g0 * period + r0
             if real is float and direct:
-                fe_rope_f32_neox_direct(&x[r0, 0], x_rs, 0, &out[r0, 0], 0, &table_rows[r0], 0, &cos[0, 0], &sin[0, 0],
-                                        t_rs, half, m, 1, stream)
+                fe_rope_f32_neox_direct(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, period * o_rs,
+                                        rows0 + base, period, c0, s0, t_rs, half, m, gt, stream)
             elif real is double and direct:
-                fe_rope_f64_neox_direct(&x[r0, 0], x_rs, 0, &out[r0, 0], 0, &table_rows[r0], 0, &cos[0, 0], &sin[0, 0],
-                                        t_rs, half, m, 1, stream)
-            elif real is float and stream:
-                fe_rope_f32_neox_stream(&x[r0, 0], x_rs, &out[r0, 0], &table_rows[r0], &cos[0, 0], &sin[0, 0],
+                fe_rope_f64_neox_direct(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, period * o_rs,
+                                        rows0 + base, period, c0, s0, t_rs, half, m, gt, stream)
+            elif real is float and stream:  # the staged kernel: one group
+                fe_rope_f32_neox_stream(x0 + base * x_rs, x_rs, o0 + base * o_rs, rows0 + base, c0, s0,
                                         t_rs, half, m, stream)
+            elif real is double and stream:
+                fe_rope_f64_neox_stream(x0 + base * x_rs, x_rs, o0 + base * o_rs, rows0 + base, c0, s0,
+                                        t_rs, half, m, stream)
+            elif real is float and gt == 1:
+                fe_rope_f32_neox(x0 + base * x_rs, x_rs, o0 + base * o_rs, o_rs, rows0 + base, c0, s0, t_rs, half, m)
+            elif real is double and gt == 1:
+                fe_rope_f64_neox(x0 + base * x_rs, x_rs, o0 + base * o_rs, o_rs, rows0 + base, c0, s0, t_rs, half, m)
             elif real is float:
-                fe_rope_f32_neox(&x[r0, 0], x_rs, &out[r0, 0], o_rs, &table_rows[r0], &cos[0, 0], &sin[0, 0],
-                                 t_rs, half, m)
-            elif stream:
-                fe_rope_f64_neox_stream(&x[r0, 0], x_rs, &out[r0, 0], &table_rows[r0], &cos[0, 0], &sin[0, 0],
-                                        t_rs, half, m, stream)
-            else:
-                fe_rope_f64_neox(&x[r0, 0], x_rs, &out[r0, 0], o_rs, &table_rows[r0], &cos[0, 0], &sin[0, 0],
-                                 t_rs, half, m)
+                fe_rope_f32_neox_groups(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, o_rs,
+                                        period * o_rs, rows0 + base, period, c0, s0, t_rs, half, m, gt)
+            elif real is double:
+                fe_rope_f64_neox_groups(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, o_rs,
+                                        period * o_rs, rows0 + base, period, c0, s0, t_rs, half, m, gt)
             if copy_tail:
-                for n in range(r0, r0 + m):
-                    for j in range(2 * half, width):
-                        out[n, j] = x[n, j]
+                for g in range(gt):
+                    for n in range(base + g * period, base + g * period + m):
+                        for j in range(2 * half, width):
+                            out[n, j] = x[n, j]
         if stream:
             fe_store_fence()
 
