@@ -33,6 +33,22 @@ class Rope:
         self.run()
 
 
+class RopeDecodeStep:
+    """One generation step's rotation, x (B, 32, 1, 128) float32 at a position advancing by one a
+    call (``offset=``), against the peers rotating with a kept cos/sin table
+    (fastembed._bench_cases.rope_step_methods)."""
+
+    params = [["fastembed auto", "numpy", "torch (user)", "torch.compile"], list(cases.STEP_BATCHES)]
+    param_names = ["method", "batch"]
+    timeout = 300
+
+    def setup(self, method, batch):
+        self.run = available(cases.rope_step_methods(batch, compile_torch=method == "torch.compile"), method)
+
+    def time_step(self, method, batch):
+        self.run()
+
+
 ROPE_CASES = {
     "default": {},
     "yarn": {

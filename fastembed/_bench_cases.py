@@ -6,6 +6,7 @@ cases live beside these in ``fastembed._bench_static``; the peers in ``fastembed
 """
 
 import functools
+import itertools
 from typing import NamedTuple
 
 import numpy as np
@@ -187,6 +188,70 @@ def rope_methods(shape, style="neox", compile_torch=True, **options):
     methods["fastembed auto"] = lambda: _rope.apply_rope(x, out=y, style=style, **options)
     if not options:
         methods.update(_torch_rope(x, y, style, compile_torch))
+    return methods
+
+
+ROPE_STEP_HEADS, ROPE_STEP_DIM = 32, 128  # a Llama head layout
+ROPE_STEP_CACHE = 4096  # positions in the cos/sin table the peers precompute
+
+
+def rope_step_methods(batch, compile_torch=True, out=None):
+    """name -> zero-argument callable of one decoding step's rotation: float32 x of shape
+    (batch, 32, 1, 128), neox style, at a position advancing by one a call (from STEP_POSITION,
+    cycling below ROPE_STEP_CACHE), into ``out`` (a fresh buffer if None). fastembed's auto call
+    (``offset=``), and the peers a careful user writes: numpy and torch rotating with the step's
+    row of a cos/sin table kept from the start (fastembed's own, so every method writes the same
+    values), and torch.compile of torch's expression."""
+    shape = (batch, ROPE_STEP_HEADS, 1, ROPE_STEP_DIM)
+    x = np.random.default_rng(3).standard_normal(shape, dtype=np.float32)
+    y = np.empty_like(x) if out is None else out
+    half = ROPE_STEP_DIM // 2
+    cos, sin = _rope.rope_cos_sin(ROPE_STEP_CACHE, ROPE_STEP_DIM, dtype=np.float32)
+
+    def advancing():
+        return itertools.cycle(range(STEP_POSITION, ROPE_STEP_CACHE)).__next__
+
+    fastembed_position, numpy_position = advancing(), advancing()
+
+    def numpy_step():
+        p = numpy_position()
+        a, b = x[..., :half], x[..., half:]
+        np.subtract(a * cos[p], b * sin[p], out=y[..., :half])
+        np.add(b * cos[p], a * sin[p], out=y[..., half:])
+
+    methods = {
+        "fastembed auto": lambda: _rope.apply_rope(x, offset=fastembed_position(), out=y),
+        "numpy": numpy_step,
+    }
+    methods.update(_torch_rope_step(x, y, cos, sin, advancing, compile_torch))
+    return methods
+
+
+def _torch_rope_step(x, y, cos, sin, advancing, compile_torch):
+    try:
+        import torch
+    except ImportError:
+        return {}
+    half = x.shape[-1] // 2
+    X, Y = torch.from_numpy(x), torch.from_numpy(y)
+    C, S = torch.from_numpy(np.concatenate([cos, cos], -1)), torch.from_numpy(np.concatenate([sin, sin], -1))
+
+    def rotated(t, c, s):
+        return t * c + torch.cat((-t[..., half:], t[..., :half]), dim=-1) * s
+
+    def stepper(rotate):
+        position = advancing()
+
+        def step():
+            p = position()
+            with torch.inference_mode():
+                Y.copy_(rotate(X, C[p], S[p]))
+
+        return step
+
+    methods = {"torch (user)": stepper(rotated)}
+    if compile_torch:
+        methods["torch.compile"] = stepper(torch.compile(rotated, dynamic=False))
     return methods
 
 

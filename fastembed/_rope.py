@@ -25,6 +25,7 @@ from . import backends
 from ._mrope import mrope_axes
 from ._positional import MAX_POSITION, _as_positions, fill_sincos, sincos_table
 from ._rope_frequencies import check_rotary_dim
+from ._rope_latency import apply_rope_fast
 from ._threads import resolve
 
 STYLES = ("neox", "gptj")
@@ -145,7 +146,12 @@ def rope_cos_sin(
 
 def _tables(flat, inv_freq, attention, dtype, backend, n_threads):
     """(cos, sin) in ``dtype``, (n, half), from float64 angles, times the attention factor."""
-    sin, cos = sincos_table(flat, inv_freq, backends.kernels(backend), resolve(n_threads))
+    return _kernel_tables(flat, inv_freq, attention, dtype, backends.kernels(backend), resolve(n_threads))
+
+
+def _kernel_tables(flat, inv_freq, attention, dtype, k, n_threads):
+    """``_tables`` by kernel set ``k`` (None: numpy) on ``n_threads`` (resolved) threads."""
+    sin, cos = sincos_table(flat, inv_freq, k, n_threads)
     if attention != 1.0:
         sin, cos = sin * attention, cos * attention
     return np.ascontiguousarray(cos, dtype=dtype), np.ascontiguousarray(sin, dtype=dtype)
@@ -272,6 +278,10 @@ def apply_rope(
     -------
     ndarray, shape and dtype of x
     """
+    if positions is None and mrope_section is None and mrope_interleaved is None:
+        result = apply_rope_fast(x, offset, style, rotary_dim, base, scaling, out, backend, n_threads, max_position)
+        if result is not None:
+            return result
     name = backends.resolve(backend)
     x = np.asarray(v.as_numpy(x, "x"))  # a subclass (np.matrix) would change what * means
     if x.ndim < 2:

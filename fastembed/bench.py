@@ -23,6 +23,8 @@ from ._bench_cases import (
     LOOKUP_CASES,
     ROPE_QUICK,
     ROPE_SHAPE,
+    ROPE_STEP_DIM,
+    ROPE_STEP_HEADS,
     SHAPES,
     SINUSOIDAL_QUICK,
     SINUSOIDAL_SHAPE,
@@ -35,6 +37,7 @@ from ._bench_cases import (
     lookup_methods,
     minilm_table,
     rope_methods,
+    rope_step_methods,
     sinusoidal_methods,
     step_methods,
 )
@@ -320,13 +323,24 @@ def step_cases(quick=False):
     """One decoding step per batch of STEP_BATCHES, ids (B, 1) at position STEP_POSITION: fastembed's
     call with ``offset=`` and the peers, in interleaved rounds (best times, calls back to back)."""
     rounds, repeat = (2, 30) if quick else (3, 60)
-    return [
+    lookups = [
         {
             "case": f"{STEP_SHAPE} decoding step B={batch}",
+            "what": f"ids (B, 1) at position {STEP_POSITION}, offset=",
             "seconds": interleaved_best_times(step_methods(batch, compile_torch=not quick), rounds, repeat),
         }
         for batch in STEP_BATCHES
     ]
+    rotations = [
+        {
+            "case": f"rope decoding step B={batch}",
+            "what": f"x (B, {ROPE_STEP_HEADS}, 1, {ROPE_STEP_DIM}) float32, the position advancing from "
+            f"{STEP_POSITION}, offset=; peers index a kept cos/sin table",
+            "seconds": interleaved_best_times(rope_step_methods(batch, compile_torch=not quick), rounds, repeat),
+        }
+        for batch in STEP_BATCHES
+    ]
+    return lookups + rotations
 
 
 def format_steps(report):
@@ -336,7 +350,7 @@ def format_steps(report):
         s = case["seconds"]
         strongest, theirs = strongest_peer(s)
         lines.append(
-            f"{case['case']} (ids (B, 1) at position {STEP_POSITION}, offset=)"
+            f"{case['case']} ({case.get('what', f'ids (B, 1) at position {STEP_POSITION}, offset=')})"
             + (f"; strongest peer here: {strongest}" if strongest else "")
         )
         for method, t in sorted(s.items(), key=lambda kv: kv[1]):

@@ -318,6 +318,32 @@ def test_decoding_step_methods_all_write_the_same_step(batch):
         np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
+def test_rope_decoding_steps_are_described_in_the_table():
+    what = "x (B, 32, 1, 128) float32, the position advancing"
+    report = {"steps": [{"case": "rope decoding step B=1", "what": what, "seconds": {"fastembed auto": 1e-5}}]}
+    assert bench.format_steps(report)[0] == f"rope decoding step B=1 ({what})"
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_rope_decoding_step_methods_all_rotate_the_same_steps(batch):
+    """Every method of the report's RoPE decoding step rotates x at positions 100, 101, ... (the
+    float64 truth), one position further each call."""
+    from fastembed import _bench_cases as cases
+    from fastembed import reference
+
+    out = np.empty((batch, cases.ROPE_STEP_HEADS, 1, cases.ROPE_STEP_DIM), np.float32)
+    methods = cases.rope_step_methods(batch, compile_torch=False, out=out)
+    assert {"fastembed auto", "numpy"} <= set(methods)
+    x = np.random.default_rng(3).standard_normal(out.shape, dtype=np.float32)
+    inv_freq = 10000.0 ** (-np.arange(0, cases.ROPE_STEP_DIM, 2) / cases.ROPE_STEP_DIM)
+    for name, run in methods.items():
+        for position in (cases.STEP_POSITION, cases.STEP_POSITION + 1):
+            out[...] = np.nan
+            run()
+            expected = reference.rope(x, np.full(out.shape[:-1], position), "neox", out.shape[-1], inv_freq)
+            np.testing.assert_allclose(out, expected, atol=2e-5, err_msg=f"{name} at {position}")
+
+
 def test_a_peer_kept_alone_keeps_its_buffers_alive():
     """asv keeps only the method it times: ONNX Runtime's callable holds the output buffer its
     binding writes into (without it, a step's fresh buffer was freed and the heap corrupted)."""

@@ -1,0 +1,188 @@
+"""apply_rope's latency path (fastembed._rope_latency): the calls it takes give the general path's
+bits, and every call it cannot prove valid goes to the general path, which raises what it always
+raised."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import fastembed as fe
+from fastembed import _rope, _rope_latency, backends
+
+pytestmark = pytest.mark.skipif(backends.cython_kernels() is None, reason="the latency path runs the Cython kernels")
+
+
+@pytest.fixture
+def taken(monkeypatch):
+    """A list that records, call by call, whether the latency path returned a result."""
+    record = []
+    fast = _rope_latency.apply_rope_fast
+
+    def spy(*arguments):
+        result = fast(*arguments)
+        record.append(result is not None)
+        return result
+
+    monkeypatch.setattr(_rope, "apply_rope_fast", spy)
+    return record
+
+
+def general(x, **options):
+    """apply_rope on the general path alone."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_rope, "apply_rope_fast", lambda *arguments: None)
+        return fe.apply_rope(x, **options)
+
+
+LLAMA3 = {
+    "rope_type": "llama3",
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8192,
+}
+YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096}
+
+FAST_CASES = [
+    ((1, 32, 1, 128), {"offset": 100}),  # a decoding step
+    ((4, 32, 1, 128), {"offset": np.int64(7)}),
+    ((1, 8, 16, 64), {"offset": 3, "style": "gptj"}),
+    ((2, 4, 100, 32), {"offset": 0}),  # more positions than the directly computed tables
+    ((3, 1, 20), {"offset": 5, "rotary_dim": 12}),
+    ((1, 2), {}),
+    ((2, 2, 9, 16), {"offset": 2**39, "base": 500000.0}),  # long positions
+    ((1, 4, 2, 64), {"offset": 9, "scaling": LLAMA3}),
+    ((1, 4, 3, 64), {"offset": 90, "scaling": YARN}),
+    ((1, 2, 5, 40), {"scaling": {"rope_type": "linear", "factor": 2, "partial_rotary_factor": 0.5}}),
+    ((2, 3, 8), {"offset": 4, "backend": "cython", "n_threads": 2}),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("target", ["fresh", "out", "in place"])
+@pytest.mark.parametrize("shape, options", FAST_CASES)
+def test_latency_path_gives_the_bits_of_the_general_path(taken, shape, options, dtype, target):
+    x = np.random.default_rng(len(shape)).standard_normal(shape).astype(dtype)
+    expected = general(x, **options)
+    if target == "fresh":
+        got = fe.apply_rope(x, **options)
+    elif target == "out":
+        out = np.full_like(x, np.nan)
+        assert fe.apply_rope(x, out=out, **options) is out
+        got = out
+    else:
+        got = x.copy()
+        assert fe.apply_rope(got, out=got, **options) is got
+    assert taken == [True]
+    np.testing.assert_array_equal(got, expected)
+    assert got.dtype == x.dtype and got.shape == x.shape
+
+
+def test_a_decoding_loop_matches_the_truth(taken):
+    """Step by step, the offset advancing, against the float64 reference."""
+    rng = np.random.default_rng(5)
+    inv_freq = 10000.0 ** (-np.arange(0, 64, 2) / 64)
+    for position in range(250, 260):
+        x = rng.standard_normal((2, 4, 1, 64)).astype(np.float32)
+        expected = fe.reference.rope(x, np.full((2, 4, 1), position), "neox", 64, inv_freq)
+        np.testing.assert_allclose(fe.apply_rope(x, offset=position), expected, atol=1e-5)
+    assert all(taken) and len(taken) == 10
+
+
+def _general_path_cases():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 6, 16)).astype(np.float32)
+    read_only = x.copy()
+    read_only.flags.writeable = False
+    shared = rng.standard_normal(x.size + 16).astype(np.float32)  # x and out both C-contiguous
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        matrix = np.asmatrix(x[0, 0])
+    return {
+        "strided x": (x[:, :, ::2], {}),
+        "Fortran x": (np.asfortranarray(x), {}),
+        "float16 x": (x.astype(np.float16), {}),
+        "big-endian x": (x.astype(">f4"), {}),
+        "1-D x": (x[0, 0, 0], {}),
+        "matrix x": (matrix, {}),
+        "list x": (x[0, 0].tolist(), {}),
+        "positions": (x, {"positions": np.arange(6)}),
+        "offset per row": (x, {"offset": np.array([1, 2])}),
+        "bool offset": (x, {"offset": True}),
+        "float offset": (x, {"offset": 1.0}),
+        "negative offset": (x, {"offset": -1}),
+        "offset past max_position": (x, {"offset": 95, "max_position": 100}),
+        "offset past the table's limit": (x, {"offset": 2**40}),
+        "bool base": (x, {"base": True}),
+        "low base": (x, {"base": 1.0}),
+        "nan base": (x, {"base": float("nan")}),
+        "array base": (x, {"base": np.array([2.0])}),
+        "odd rotary_dim": (x, {"rotary_dim": 5}),
+        "wide rotary_dim": (x, {"rotary_dim": 18}),
+        "float rotary_dim": (x, {"rotary_dim": 8.0}),
+        "bool rotary_dim": (x, {"rotary_dim": True}),
+        "unknown style": (x, {"style": "glm"}),
+        "unknown backend": (x, {"backend": "gpu"}),
+        "numba": (x, {"backend": "numba"}),
+        "numpy": (x, {"backend": "numpy"}),
+        "bad n_threads": (x, {"n_threads": 0}),
+        "float n_threads": (x, {"n_threads": 1.5}),
+        "dynamic scaling": (x, {"scaling": {"rope_type": "dynamic", "factor": 2.0, "max_position_embeddings": 4}}),
+        "unknown rope type": (x, {"scaling": {"rope_type": "warp"}}),
+        "bool factor": (x, {"scaling": {"rope_type": "linear", "factor": True}}),
+        "list in scaling": (x, {"scaling": {"rope_type": "linear", "factor": 2.0, "extra": [1]}}),
+        "scaling not a dict": (x, {"scaling": [("rope_type", "linear")]}),
+        "mrope section": (x, {"mrope_section": [2, 3, 3]}),
+        "out of another shape": (x, {"out": np.empty((2, 3, 6, 8), np.float32)}),
+        "out of another dtype": (x, {"out": np.empty(x.shape)}),
+        "out read-only": (x, {"out": read_only}),
+        "in place, read-only": (read_only, {"out": read_only}),
+        "out reversing x": (x, {"out": x.reshape(-1)[::-1].reshape(x.shape)}),
+        "out overlapping x": (shared[: x.size].reshape(x.shape), {"out": shared[16:].reshape(x.shape)}),
+        "out a view of x": (x, {"out": x[...]}),
+        "out strided": (x, {"out": np.empty((2, 3, 12, 16), np.float32)[:, :, ::2]}),
+        "out a list": (x, {"out": [0.0]}),
+        "empty x": (x[:, :, :0], {}),
+    }
+
+
+GENERAL_PATH_CASES = _general_path_cases()
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix
+@pytest.mark.parametrize("name", GENERAL_PATH_CASES)
+def test_calls_it_cannot_prove_valid_take_the_general_path(taken, name):
+    x, options = GENERAL_PATH_CASES[name]
+    try:
+        expected = general(x, **options)
+    except Exception as error:  # noqa: BLE001 - the same exception, whichever it is
+        with pytest.raises(type(error)) as raised:
+            fe.apply_rope(x, **options)
+        assert str(raised.value) == str(error)
+    else:
+        np.testing.assert_array_equal(fe.apply_rope(x, **options), expected)
+    assert taken in ([False], [])  # [] where the call does not reach it (positions, mrope)
+
+
+def test_cached_scalars_are_told_apart_by_type(taken):
+    """A valid factor 1 cached first does not let True (refused) through, nor 1.0 change bits."""
+    x = np.random.default_rng(2).standard_normal((1, 2, 3, 8)).astype(np.float32)
+    linear = {"rope_type": "linear"}
+    fe.apply_rope(x, scaling={**linear, "factor": 1})
+    with pytest.raises(TypeError, match="factor"):
+        fe.apply_rope(x, scaling={**linear, "factor": True})
+    np.testing.assert_array_equal(
+        fe.apply_rope(x, scaling={**linear, "factor": 1.0}), general(x, scaling={**linear, "factor": 1.0})
+    )
+    assert taken == [True, False, True]
+
+
+def test_a_mutated_scaling_dict_is_read_again(taken):
+    x = np.random.default_rng(3).standard_normal((1, 2, 3, 8))
+    scaling = {"rope_type": "linear", "factor": 2.0}
+    first = fe.apply_rope(x, scaling=scaling)
+    scaling["factor"] = 4.0
+    second = fe.apply_rope(x, scaling=scaling)
+    np.testing.assert_array_equal(second, general(x, scaling=scaling))
+    assert not np.array_equal(first, second)
