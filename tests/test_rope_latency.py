@@ -49,6 +49,8 @@ FAST_CASES = [
     ((4, 32, 1, 128), {"offset": np.int64(7)}),
     ((1, 8, 16, 64), {"offset": 3, "style": "gptj"}),
     ((2, 4, 100, 32), {"offset": 0}),  # more positions than the directly computed tables
+    ((1, 2, 8, 16), {"offset": 60}),  # across two blocks of directly computed positions
+    ((1, 2, 64, 16), {"offset": 128}),  # one whole block
     ((3, 1, 20), {"offset": 5, "rotary_dim": 12}),
     ((1, 2), {}),
     ((2, 2, 9, 16), {"offset": 2**39, "base": 500000.0}),  # long positions
@@ -90,6 +92,19 @@ def test_a_decoding_loop_matches_the_truth(taken):
     assert all(taken) and len(taken) == 10
 
 
+def test_steps_read_from_a_kept_block_carry_the_bits_of_a_fresh_table(taken):
+    """Positions 60..70 one at a time and in runs (inside a block of 64, across two), the blocks
+    kept or not, in either dtype: each call gives the general path's bits."""
+    rng = np.random.default_rng(11)
+    for dtype in (np.float32, np.float64):
+        for offset, L in [(60, 1), (63, 1), (64, 1), (65, 1), (61, 3), (62, 4), (64, 6), (70, 1)]:
+            if offset == 64:  # from here on, the blocks are built afresh
+                _rope_latency._block_tables.cache_clear()
+            x = rng.standard_normal((2, 3, L, 16)).astype(dtype)
+            np.testing.assert_array_equal(fe.apply_rope(x, offset=offset), general(x, offset=offset))
+    assert all(taken) and len(taken) == 16
+
+
 def _general_path_cases():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((2, 3, 6, 16)).astype(np.float32)
@@ -123,6 +138,8 @@ def _general_path_cases():
         "float rotary_dim": (x, {"rotary_dim": 8.0}),
         "bool rotary_dim": (x, {"rotary_dim": True}),
         "unknown style": (x, {"style": "glm"}),
+        "style an array": (x, {"style": np.array(["neox", "gptj"])}),
+        "backend an array": (x, {"backend": np.array(["auto", "cython"])}),
         "unknown backend": (x, {"backend": "gpu"}),
         "numba": (x, {"backend": "numba"}),
         "numpy": (x, {"backend": "numpy"}),
