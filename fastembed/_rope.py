@@ -278,8 +278,10 @@ def apply_rope(
     -------
     ndarray, shape and dtype of x
     """
-    if positions is None and mrope_section is None and mrope_interleaved is None:
-        result = apply_rope_fast(x, offset, style, rotary_dim, base, scaling, out, backend, n_threads, max_position)
+    if mrope_section is None and mrope_interleaved is None:
+        result = apply_rope_fast(
+            x, positions, offset, style, rotary_dim, base, scaling, out, backend, n_threads, max_position
+        )
         if result is not None:
             return result
     name = backends.resolve(backend)

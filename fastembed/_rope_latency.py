@@ -1,6 +1,7 @@
 """apply_rope's latency path: the commonest calls (a C-contiguous float32 or float64 ndarray,
-positions counted from an int offset, frequencies that do not depend on the positions), checked
-against scalars whose validation is cached, then rotated by one kernel call.
+positions counted from an int offset or given as an integer array within 64 of each other,
+frequencies that do not depend on the positions), checked against scalars whose validation is
+cached, then rotated by one kernel call.
 
 Anything it cannot prove valid cheaply sends the call back to the general path (``None``), which
 checks and reports it in its own order; both paths make the same kernel call on the same tables,
@@ -22,11 +23,12 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _POSITION_DEPENDENT = ("dynamic", "longrope")  # their frequencies change with the sequence length
 SETUPS = 64  # distinct (D, rotary_dim, base, scaling) setups kept
 BLOCKS = 16  # blocks of cos/sin rows kept, 64 KB each at most
+MAX_POSITIONS_GIVEN = 1 << 16  # larger position arrays: the general path (its checks cost little there)
 
 
-def apply_rope_fast(x, offset, style, rotary_dim, base, scaling, out, backend, n_threads, max_position):
-    """``apply_rope(x, offset=offset, ...)`` (positions and multimodal sections not given) when
-    every argument is of the common kind, else None for the general path to run."""
+def apply_rope_fast(x, positions, offset, style, rotary_dim, base, scaling, out, backend, n_threads, max_position):
+    """``apply_rope(x, positions=positions, offset=offset, ...)`` (multimodal sections not given)
+    when every argument is of the common kind, else None for the general path to run."""
     if (
         type(x) is not np.ndarray
         or x.ndim < 2
@@ -37,38 +39,79 @@ def apply_rope_fast(x, offset, style, rotary_dim, base, scaling, out, backend, n
         or backend not in ("auto", "cython")
         or type(style) is not str
         or style not in _rope.STYLES
+        or type(max_position) is not int
     ):
         return None
     k = backends.cython_kernels()  # what "auto" and "cython" run where it loads
     if k is None or k.name != "cython" or k.positional is None:
         return None
-    if type(offset) is not int:
-        if not isinstance(offset, np.integer):
-            return None
-        offset = int(offset)
-    L, D = x.shape[-2], x.shape[-1]
-    if type(max_position) is not int or offset < 0 or offset + L > min(max_position, MAX_POSITION):
+    limit = min(max_position, MAX_POSITION)
+    if positions is None:
+        span = _sequence_span(offset, x.shape, x.size // x.shape[-1], limit)
+    else:
+        span = _positions_span(positions, offset, x.shape, limit)
+    if span is None:
         return None
+    first, end, rows = span
+    D = x.shape[-1]
     try:
         setup = _setup(D, _typed(rotary_dim), _typed(base), _frozen(scaling))
         threads = resolve(n_threads)
     except (TypeError, ValueError, IndexError):  # unhashable, or invalid: the general path says which
         return None
     result = None if setup is None else _output(x, out)
-    if result is None:
-        return None
-    rotary_dim, inv_freq, attention = setup.rotary_dim, setup.inv_freq, setup.attention
-    start = offset - offset % DIRECT_TABLE_ROWS
-    if offset + L <= start + DIRECT_TABLE_ROWS:  # within one block of directly computed positions
+    if result is None or (positions is not None and out is not None and np.may_share_memory(out, positions)):
+        return None  # the general path reports the overlap
+    start = first - first % DIRECT_TABLE_ROWS
+    if end <= start + DIRECT_TABLE_ROWS:  # within one block of directly computed positions
         cos, sin = _block_tables(setup, start, x.dtype.char)
-        cos, sin = cos[offset - start : offset - start + L], sin[offset - start : offset - start + L]
+        cos, sin = cos[first - start : end - start], sin[first - start : end - start]
     else:
-        positions = np.arange(offset, offset + L, dtype=np.int64)
-        cos, sin = _rope._sequence_tables(positions, inv_freq, attention, x.dtype, k.name, threads)
-    rows = _rope._sequence_rows(x.size // D, L)
+        table_positions = np.arange(first, end, dtype=np.int64)
+        cos, sin = _rope._sequence_tables(table_positions, setup.inv_freq, setup.attention, x.dtype, k.name, threads)
     source, target = x.reshape(-1, D), result.reshape(-1, D)
-    k.rope_rows(source, target, rows, cos, sin, rotary_dim // 2, style == "neox", L, k.for_work(threads, x.size))
+    neox, L = style == "neox", x.shape[-2]
+    k.rope_rows(source, target, rows, cos, sin, setup.rotary_dim // 2, neox, L, k.for_work(threads, x.size))
     return result
+
+
+def _sequence_span(offset, shape, n_rows, limit):
+    """(first position, end, table row of each x row) for positions offset + arange(L), or None."""
+    if type(offset) is not int:
+        if not isinstance(offset, np.integer):
+            return None
+        offset = int(offset)
+    L = shape[-2]
+    if offset < 0 or offset + L > limit:
+        return None
+    return offset, offset + L, _rope._sequence_rows(n_rows, L)
+
+
+def _positions_span(positions, offset, shape, limit):
+    """(first position, end, table row of each x row) for an integer array of positions that
+    broadcasts to x.shape[:-1] and spans at most one block, or None."""
+    if (
+        type(offset) is not int
+        or offset != 0
+        or type(positions) is not np.ndarray
+        or positions.dtype.kind not in "iu"
+        or not 1 <= positions.ndim < len(shape)
+        or not positions.size
+        or positions.size > MAX_POSITIONS_GIVEN
+    ):
+        return None
+    try:
+        spread = np.broadcast_to(positions, shape[:-1])
+    except ValueError:
+        return None
+    # checked on a private copy, which another thread writing to positions cannot change (values
+    # from 2**63 on wrap to negative ones, which fail the check)
+    rows = spread.astype(np.int64).reshape(-1)
+    first, last = int(rows.min()), int(rows.max())
+    if first < 0 or last >= limit or last - first >= DIRECT_TABLE_ROWS:
+        return None
+    rows -= first
+    return first, last + 1, rows
 
 
 def _output(x, out):

@@ -9,6 +9,7 @@ import pytest
 
 import fastembed as fe
 from fastembed import _rope, _rope_latency, backends
+from util import run_python
 
 pytestmark = pytest.mark.skipif(backends.cython_kernels() is None, reason="the latency path runs the Cython kernels")
 
@@ -58,6 +59,11 @@ FAST_CASES = [
     ((1, 4, 3, 64), {"offset": 90, "scaling": YARN}),
     ((1, 2, 5, 40), {"scaling": {"rope_type": "linear", "factor": 2, "partial_rotary_factor": 0.5}}),
     ((2, 3, 8), {"offset": 4, "backend": "cython", "n_threads": 2}),
+    ((1, 32, 1, 128), {"positions": np.array([[[100]]])}),  # a decoding step, positions given
+    ((2, 4, 3, 16), {"positions": np.array([[[7, 9, 8]], [[60, 61, 62]]], np.int32)}),  # (B, 1, L)
+    ((2, 4, 3, 16), {"positions": np.array([5, 3, 5], np.uint8)}),  # (L,), repeated, unsorted
+    ((3, 6, 16), {"positions": np.array([[120], [64], [127]]), "style": "gptj"}),  # (B, 1): one per row
+    ((2, 5, 16), {"positions": np.array([[60, 61, 62, 63, 64]]), "rotary_dim": 8}),  # across two blocks
 ]
 
 
@@ -111,6 +117,7 @@ def _general_path_cases():
     read_only = x.copy()
     read_only.flags.writeable = False
     shared = rng.standard_normal(x.size + 16).astype(np.float32)  # x and out both C-contiguous
+    raw = np.zeros(x.size, np.float32)  # positions 0 as int64, and an out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PendingDeprecationWarning)
         matrix = np.asmatrix(x[0, 0])
@@ -122,7 +129,18 @@ def _general_path_cases():
         "1-D x": (x[0, 0, 0], {}),
         "matrix x": (matrix, {}),
         "list x": (x[0, 0].tolist(), {}),
-        "positions": (x, {"positions": np.arange(6)}),
+        "positions over more than a block": (x, {"positions": np.array([0, 1, 2, 3, 4, 64])}),
+        "positions a list": (x, {"positions": [0, 1, 2, 3, 4, 5]}),
+        "bool positions": (x, {"positions": np.ones(6, bool)}),
+        "float positions": (x, {"positions": np.arange(6.0)}),
+        "negative positions": (x, {"positions": np.arange(-1, 5)}),
+        "positions past max_position": (x, {"positions": np.arange(6) + 95, "max_position": 100}),
+        "positions not broadcasting": (x, {"positions": np.arange(5)}),
+        "positions of x's rank": (x, {"positions": np.zeros((2, 3, 6, 1), int)}),
+        "positions empty": (x, {"positions": np.zeros((0,), int)}),
+        "positions and offset": (x, {"positions": np.arange(6), "offset": 1}),
+        "positions near 2**64": (x, {"positions": np.full(6, 2**64 - 1, np.uint64)}),
+        "out overlapping positions": (x, {"positions": raw.view(np.int64)[:6], "out": raw.reshape(x.shape)}),
         "offset per row": (x, {"offset": np.array([1, 2])}),
         "bool offset": (x, {"offset": True}),
         "float offset": (x, {"offset": 1.0}),
@@ -179,7 +197,7 @@ def test_calls_it_cannot_prove_valid_take_the_general_path(taken, name):
         assert str(raised.value) == str(error)
     else:
         np.testing.assert_array_equal(fe.apply_rope(x, **options), expected)
-    assert taken in ([False], [])  # [] where the call does not reach it (positions, mrope)
+    assert taken in ([False], [])  # [] where the call does not reach it (mrope)
 
 
 def test_cached_scalars_are_told_apart_by_type(taken):
@@ -203,3 +221,39 @@ def test_a_mutated_scaling_dict_is_read_again(taken):
     second = fe.apply_rope(x, scaling=scaling)
     np.testing.assert_array_equal(second, general(x, scaling=scaling))
     assert not np.array_equal(first, second)
+
+
+def test_another_thread_rewriting_the_positions_never_crashes_nor_mixes(tmp_path):
+    """The positions are checked on a private copy: each call rotates by the good positions or
+    raises IndexError (a bad one copied, the general path then reports it), never a mixture."""
+    code = """
+    import threading, numpy as np, fastembed as fe
+    x = np.random.default_rng(0).standard_normal((4, 8, 16, 64)).astype(np.float32)
+    positions = np.arange(100, 116).reshape(1, 1, 16) + np.array([0, 20, 40, 47]).reshape(4, 1, 1)
+    good = positions.copy()
+    expected = fe.apply_rope(x, positions=good)
+    stop = threading.Event()
+
+    def vandal():
+        while not stop.is_set():
+            positions.flat[::3] = 2**40
+            positions[...] = good
+
+    t = threading.Thread(target=vandal); t.start()
+    outcomes = {"ok": 0, "IndexError": 0}
+    try:
+        for i in range(3000):
+            try:
+                got = fe.apply_rope(x, positions=positions)
+            except IndexError:
+                outcomes["IndexError"] += 1
+            else:
+                assert np.array_equal(got, expected), i
+                outcomes["ok"] += 1
+    finally:
+        stop.set(); t.join()
+    print(outcomes)
+    """
+    rc, out, err = run_python(code, tmp_path)
+    assert rc == 0, err  # a segfault is rc -11
+    assert "'ok'" in out
