@@ -9,7 +9,7 @@ import pytest
 
 import fastembed as fe
 from fastembed import _rope, _rope_latency, backends
-from util import run_python
+from util import run_against_a_vandal
 
 pytestmark = pytest.mark.skipif(backends.cython_kernels() is None, reason="the latency path runs the Cython kernels")
 
@@ -226,34 +226,19 @@ def test_a_mutated_scaling_dict_is_read_again(taken):
 def test_another_thread_rewriting_the_positions_never_crashes_nor_mixes(tmp_path):
     """The positions are checked on a private copy: each call rotates by the good positions or
     raises IndexError (a bad one copied, the general path then reports it), never a mixture."""
-    code = """
-    import threading, numpy as np, fastembed as fe
+    setup = """
+    import numpy as np, fastembed as fe
     x = np.random.default_rng(0).standard_normal((4, 8, 16, 64)).astype(np.float32)
     positions = np.arange(100, 116).reshape(1, 1, 16) + np.array([0, 20, 40, 47]).reshape(4, 1, 1)
     good = positions.copy()
     expected = fe.apply_rope(x, positions=good)
-    stop = threading.Event()
-
-    def vandal():
-        while not stop.is_set():
-            positions.flat[::3] = 2**40
-            positions[...] = good
-
-    t = threading.Thread(target=vandal); t.start()
-    outcomes = {"ok": 0, "IndexError": 0}
-    try:
-        for i in range(3000):
-            try:
-                got = fe.apply_rope(x, positions=positions)
-            except IndexError:
-                outcomes["IndexError"] += 1
-            else:
-                assert np.array_equal(got, expected), i
-                outcomes["ok"] += 1
-    finally:
-        stop.set(); t.join()
-    print(outcomes)
     """
-    rc, out, err = run_python(code, tmp_path)
+    rewrite = """
+    positions.flat[::3] = 2**40
+    positions[...] = good
+    """
+    call = "got = fe.apply_rope(x, positions=positions)"
+    check = "assert np.array_equal(got, expected), i"
+    rc, out, err = run_against_a_vandal(tmp_path, setup, rewrite, call, check, calls=3000)
     assert rc == 0, err  # a segfault is rc -11
     assert "'ok'" in out

@@ -27,6 +27,39 @@ FUSED_VARIANTS = [("cython", w) for w in SIMD_WIDTHS] + [(b, 0) for b in COMPILE
 RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-11}
 
 
+def run_against_a_vandal(tmp_path, setup, rewrite, call, check="pass", calls=400):
+    """Run, in a fresh interpreter, ``calls`` times the statements ``call`` while another thread
+    runs ``rewrite`` over and over (the inputs' good values back at the end of each pass); after a
+    call that returned, ``check`` runs (``i`` is the call's number). (returncode, stdout, stderr);
+    stdout holds the counts of calls that returned ("ok") and that raised IndexError."""
+    setup, rewrite, call, check = (textwrap.dedent(part).strip() for part in (setup, rewrite, call, check))
+    body = "\n".join(
+        [
+            setup,
+            "import threading",
+            "stop = threading.Event()",
+            "def vandal():",
+            "    while not stop.is_set():",
+            textwrap.indent(rewrite, " " * 8),
+            "t = threading.Thread(target=vandal); t.start()",
+            'outcomes = {"ok": 0, "IndexError": 0}',
+            "try:",
+            f"    for i in range({calls}):",
+            "        try:",
+            textwrap.indent(call, " " * 12),
+            "        except IndexError:",
+            '            outcomes["IndexError"] += 1',
+            "        else:",
+            textwrap.indent(check, " " * 12),
+            '            outcomes["ok"] += 1',
+            "finally:",
+            "    stop.set(); t.join()",
+            "print(outcomes)",
+        ]
+    )
+    return run_python(body, tmp_path)
+
+
 def run_python(code, tmp_path, timeout=240, env=None):
     """Run ``code`` in a fresh interpreter outside the source tree; (returncode, stdout, stderr)."""
     proc = subprocess.run(
