@@ -320,8 +320,9 @@ def positional_cases(quick=False):
 
 
 def step_cases(quick=False):
-    """One decoding step per batch of STEP_BATCHES, ids (B, 1) at position STEP_POSITION: fastembed's
-    call with ``offset=`` and the peers, in interleaved rounds (best times, calls back to back)."""
+    """One decoding step per batch of STEP_BATCHES, ids (B, 1) at position STEP_POSITION, and one
+    decoding step's rotation (``rope_step_methods``) per batch: fastembed's call with ``offset=``
+    and the peers, in interleaved rounds (best times, calls back to back)."""
     rounds, repeat = (2, 30) if quick else (3, 60)
     lookups = [
         {
