@@ -278,7 +278,8 @@ def apply_rope(
     -------
     ndarray, shape and dtype of x
     """
-    if mrope_section is None and mrope_interleaved is None:
+    # mrope_interleaved=False is what apply_rope(x, **rope_config(config)) passes for a text model
+    if mrope_section is None and (mrope_interleaved is None or mrope_interleaved is False):
         result = apply_rope_fast(
             x, positions, offset, style, rotary_dim, base, scaling, out, backend, n_threads, max_position
         )

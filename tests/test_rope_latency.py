@@ -9,6 +9,7 @@ import pytest
 
 import fastembed as fe
 from fastembed import _rope, _rope_latency, backends
+from fastembed.models import MODEL_CONFIGS, model_config
 from util import run_against_a_vandal
 
 pytestmark = pytest.mark.skipif(backends.cython_kernels() is None, reason="the latency path runs the Cython kernels")
@@ -111,6 +112,29 @@ def test_steps_read_from_a_kept_block_carry_the_bits_of_a_fresh_table(taken):
     assert all(taken) and len(taken) == 16
 
 
+def _model_layers():
+    """(name, layer_type) of every shipped config: None, or each layer type of a nested one."""
+    for path in sorted(MODEL_CONFIGS.glob("*.json")):
+        parameters = model_config(path.stem).get("rope_parameters") or {}
+        nested = [key for key, value in parameters.items() if isinstance(value, dict)]
+        yield from ((path.stem, layer) for layer in nested or [None])
+
+
+@pytest.mark.parametrize("name, layer_type", list(_model_layers()))
+def test_shipped_model_configs_give_the_general_path_bits(taken, name, layer_type):
+    """``apply_rope(x, **rope_config(config))`` (mrope_interleaved=False given): the path takes every
+    config but the multimodal (which do not reach it) and the position-dependent (longrope) ones,
+    with the same bits."""
+    config = fe.rope_config(model_config(name), layer_type=layer_type)
+    x = np.random.default_rng(4).standard_normal((2, 4, 3, config.head_dim)).astype(np.float32)
+    np.testing.assert_array_equal(fe.apply_rope(x, offset=1000, **config), general(x, offset=1000, **config))
+    scaling = config.scaling or {}
+    if config.mrope_section is not None:
+        assert taken == []
+    else:
+        assert taken == [scaling.get("rope_type", scaling.get("type")) not in ("dynamic", "longrope")]
+
+
 def _general_path_cases():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((2, 3, 6, 16)).astype(np.float32)
@@ -169,6 +193,8 @@ def _general_path_cases():
         "list in scaling": (x, {"scaling": {"rope_type": "linear", "factor": 2.0, "extra": [1]}}),
         "scaling not a dict": (x, {"scaling": [("rope_type", "linear")]}),
         "mrope section": (x, {"mrope_section": [2, 3, 3]}),
+        "mrope interleaved, no section": (x, {"mrope_interleaved": True}),
+        "mrope section in the scaling": (x, {"scaling": {"mrope_section": (2, 3, 3)}, "mrope_interleaved": False}),
         "out of another shape": (x, {"out": np.empty((2, 3, 6, 8), np.float32)}),
         "out of another dtype": (x, {"out": np.empty(x.shape)}),
         "out read-only": (x, {"out": read_only}),
