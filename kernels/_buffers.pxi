@@ -37,6 +37,17 @@ cdef bint _apart(Py_buffer* a, Py_buffer* b) noexcept:
     return a.len == 0 or b.len == 0 or a0 + a.len <= b0 or b0 + b.len <= a0
 
 
+cdef bint _same_shape(Py_buffer* a, Py_buffer* b) noexcept:
+    """True when two buffers have the same shape."""
+    cdef int k
+    if a.ndim != b.ndim:
+        return False
+    for k in range(a.ndim):
+        if a.shape[k] != b.shape[k]:
+            return False
+    return True
+
+
 cdef bint _is_ids(Py_buffer* b) noexcept:
     """int32 or int64 ids of at least one dimension."""
     cdef int kind = _buffer_kind(b)

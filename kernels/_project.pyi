@@ -70,4 +70,5 @@ def project_call(
     threads_for: Callable[[float], int],
     bias: _Real | None = None,
     offset: int = 0,
+    position_ids: _Index | None = None,
 ) -> _Real | None: ...

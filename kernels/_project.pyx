@@ -1761,29 +1761,36 @@ cdef void _fast_grid(Py_buffer* bt, Py_buffer* bp, Py_buffer* bq, Py_buffer* bb,
                   b32, q32, d, q_rows if bq != NULL else NULL, NULL, NULL, <float*>bo.buf, width, n_threads, 0)
 
 
-def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, threads_for, bias=None, offset=0):
+def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, threads_for, bias=None, offset=0,
+                 position_ids=None):
     """``out = (table[ids] @ proj) * scale + bias + pos[offset + l]`` (l the position along the
-    last axis of ids) when every argument is a C-contiguous numpy array of the simple case, else
-    None.
+    last axis of ids), or ``+ pos[position_ids]`` when those are given, when every argument is a
+    C-contiguous numpy array of the simple case, else None.
 
     The simple case: ids int32/int64 of at least one dimension, every id in [0, V); table (V, r)
     and proj (r, d) of one float dtype; bias None or (d,) of that dtype; pos None (and offset 0) or
     (n_pos, d) with offset + L <= n_pos, offset a Python int >= 0; out None (a fresh array is
     returned) or writable, of shape ids.shape + (d,) and the table's dtype, sharing no memory with
     any input; ``scale`` a float or int; at most ``max_flops`` multiply-adds x 2 (one kernel call,
-    uninterruptible by Ctrl-C). The ids are copied (and checked) before the kernel reads them, so
-    another thread writing to them cannot put an unchecked index in front of it.
+    uninterruptible by Ctrl-C); position_ids None, or int32/int64 of ids' shape, every one in
+    [0, n_pos), with pos given and offset 0. The ids and position ids are copied (and checked)
+    before the kernel reads them, so another thread writing to them cannot put an unchecked index
+    in front of it.
     ``threads_for(flops)`` gives the thread count. Anything else, or an out-of-range id: None,
     with nothing written.
     """
-    cdef Py_buffer bi, bt, bp, bq, bb, bo
+    cdef Py_buffer bi, bt, bp, bq, bb, bo, bn
     cdef bint has_i = False, has_t = False, has_p = False, has_q = False, has_b = False, has_o = False
+    cdef bint has_n = False
     cdef Py_ssize_t n, L, V, r, d, first
     cdef int64_t* rows = NULL
     cdef int64_t* q_rows = NULL
     cdef int kind, n_threads
     cdef double sc
     if type(proj) is not np.ndarray or not _simple_arguments(ids, table, pos, out, bias, scale, &sc):
+        return None
+    if position_ids is not None and (
+            pos is None or type(position_ids) is not np.ndarray or type(offset) is not int or offset != 0):
         return None
     try:
         has_i = _get_buffer(ids, &bi, False)
@@ -1802,13 +1809,20 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
         first = _terms_fit(bias, offset, &bi, &bq, has_q, &bb, has_b, &bo, has_o, d, kind)
         if first < 0 or (has_o and not (_apart(&bo, &bt) and _apart(&bo, &bp))):
             return None
+        if position_ids is not None:
+            has_n = _get_buffer(position_ids, &bn, False)
+            if not has_n or not _is_ids(&bn) or not _same_shape(&bn, &bi) or (has_o and not _apart(&bo, &bn)):
+                return None
         rows = <int64_t*>malloc(2 * n * sizeof(int64_t))
         if rows == NULL:
             return None
         q_rows = rows + n
         if not _copy_ids(&bi, rows, n, V):
             return None
-        if has_q:
+        if has_n:
+            if not _copy_ids(&bn, q_rows, n, bq.shape[0]):
+                return None
+        elif has_q:
             _sequence_positions(q_rows, n, L, first)
         if not has_o:
             result = np.empty(tuple(bi.shape[k] for k in range(bi.ndim)) + (d,), dtype=table.dtype)
@@ -1828,3 +1842,4 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
         _release(&bq, has_q)
         _release(&bb, has_b)
         _release(&bo, has_o)
+        _release(&bn, has_n)

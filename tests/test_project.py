@@ -706,16 +706,16 @@ def _call_kernels():
     return k
 
 
-def _project_call(k, ids, table, proj, scale, pos, out, bias=None, offset=0):
+def _project_call(k, ids, table, proj, scale, pos, out, bias=None, offset=0, position_ids=None):
     return k.project.project_call(
-        ids, table, proj, scale, pos, out, k.simd_width, 2.0**31, lambda flops: 2, bias, offset
+        ids, table, proj, scale, pos, out, k.simd_width, 2.0**31, lambda flops: 2, bias, offset, position_ids
     )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("id_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("ids_shape", [(1,), (1, 128), (3, 17), (2, 2, 9), (5, 1)])
-@pytest.mark.parametrize(("with_pos", "offset"), [(False, 0), (True, 0), (True, 3)])
+@pytest.mark.parametrize(("with_pos", "offset"), [(False, 0), (True, 0), (True, 3), (True, "position ids")])
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("with_out", [False, True])
 def test_latency_path_is_the_fused_kernel_bit_for_bit(
@@ -723,7 +723,7 @@ def test_latency_path_is_the_fused_kernel_bit_for_bit(
 ):
     """factorized_lookup's simple case runs project_call: the same tiles, the same bits as the
     general path's fused plan, and the float64 reference's values, with a bias and positions from
-    an offset (a decoding step, ids (B, 1)) too."""
+    an offset (a decoding step, ids (B, 1)) or given as position ids of the ids' shape too."""
     import fastembed as fe
 
     k = _call_kernels()
@@ -734,13 +734,20 @@ def test_latency_path_is_the_fused_kernel_bit_for_bit(
     bias = rng.standard_normal(d).astype(dtype) if with_bias else None
     ids = rng.integers(0, V, ids_shape).astype(id_dtype)
     out = np.full(ids_shape + (d,), np.nan, dtype) if with_out else None
-    got = _project_call(k, ids, table, proj, 1.5, pos, out, bias, offset)
+    flat = ids.reshape(-1)
+    if offset == "position ids":
+        position_ids, offset = rng.integers(0, pos.shape[0], ids_shape).astype(id_dtype), 0
+        rows = position_ids.reshape(-1)
+    else:
+        position_ids = None
+        rows = offset + np.tile(np.arange(ids_shape[-1]), flat.size // ids_shape[-1])
+    got = _project_call(k, ids, table, proj, 1.5, pos, out, bias, offset, position_ids)
     assert got is not None and got.shape == ids_shape + (d,) and got.dtype == dtype
     assert not with_out or got is out
-    general = fe.factorized_lookup(ids, table, proj, scale=1.5, bias=bias, pos_table=pos, offset=offset, plan="fused")
+    general = fe.factorized_lookup(
+        ids, table, proj, scale=1.5, bias=bias, pos_table=pos, offset=offset, position_ids=position_ids, plan="fused"
+    )
     np.testing.assert_array_equal(got, general)
-    flat = ids.reshape(-1)
-    rows = offset + np.tile(np.arange(ids_shape[-1]), flat.size // ids_shape[-1])
     expected, magnitude = _reference(table, flat, proj, 1.5, bias, pos, rows if with_pos else None)
     _check(got.reshape(-1, d), expected, magnitude, dtype)
 
@@ -793,6 +800,27 @@ def test_latency_path_declines_what_it_cannot_prove_valid():
     out[...] = -3.0
     for name, (b, offset, p, o) in latency_path_option_declines(pos, out, big).items():
         declined[name] = (ids, table, proj, 1.0, p, o, b, offset)
+    position_ids = rng.integers(0, 10, (2, 5))
+    assert _project_call(k, ids, table, proj, 1.0, pos, out, None, 0, position_ids) is out  # they run
+    out[...] = -3.0
+    past, below = position_ids.copy(), position_ids.copy()
+    past[1, 1], below[0, 4] = 10, -1
+    for name, (p, offset, given, o) in {
+        "a position id == n_pos": (pos, 0, past, out),
+        "a negative position id": (pos, 0, below, out),
+        "int32 position id == n_pos": (pos, 0, past.astype(np.int32), out),
+        "position ids broadcast": (pos, 0, position_ids[:1], out),
+        "position ids flat": (pos, 0, position_ids.reshape(-1), out),
+        "float position ids": (pos, 0, position_ids.astype(np.float64), out),
+        "bool position ids": (pos, 0, position_ids > 3, out),
+        "uint64 position ids": (pos, 0, position_ids.astype(np.uint64), out),
+        "position ids a list": (pos, 0, position_ids.tolist(), out),
+        "strided position ids": (pos, 0, np.repeat(position_ids, 2, axis=1)[:, ::2], out),
+        "position ids and an offset": (pos, 1, position_ids, out),
+        "position ids without pos": (None, 0, position_ids, out),
+        "out over position ids": (pos, 0, big[:20].view(np.int64).reshape(2, 5), big[:160].reshape(2, 5, 16)),
+    }.items():
+        declined[name] = (ids, table, proj, 1.0, p, o, None, offset, given)
     for name, args in declined.items():
         before = np.array(args[5], copy=True)
         assert _project_call(k, *args) is None, name
@@ -826,9 +854,14 @@ def test_factorized_lookup_takes_the_latency_path_only_for_the_simple_case(monke
             continue
         fe.factorized_lookup(np.array([[1, 2]]), table, proj, **kwargs, pos_table=pos)
     assert len(calls) == 3
+    step = fe.factorized_lookup(np.array([[1], [2]]), table, proj, pos_table=pos, position_ids=np.array([[3], [0]]))
+    np.testing.assert_array_equal(step[:, 0], 4 + pos[[3, 0]])  # a decoding step with position ids takes it
+    assert len(calls) == 4
     with pytest.raises(IndexError, match="outside"):
         fe.factorized_lookup(np.array([[1, 2]]), table, proj, pos_table=pos, offset=3)  # declined, then reported
-    assert len(calls) == 4
+    with pytest.raises(IndexError, match="outside"):
+        fe.factorized_lookup(np.array([[1]]), table, proj, pos_table=pos, position_ids=np.array([[4]]))
+    assert len(calls) == 6
 
 
 def _sq_sums_in_order(x):
