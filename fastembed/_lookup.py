@@ -104,12 +104,12 @@ def _fast(ids, table, proj, scale, bias, pos_table, offset, position_ids, out, b
     return result
 
 
-def _fast_dense(ids, table, scale, bias, pos_table, offset, out, backend, n_threads):
+def _fast_dense(ids, table, scale, bias, pos_table, offset, position_ids, out, backend, n_threads):
     """The dense lookup's latency path, as ``_fast`` is the factorized one's: the gather kernel on
     C-contiguous numpy arrays, or None for the general path (which spends
     about 20 us of Python a call at 1 x 128 ids, with a 12 us kernel: the report's latency case)."""
     k = _latency_kernels(ids, table, backend)
-    if k is None:
+    if k is None or (position_ids is not None and type(position_ids) is not np.ndarray):
         return None
     threads = resolve(n_threads)
     result = k.rows.gather_call(
@@ -122,6 +122,7 @@ def _fast_dense(ids, table, scale, bias, pos_table, offset, out, backend, n_thre
         lambda n_elements: k.thread_count(k.for_work(threads, n_elements)),
         bias,
         offset,
+        position_ids,
     )
     if result is not None and k.openmp:
         _threads.note_openmp_kernel_end()
@@ -133,10 +134,8 @@ def _lookup(ids, table, proj, scale, bias, pos_table, offset, position_ids, out,
     if plan is None:
         if proj is not None:
             result = _fast(ids, table, proj, scale, bias, pos_table, offset, position_ids, out, backend, n_threads)
-        elif position_ids is None:
-            result = _fast_dense(ids, table, scale, bias, pos_table, offset, out, backend, n_threads)
         else:
-            result = None
+            result = _fast_dense(ids, table, scale, bias, pos_table, offset, position_ids, out, backend, n_threads)
         if result is not None:
             return result
     name = backends.resolve(backend)

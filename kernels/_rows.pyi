@@ -30,6 +30,7 @@ def gather_call(
     threads_for: Callable[[int], int],
     bias: _Real | None = None,
     offset: int = 0,
+    position_ids: _Index | None = None,
 ) -> _Real | None: ...
 def finish_rows(
     out: _Real, scale: float, bias: _Real | None, pos: _Real | None, pos_rows: NDArray[np.int64] | None, n_threads: int

@@ -144,26 +144,32 @@ cdef Py_ssize_t _gather_runs(const real* s0, Py_ssize_t s_rs, Py_ssize_t n_src, 
 # _project.pyx's project_call is factorized_lookup's: it accepts only calls it can prove valid from the
 # buffers alone and returns None for every other one, which then takes the general path.
 
-def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for, bias=None, offset=0):
+def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for, bias=None, offset=0, position_ids=None):
     """``out = table[ids] * scale + bias + pos[offset + l]`` (l the position along the last axis of
-    ids) when every argument is a C-contiguous numpy array of the simple case, else None.
+    ids), or ``+ pos[position_ids]`` when those are given, when every argument is a C-contiguous
+    numpy array of the simple case, else None.
 
     The simple case: ids int32/int64 of at least one dimension, every id in [0, V); table (V, d) of
     a float dtype; bias None or (d,) of that dtype; pos None (and offset 0) or (n_pos, d) of that
     dtype with offset + L <= n_pos, offset a Python int >= 0; out None (a fresh array is returned)
     or writable, of shape ids.shape + (d,) and the table's dtype, sharing no memory with any input;
     ``scale`` a float or int; at most ``max_bytes`` of output (one kernel call, uninterruptible by
-    Ctrl-C). The rows are gather_rows' (the same values bit for bit). The ids are copied and checked
-    before the kernel reads them. ``threads_for(n_elements)`` gives the thread count. Anything
-    else, or an out-of-range id: None, with nothing written.
+    Ctrl-C); position_ids None, or int32/int64 of ids' shape, every one in [0, n_pos), with pos
+    given and offset 0. The rows are gather_rows' (the same values bit for bit). The ids and
+    position ids are copied and checked before the kernel reads them. ``threads_for(n_elements)``
+    gives the thread count. Anything else, or an out-of-range id: None, with nothing written.
     """
-    cdef Py_buffer bi, bt, bq, bb, bo
-    cdef bint has_i = False, has_t = False, has_q = False, has_b = False, has_o = False
+    cdef Py_buffer bi, bt, bq, bb, bo, bn
+    cdef bint has_i = False, has_t = False, has_q = False, has_b = False, has_o = False, has_n = False
     cdef Py_ssize_t n, L, V, d, first
     cdef int64_t* rows = NULL
+    cdef int64_t* q_rows = NULL
     cdef int kind, n_threads
     cdef double sc
     if not _simple_arguments(ids, table, pos, out, bias, scale, &sc):
+        return None
+    if position_ids is not None and (
+            pos is None or type(position_ids) is not np.ndarray or type(offset) is not int or offset != 0):
         return None
     try:
         has_i = _get_buffer(ids, &bi, False)
@@ -181,9 +187,17 @@ def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for, bias
         first = _terms_fit(bias, offset, &bi, &bq, has_q, &bb, has_b, &bo, has_o, d, kind)
         if first < 0 or (has_o and not _apart(&bo, &bt)):
             return None
-        rows = <int64_t*>malloc(n * sizeof(int64_t))
+        if position_ids is not None:
+            has_n = _get_buffer(position_ids, &bn, False)
+            if not has_n or not _is_ids(&bn) or not _same_shape(&bn, &bi) or (has_o and not _apart(&bo, &bn)):
+                return None
+        rows = <int64_t*>malloc((2 if has_n else 1) * n * sizeof(int64_t))
         if rows == NULL or not _copy_ids(&bi, rows, n, V):
             return None
+        if has_n:
+            q_rows = rows + n
+            if not _copy_ids(&bn, q_rows, n, bq.shape[0]):
+                return None
         if not has_o:
             result = np.empty(tuple(bi.shape[k] for k in range(bi.ndim)) + (d,), dtype=table.dtype)
             PyObject_GetBuffer(result, &bo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
@@ -193,10 +207,12 @@ def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for, bias
         n_threads = threads_for(n * d)
         if kind == FE_F64:
             _gather_simple(<const double*>bt.buf, rows, <double>sc, <const double*>bb.buf if has_b else NULL,
-                           <const double*>bq.buf + first * d if has_q else NULL, L, <double*>bo.buf, n, d, n_threads)
+                           <const double*>bq.buf + first * d if has_q else NULL, q_rows, L, <double*>bo.buf, n, d,
+                           n_threads)
         else:
             _gather_simple(<const float*>bt.buf, rows, <float>sc, <const float*>bb.buf if has_b else NULL,
-                           <const float*>bq.buf + first * d if has_q else NULL, L, <float*>bo.buf, n, d, n_threads)
+                           <const float*>bq.buf + first * d if has_q else NULL, q_rows, L, <float*>bo.buf, n, d,
+                           n_threads)
         return result
     finally:
         free(rows)
@@ -204,11 +220,14 @@ def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for, bias
         _release(&bt, has_t)
         _release(&bq, has_q)
         _release(&bo, has_o)
+        _release(&bn, has_n)
 
 
 cdef void _gather_simple(const real* table, const int64_t* rows, real scale, const real* bias, const real* pos,
-                         Py_ssize_t L, real* out, Py_ssize_t n, Py_ssize_t d, int n_threads) noexcept:
-    # out[i] = table[rows[i]] * scale + bias + pos[i % L], unit strides, rows already checked
+                         const int64_t* q_rows, Py_ssize_t L, real* out, Py_ssize_t n, Py_ssize_t d,
+                         int n_threads) noexcept:
+    # out[i] = table[rows[i]] * scale + bias + pos[q_rows[i]] (q_rows NULL: pos[i % L]), unit
+    # strides, rows and q_rows already checked
     cdef Py_ssize_t i
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     cdef int stream = _stream_for(out, <double>n * d * sizeof(real), sizeof(real))
@@ -216,7 +235,8 @@ cdef void _gather_simple(const real* table, const int64_t* rows, real scale, con
         fe_unstack(caller_cpu)
         for i in prange(n, schedule="guided"):
             _emit_row(out + i * d, table + rows[i] * d, 1, scale, bias,
-                      pos + (i % L) * d if pos != NULL else <const real*>NULL, 1, d, stream)
+                      <const real*>NULL if pos == NULL else pos + (q_rows[i] if q_rows != NULL else i % L) * d,
+                      1, d, stream)
         if stream:
             fe_store_fence()
 

@@ -13,6 +13,7 @@ from util import (
     SIMD_WIDTHS,
     assert_matches_reference,
     latency_path_option_declines,
+    latency_path_position_id_declines,
     layouts,
 )
 
@@ -293,21 +294,22 @@ def _gather_call_kernels():
     return k
 
 
-def _gather_call(k, ids, table, scale, pos, out, max_bytes=2.0**31, bias=None, offset=0):
-    return k.rows.gather_call(ids, table, scale, pos, out, max_bytes, lambda n_elements: 2, bias, offset)
+def _gather_call(k, ids, table, scale, pos, out, max_bytes=2.0**31, bias=None, offset=0, position_ids=None):
+    return k.rows.gather_call(ids, table, scale, pos, out, max_bytes, lambda n_elements: 2, bias, offset, position_ids)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("id_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("ids_shape", [(1,), (1, 128), (3, 17), (2, 2, 9)])
-@pytest.mark.parametrize(("with_pos", "offset"), [(False, 0), (True, 0), (True, 2)])
+@pytest.mark.parametrize(("with_pos", "offset"), [(False, 0), (True, 0), (True, 2), (True, "position ids")])
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("with_out", [False, True])
 def test_dense_latency_path_is_gather_rows_bit_for_bit(
     dtype, id_dtype, ids_shape, with_pos, offset, with_bias, with_out
 ):
     """lookup's simple case runs gather_call: gather_rows' values bit for bit, and the float64
-    reference's, with a bias and positions from an offset (a decoding step) too."""
+    reference's, with a bias and positions from an offset (a decoding step) or given as position
+    ids of the ids' shape too."""
     k = _gather_call_kernels()
     rng = np.random.default_rng(11)
     V, d = 40, 37
@@ -316,11 +318,16 @@ def test_dense_latency_path_is_gather_rows_bit_for_bit(
     bias = rng.standard_normal(d).astype(dtype) if with_bias else None
     ids = rng.integers(0, V, ids_shape).astype(id_dtype)
     out = np.full(ids_shape + (d,), np.nan, dtype) if with_out else None
-    got = _gather_call(k, ids, table, 1.5, pos, out, bias=bias, offset=offset)
+    flat = ids.reshape(-1).astype(np.int64)
+    if offset == "position ids":
+        position_ids, offset = rng.integers(0, pos.shape[0], ids_shape).astype(id_dtype), 0
+        rows = position_ids.reshape(-1).astype(np.int64)
+    else:
+        position_ids = None
+        rows = offset + np.tile(np.arange(ids_shape[-1]), flat.size // ids_shape[-1])
+    got = _gather_call(k, ids, table, 1.5, pos, out, bias=bias, offset=offset, position_ids=position_ids)
     assert got is not None and got.shape == ids_shape + (d,) and got.dtype == dtype
     assert not with_out or got is out
-    flat = ids.reshape(-1).astype(np.int64)
-    rows = offset + np.tile(np.arange(ids_shape[-1]), flat.size // ids_shape[-1])
     general = np.empty((flat.size, d), dtype)
     k.rows.gather_rows(table, flat, 1.5, bias, pos, rows if with_pos else None, general, 2)
     np.testing.assert_array_equal(got.reshape(-1, d), general)
@@ -374,6 +381,11 @@ def test_dense_latency_path_declines_what_it_cannot_prove_valid():
     out[...] = -3.0
     for name, (b, offset, p, o) in latency_path_option_declines(pos, out, big).items():
         declined[name] = (ids, table, 1.0, p, o, 2.0**31, b, offset)
+    position_ids = rng.integers(0, 10, (2, 5))
+    assert _gather_call(k, ids, table, 1.0, pos, out, position_ids=position_ids) is out  # they run
+    out[...] = -3.0
+    for name, (p, offset, given, o) in latency_path_position_id_declines(pos, out, big, position_ids).items():
+        declined[name] = (ids, table, 1.0, p, o, 2.0**31, None, offset, given)
     for name, args in declined.items():
         before = np.array(args[4], copy=True)
         assert _gather_call(k, *args) is None, name
@@ -410,6 +422,11 @@ def test_lookup_takes_the_dense_latency_path_only_for_the_simple_case(monkeypatc
     with pytest.raises(IndexError, match="outside"):
         fe.lookup(np.array([[1, 2]]), table, pos_table=pos, offset=3)  # past pos: declined, then reported
     assert len(calls) == 6
+    got = fe.lookup(np.array([[1], [2]]), table, pos_table=pos, position_ids=np.array([[3], [0]]))
+    np.testing.assert_array_equal(got[:, 0], table[[1, 2]] + pos[[3, 0]])  # a step with position ids takes it
+    with pytest.raises(IndexError, match="outside"):
+        fe.lookup(np.array([[1]]), table, pos_table=pos, position_ids=np.array([[4]]))  # declined, then reported
+    assert len(calls) == 8
 
 
 @pytest.mark.parametrize("d", [1, 5, 16, 100])

@@ -7,7 +7,17 @@ import numpy as np
 import pytest
 
 from fastembed import backends
-from util import COMPILED, DTYPES, FUSED_VARIANTS, RTOL, SIMD_WIDTHS, latency_path_option_declines, layouts, run_python
+from util import (
+    COMPILED,
+    DTYPES,
+    FUSED_VARIANTS,
+    RTOL,
+    SIMD_WIDTHS,
+    latency_path_option_declines,
+    latency_path_position_id_declines,
+    layouts,
+    run_python,
+)
 
 # (n rows, V, r, d): tiles are 8 rows by strips of up to 48 / 24 columns (AVX-512 float32 /
 # float64), or two halves of 4 rows by strips of 24 / 12 (AVX2), a strip's last vector masked; from
@@ -803,23 +813,7 @@ def test_latency_path_declines_what_it_cannot_prove_valid():
     position_ids = rng.integers(0, 10, (2, 5))
     assert _project_call(k, ids, table, proj, 1.0, pos, out, None, 0, position_ids) is out  # they run
     out[...] = -3.0
-    past, below = position_ids.copy(), position_ids.copy()
-    past[1, 1], below[0, 4] = 10, -1
-    for name, (p, offset, given, o) in {
-        "a position id == n_pos": (pos, 0, past, out),
-        "a negative position id": (pos, 0, below, out),
-        "int32 position id == n_pos": (pos, 0, past.astype(np.int32), out),
-        "position ids broadcast": (pos, 0, position_ids[:1], out),
-        "position ids flat": (pos, 0, position_ids.reshape(-1), out),
-        "float position ids": (pos, 0, position_ids.astype(np.float64), out),
-        "bool position ids": (pos, 0, position_ids > 3, out),
-        "uint64 position ids": (pos, 0, position_ids.astype(np.uint64), out),
-        "position ids a list": (pos, 0, position_ids.tolist(), out),
-        "strided position ids": (pos, 0, np.repeat(position_ids, 2, axis=1)[:, ::2], out),
-        "position ids and an offset": (pos, 1, position_ids, out),
-        "position ids without pos": (None, 0, position_ids, out),
-        "out over position ids": (pos, 0, big[:20].view(np.int64).reshape(2, 5), big[:160].reshape(2, 5, 16)),
-    }.items():
+    for name, (p, offset, given, o) in latency_path_position_id_declines(pos, out, big, position_ids).items():
         declined[name] = (ids, table, proj, 1.0, p, o, None, offset, given)
     for name, args in declined.items():
         before = np.array(args[5], copy=True)

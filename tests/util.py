@@ -596,6 +596,30 @@ FUNCTIONS = [
 ]
 
 
+def latency_path_position_id_declines(pos, out, big, position_ids):
+    """name -> (pos, offset, position ids, out) a latency path (project_call, gather_call) must
+    decline, beside otherwise simple arguments with ``pos`` (10, 16), ``out`` (2, 5, 16) float32,
+    ``big`` a float32 buffer of 4096 and valid ``position_ids`` (2, 5): the general path then checks
+    and reports them."""
+    past, below = position_ids.copy(), position_ids.copy()
+    past[1, 1], below[0, 4] = 10, -1
+    return {
+        "a position id == n_pos": (pos, 0, past, out),
+        "a negative position id": (pos, 0, below, out),
+        "int32 position id == n_pos": (pos, 0, past.astype(np.int32), out),
+        "position ids broadcast": (pos, 0, position_ids[:1], out),
+        "position ids flat": (pos, 0, position_ids.reshape(-1), out),
+        "float position ids": (pos, 0, position_ids.astype(np.float64), out),
+        "bool position ids": (pos, 0, position_ids > 3, out),
+        "uint64 position ids": (pos, 0, position_ids.astype(np.uint64), out),
+        "position ids a list": (pos, 0, position_ids.tolist(), out),
+        "strided position ids": (pos, 0, np.repeat(position_ids, 2, axis=1)[:, ::2], out),
+        "position ids and an offset": (pos, 1, position_ids, out),
+        "position ids without pos": (None, 0, position_ids, out),
+        "out over position ids": (pos, 0, big[:20].view(np.int64).reshape(2, 5), big[:160].reshape(2, 5, 16)),
+    }
+
+
 def latency_path_option_declines(pos, out, big):
     """name -> (bias, offset, pos, out) a latency path (project_call, gather_call) must decline, beside
     otherwise simple arguments with ``pos`` (10, 16), ``out`` (2, 5, 16) float32 and ``big`` a float32
