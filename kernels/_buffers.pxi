@@ -125,6 +125,19 @@ cdef Py_ssize_t _terms_fit(bias, offset, Py_buffer* bi, Py_buffer* bq, bint has_
     return first
 
 
+cdef bint _position_ids_fit(position_ids, offset, Py_buffer* bn, bint* has_n, Py_buffer* bi, bint has_q,
+                            Py_buffer* bo, bint has_o):
+    """No position ids, or (pos given, offset 0) a C-contiguous int32/int64 array of the ids'
+    shape, sharing no byte with out, whose buffer ``bn`` then holds (``has_n``, for the caller to
+    release). Whether each is in [0, n_pos) is checked on the private copy the kernel reads."""
+    if position_ids is None:
+        return True
+    if not has_q or type(position_ids) is not np.ndarray or type(offset) is not int or offset != 0:
+        return False
+    has_n[0] = _get_buffer(position_ids, bn, False)
+    return has_n[0] and _is_ids(bn) and _same_shape(bn, bi) and (not has_o or _apart(bo, bn))
+
+
 cdef bint _get_term_buffers(pos, bias, out, Py_buffer* bq, Py_buffer* bb, Py_buffer* bo,
                             bint* has_q, bint* has_b, bint* has_o):
     """Acquire the C-contiguous buffers of pos, bias and out (out writable), those not None, up to

@@ -168,9 +168,6 @@ def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for, bias
     cdef double sc
     if not _simple_arguments(ids, table, pos, out, bias, scale, &sc):
         return None
-    if position_ids is not None and (
-            pos is None or type(position_ids) is not np.ndarray or type(offset) is not int or offset != 0):
-        return None
     try:
         has_i = _get_buffer(ids, &bi, False)
         has_t = has_i and _get_buffer(table, &bt, False)
@@ -187,10 +184,8 @@ def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for, bias
         first = _terms_fit(bias, offset, &bi, &bq, has_q, &bb, has_b, &bo, has_o, d, kind)
         if first < 0 or (has_o and not _apart(&bo, &bt)):
             return None
-        if position_ids is not None:
-            has_n = _get_buffer(position_ids, &bn, False)
-            if not has_n or not _is_ids(&bn) or not _same_shape(&bn, &bi) or (has_o and not _apart(&bo, &bn)):
-                return None
+        if not _position_ids_fit(position_ids, offset, &bn, &has_n, &bi, has_q, &bo, has_o):
+            return None
         rows = <int64_t*>malloc((2 if has_n else 1) * n * sizeof(int64_t))
         if rows == NULL or not _copy_ids(&bi, rows, n, V):
             return None
