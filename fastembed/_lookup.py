@@ -58,10 +58,12 @@ def _run(call, dtype, compute):
     return result
 
 
-def _latency_kernels(ids, table, backend):
-    """The Cython kernels when a call may try a latency path (numpy ids and table, backend auto or
-    cython and loaded), else None."""
+def _latency_kernels(ids, table, position_ids, backend):
+    """The Cython kernels when a call may try a latency path (numpy ids and table, position ids
+    None or numpy, backend auto or cython and loaded), else None."""
     if (backend != "auto" and backend != "cython") or type(ids) is not np.ndarray or type(table) is not np.ndarray:
+        return None
+    if position_ids is not None and type(position_ids) is not np.ndarray:
         return None
     k = backends.cython_kernels()  # what "auto" and "cython" run where it loads; else the general path reports
     return k if k is not None and k.name == "cython" else None
@@ -74,10 +76,8 @@ def _fast(ids, table, proj, scale, bias, pos_table, offset, position_ids, out, b
     valid and returns None otherwise, for the general path to check and report.
     It skips the general path's Python (about 10 us a call at 1 x 128 ids, timed with the report's
     latency case; 30 us for a decoding step with position ids)."""
-    k = _latency_kernels(ids, table, backend)
+    k = _latency_kernels(ids, table, position_ids, backend)
     if k is None or table.ndim != 2 or type(proj) is not np.ndarray or proj.ndim != 2:
-        return None
-    if position_ids is not None and type(position_ids) is not np.ndarray:
         return None
     token_flops = 2.0 * table.shape[1] * proj.shape[1]
     if not k.fused_pays(ids.size * token_flops):
@@ -108,8 +108,8 @@ def _fast_dense(ids, table, scale, bias, pos_table, offset, position_ids, out, b
     """The dense lookup's latency path, as ``_fast`` is the factorized one's: the gather kernel on
     C-contiguous numpy arrays, or None for the general path (which spends
     about 20 us of Python a call at 1 x 128 ids, with a 12 us kernel: the report's latency case)."""
-    k = _latency_kernels(ids, table, backend)
-    if k is None or (position_ids is not None and type(position_ids) is not np.ndarray):
+    k = _latency_kernels(ids, table, position_ids, backend)
+    if k is None:
         return None
     threads = resolve(n_threads)
     result = k.rows.gather_call(
