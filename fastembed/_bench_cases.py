@@ -215,9 +215,9 @@ def rope_step_methods(batch, compile_torch=True, out=None):
 
     def numpy_step():
         p = numpy_position()
-        a, b = x[..., :half], x[..., half:]
-        np.subtract(a * cos[p], b * sin[p], out=y[..., :half])
-        np.add(b * cos[p], a * sin[p], out=y[..., half:])
+        a, b, c, s = x[..., :half], x[..., half:], cos[p], sin[p]
+        np.subtract(a * c, b * s, out=y[..., :half])
+        np.add(b * c, a * s, out=y[..., half:])
 
     methods = {
         "fastembed auto": lambda: _rope.apply_rope(x, offset=fastembed_position(), out=y),
