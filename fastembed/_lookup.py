@@ -80,11 +80,17 @@ def _fast(ids, table, proj, scale, bias, pos_table, offset, position_ids, out, b
     if k is None or table.ndim != 2 or type(proj) is not np.ndarray or proj.ndim != 2:
         return None
     token_flops = 2.0 * table.shape[1] * proj.shape[1]
-    if not k.fused_pays(ids.size * token_flops):
+    flops = ids.size * token_flops
+    if not k.fused_pays(flops):
         return None
-    if _pipeline.choose_plan(ids.size, table.shape[0], True, token_flops) != "fused":
+    if (
+        ids.size >= _pipeline.DEDUPE_MIN_TOKENS
+        and _pipeline.choose_plan(ids.size, table.shape[0], True, token_flops) != "fused"
+    ):
         return None  # many repeated ids: the dedupe plan is the faster one
     threads = resolve(n_threads)
+    policy = lambda flops: _pipeline.fused_threads(k, threads, flops)  # noqa: E731
+    one = flops < _threads.ONE_THREAD_FLOPS  # one thread whatever the pool: no policy to run
     result = k.project.project_call(
         ids,
         table,
@@ -94,12 +100,12 @@ def _fast(ids, table, proj, scale, bias, pos_table, offset, position_ids, out, b
         out,
         k.simd_width,
         _pipeline.SIGNAL_CHECK_FLOPS,
-        lambda flops: _pipeline.fused_threads(k, threads, flops),
+        1 if one else policy,
         bias,
         offset,
         position_ids,
     )
-    if result is not None and k.openmp:
+    if result is not None and not one and k.openmp:  # one thread: no pool to keep warm
         _threads.note_openmp_kernel_end()
     return result
 
@@ -109,9 +115,11 @@ def _fast_dense(ids, table, scale, bias, pos_table, offset, position_ids, out, b
     C-contiguous numpy arrays, or None for the general path (which spends
     about 20 us of Python a call at 1 x 128 ids, with a 12 us kernel: the report's latency case)."""
     k = _latency_kernels(ids, table, position_ids, backend)
-    if k is None:
+    if k is None or table.ndim != 2:
         return None
     threads = resolve(n_threads)
+    policy = lambda n_elements: k.thread_count(k.for_work(threads, n_elements))  # noqa: E731
+    one = ids.size * table.shape[1] < _threads.ONE_THREAD_ELEMENTS  # one thread whatever the pool
     result = k.rows.gather_call(
         ids,
         table,
@@ -119,12 +127,12 @@ def _fast_dense(ids, table, scale, bias, pos_table, offset, position_ids, out, b
         pos_table,
         out,
         _pipeline.SIGNAL_CHECK_BYTES,
-        lambda n_elements: k.thread_count(k.for_work(threads, n_elements)),
+        1 if one else policy,
         bias,
         offset,
         position_ids,
     )
-    if result is not None and k.openmp:
+    if result is not None and not one and k.openmp:  # one thread: no pool to keep warm
         _threads.note_openmp_kernel_end()
     return result
 

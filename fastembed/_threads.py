@@ -165,6 +165,8 @@ MIN_ELEMENTS_PER_THREAD = 1 << 18
 # 255-290 us on one for gaps up to 400 us, and 350-700 us from 700 us on (the
 # vCPUs had idled); 200 us keeps a margin below that crossover.
 MIN_ELEMENTS_PER_THREAD_WARM = 1 << 14
+# Below this many elements a pass runs on one thread whatever the pool's state.
+ONE_THREAD_ELEMENTS = 2 * MIN_ELEMENTS_PER_THREAD_WARM
 _passive = os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive" or os.environ.get("GOMP_SPINCOUNT") == "0"
 WARM_POOL_SECONDS = 0.0 if _passive else 200e-6
 # Compute-bound kernels: a pool pays from a few microseconds of FMAs per thread (Numba's, whatever
@@ -174,6 +176,8 @@ MIN_FLOPS_PER_THREAD = 2_000_000
 # ALBERT-base rows on the Zen 4 VM, calls back to back, 1 vs 2 threads: 4 rows (0.8 MFLOP) 9.4 vs
 # 9.2 us, 6 rows 16.8 vs 13.6, 12 rows 24.1 vs 13.6: a second thread pays from ~1 MFLOP) ...
 MIN_FLOPS_PER_THREAD_WARM = 500_000
+# Below this, one thread whatever the pool (a latency path then runs without asking the policy).
+ONE_THREAD_FLOPS = 2 * MIN_FLOPS_PER_THREAD_WARM
 # ... and an idle OpenMP pool only when half the work saves more than the wake-up (100-250 us,
 # measured on 2-vCPU KVM guests): ~64 MFLOP per thread.
 MIN_FLOPS_PER_THREAD_COLD = 64_000_000
@@ -190,6 +194,8 @@ def note_openmp_kernel_end():
 def for_work(n_threads, n_elements, openmp=False):
     """Threads worth waking for a memory-bound pass over ``n_elements`` (at most ``n_threads``);
     ``openmp``: the pass runs on the OpenMP pool, which back-to-back calls keep warm."""
+    if n_elements < ONE_THREAD_ELEMENTS:
+        return 1
     per_thread = MIN_ELEMENTS_PER_THREAD
     if openmp and _pool_is_warm():
         per_thread = MIN_ELEMENTS_PER_THREAD_WARM
@@ -199,7 +205,7 @@ def for_work(n_threads, n_elements, openmp=False):
 def for_flops(n_threads, flops, openmp=False):
     """Threads worth waking for a compute-bound kernel of ``flops`` (at most ``n_threads``);
     ``openmp`` as in ``for_work``."""
-    if flops < 2 * MIN_FLOPS_PER_THREAD_WARM:  # one thread whatever the pool (the latency paths' common case)
+    if flops < ONE_THREAD_FLOPS:
         return 1
     per_thread = MIN_FLOPS_PER_THREAD
     if openmp:

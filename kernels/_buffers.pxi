@@ -4,6 +4,8 @@
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 
 
+cdef object _ndarray = np.ndarray  # read per argument on every call: a module attribute lookup less
+
 cdef enum:
     FE_F32 = 1
     FE_F64 = 2
@@ -132,7 +134,7 @@ cdef bint _position_ids_fit(position_ids, offset, Py_buffer* bn, bint* has_n, Py
     release). Whether each is in [0, n_pos) is checked on the private copy the kernel reads."""
     if position_ids is None:
         return True
-    if not has_q or type(position_ids) is not np.ndarray or type(offset) is not int or offset != 0:
+    if not has_q or type(position_ids) is not _ndarray or type(offset) is not int or offset != 0:
         return False
     has_n[0] = _get_buffer(position_ids, bn, False)
     return has_n[0] and _is_ids(bn) and _same_shape(bn, bi) and (not has_o or _apart(bo, bn))
@@ -167,12 +169,18 @@ cdef bint _simple_arguments(ids, table, pos, out, bias, scale, double* value):
     ``value`` (never a numpy scalar or a bool, whose checks the general path owns)."""
     cdef object t
     for t in (ids, table, pos, out, bias):
-        if t is not None and type(t) is not np.ndarray:
+        if t is not None and type(t) is not _ndarray:
             return False
     if ids is None or table is None or not (type(scale) is float or type(scale) is int):
         return False
     value[0] = scale
     return True
+
+
+cdef int _thread_count(threads_for, double work) except -1:
+    """A latency path's thread count: ``threads_for`` itself when it is an int (at least 1; the
+    caller knew it without the work's size), else ``threads_for(work)``."""
+    return max(1, <int>threads_for) if type(threads_for) is int else threads_for(work)
 
 
 cdef inline void _release(Py_buffer* view, bint held):

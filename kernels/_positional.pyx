@@ -466,10 +466,10 @@ cdef void _rope_blocks(const real[:, :] x, real[:, :] out, const int64_t[::1] ta
     staged streaming kernel) all rows are one group."""
     cdef Py_ssize_t n_rows = x.shape[0], width = x.shape[1], x_rs = x.strides[0] // <Py_ssize_t>sizeof(real)
     cdef Py_ssize_t o_rs = out.strides[0] // <Py_ssize_t>sizeof(real), t_rs = cos.shape[1]
-    cdef Py_ssize_t blk, r0, m, n, j, g, g0, base, n_groups = 1, n_pb
+    cdef Py_ssize_t blk, n_groups = 1, n_pb
     cdef bint copy_tail = 2 * half < width and &out[0, 0] != &x[0, 0]
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
-    cdef int stream = 0, groups = 1, gt
+    cdef int stream = 0, groups = 1
     if 2 * half == width and o_rs == width and &out[0, 0] != &x[0, 0]:  # whole rows, one after the other
         stream = _stream_for(&out[0, 0], <double>n_rows * width * sizeof(real), sizeof(real))
     cdef bint direct = stream != 0 and fe_rope_direct_fits(half, sizeof(real), stream)
@@ -484,43 +484,60 @@ cdef void _rope_blocks(const real[:, :] x, real[:, :] out, const int64_t[::1] ta
     else:
         period = n_rows  # one group of every row, in blocks of ROPE_BLOCK
     n_pb = (period + ROPE_BLOCK - 1) // ROPE_BLOCK
+    cdef Py_ssize_t n_blocks = (n_groups + groups - 1) // groups * n_pb
+    if n_threads == 1:  # no parallel region: libgomp spends a futex call (0.3 us) on a team of one
+        with nogil:
+            for blk in range(n_blocks):
+                _rope_block(x0, x_rs, o0, o_rs, rows0, c0, s0, t_rs, half, width, period, n_pb, n_groups, groups,
+                            direct, stream, copy_tail, blk)
+            if stream:
+                fe_store_fence()
+        return
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
-        for blk in prange((n_groups + groups - 1) // groups * n_pb, schedule="guided"):
-            g0 = (blk // n_pb) * groups
-            gt = <int>min(<Py_ssize_t>groups, n_groups - g0)
-            r0 = (blk % n_pb) * ROPE_BLOCK
-            m = min(<Py_ssize_t>ROPE_BLOCK, period - r0)
-            base = g0 * period + r0
-            if real is float and direct:
-                fe_rope_f32_neox_direct(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, period * o_rs,
-                                        rows0 + base, period, c0, s0, t_rs, half, m, gt, stream)
-            elif real is double and direct:
-                fe_rope_f64_neox_direct(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, period * o_rs,
-                                        rows0 + base, period, c0, s0, t_rs, half, m, gt, stream)
-            elif real is float and stream:  # the staged kernel: one group
-                fe_rope_f32_neox_stream(x0 + base * x_rs, x_rs, o0 + base * o_rs, rows0 + base, c0, s0,
-                                        t_rs, half, m, stream)
-            elif real is double and stream:
-                fe_rope_f64_neox_stream(x0 + base * x_rs, x_rs, o0 + base * o_rs, rows0 + base, c0, s0,
-                                        t_rs, half, m, stream)
-            elif real is float and gt == 1:
-                fe_rope_f32_neox(x0 + base * x_rs, x_rs, o0 + base * o_rs, o_rs, rows0 + base, c0, s0, t_rs, half, m)
-            elif real is double and gt == 1:
-                fe_rope_f64_neox(x0 + base * x_rs, x_rs, o0 + base * o_rs, o_rs, rows0 + base, c0, s0, t_rs, half, m)
-            elif real is float:
-                fe_rope_f32_neox_groups(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, o_rs,
-                                        period * o_rs, rows0 + base, period, c0, s0, t_rs, half, m, gt)
-            elif real is double:
-                fe_rope_f64_neox_groups(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, o_rs,
-                                        period * o_rs, rows0 + base, period, c0, s0, t_rs, half, m, gt)
-            if copy_tail:
-                for g in range(gt):
-                    for n in range(base + g * period, base + g * period + m):
-                        for j in range(2 * half, width):
-                            out[n, j] = x[n, j]
+        for blk in prange(n_blocks, schedule="guided"):
+            _rope_block(x0, x_rs, o0, o_rs, rows0, c0, s0, t_rs, half, width, period, n_pb, n_groups, groups,
+                        direct, stream, copy_tail, blk)
         if stream:
             fe_store_fence()
+
+
+cdef void _rope_block(const real* x0, Py_ssize_t x_rs, real* o0, Py_ssize_t o_rs, const int64_t* rows0,
+                      const real* c0, const real* s0, Py_ssize_t t_rs, Py_ssize_t half, Py_ssize_t width,
+                      Py_ssize_t period, Py_ssize_t n_pb, Py_ssize_t n_groups, int groups, bint direct,
+                      int stream, bint copy_tail, Py_ssize_t blk) noexcept nogil:
+    """Task ``blk`` of _rope_blocks: block blk % n_pb of the positions of up to ``groups`` groups."""
+    cdef Py_ssize_t g0 = (blk // n_pb) * groups, r0 = (blk % n_pb) * ROPE_BLOCK, base, n, j, g
+    cdef int gt = <int>min(<Py_ssize_t>groups, n_groups - g0)
+    cdef Py_ssize_t m = min(<Py_ssize_t>ROPE_BLOCK, period - r0)
+    base = g0 * period + r0
+    if real is float and direct:
+        fe_rope_f32_neox_direct(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, period * o_rs,
+                                rows0 + base, period, c0, s0, t_rs, half, m, gt, stream)
+    elif real is double and direct:
+        fe_rope_f64_neox_direct(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, period * o_rs,
+                                rows0 + base, period, c0, s0, t_rs, half, m, gt, stream)
+    elif real is float and stream:  # the staged kernel: one group
+        fe_rope_f32_neox_stream(x0 + base * x_rs, x_rs, o0 + base * o_rs, rows0 + base, c0, s0,
+                                t_rs, half, m, stream)
+    elif real is double and stream:
+        fe_rope_f64_neox_stream(x0 + base * x_rs, x_rs, o0 + base * o_rs, rows0 + base, c0, s0,
+                                t_rs, half, m, stream)
+    elif real is float and gt == 1:
+        fe_rope_f32_neox(x0 + base * x_rs, x_rs, o0 + base * o_rs, o_rs, rows0 + base, c0, s0, t_rs, half, m)
+    elif real is double and gt == 1:
+        fe_rope_f64_neox(x0 + base * x_rs, x_rs, o0 + base * o_rs, o_rs, rows0 + base, c0, s0, t_rs, half, m)
+    elif real is float:
+        fe_rope_f32_neox_groups(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, o_rs,
+                                period * o_rs, rows0 + base, period, c0, s0, t_rs, half, m, gt)
+    elif real is double:
+        fe_rope_f64_neox_groups(x0 + base * x_rs, x_rs, period * x_rs, o0 + base * o_rs, o_rs,
+                                period * o_rs, rows0 + base, period, c0, s0, t_rs, half, m, gt)
+    if copy_tail:  # unit column strides (the caller's condition)
+        for g in range(gt):
+            for n in range(base + g * period, base + g * period + m):
+                for j in range(2 * half, width):
+                    o0[n * o_rs + j] = x0[n * x_rs + j]
 
 
 cdef bint _disjoint_rows(const real[:, :] x, real[:, :] out) noexcept:

@@ -67,7 +67,7 @@ def project_call(
     out: _Real | None,
     simd: int,
     max_flops: float,
-    threads_for: Callable[[float], int],
+    threads_for: Callable[[float], int] | int,
     bias: _Real | None = None,
     offset: int = 0,
     position_ids: _Index | None = None,

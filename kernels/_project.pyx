@@ -1179,13 +1179,13 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
     """The task grid of ``project_rows`` (``project_distinct`` with ``starts``: n is then the
     number of distinct rows) over checked arguments, on ``n_threads`` OpenMP threads; ``stream``:
     _stream_for's ISA for the whole output (see _task_simd)."""
-    cdef Py_ssize_t want, rows_per_task, n_rb, n_cb, cb_strips, n_tasks, task, rb, cb
+    cdef Py_ssize_t want, rows_per_task, n_rb, n_cb, cb_strips, n_tasks
     cdef _Strips st
     cdef bint cb_major
     cdef fe_task_range one_range
     cdef fe_task_range* ranges
     cdef void* ranges_raw
-    cdef int home, n_ranges
+    cdef int n_ranges
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1, shift
     cdef void* raw
     cdef real* packed = _proj_strips(p0, p_rs, r, d, n, width, n_threads, caller_cpu, &raw, &st, &shift)
@@ -1236,29 +1236,48 @@ cdef void _run_grid(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const inde
     if ranges_raw == NULL:
         n_ranges = 1
     fe_task_ranges(ranges, n_ranges, n_tasks)
-    with nogil, parallel(num_threads=n_threads):
-        fe_unstack(caller_cpu)
-        home = threadid() % n_ranges
-        task = fe_take_task(ranges, n_ranges, home)
-        while task >= 0:
-            if cb_major:
-                cb = task // n_rb
-                rb = task - cb * n_rb
-            else:
-                rb = task // n_cb
-                cb = task - rb * n_cb
-            if width:
-                _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, packed, r, d, sc, b0, q0, q_rs, q_rows,
-                           starts, order, out0,
-                           rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
-                           cb * cb_strips, min(st.n, (cb + 1) * cb_strips), &st, width, shift, stream)
-            else:
-                _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, starts, order, out0,
-                           rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
-                           _strip_start(&st, cb * cb_strips), min(d, _strip_start(&st, (cb + 1) * cb_strips)))
-            task = fe_take_task(ranges, n_ranges, home)
+    if n_threads == 1:  # no parallel region: libgomp spends a futex call (0.3 us) on a team of one
+        with nogil:
+            _grid_tasks(t0, t_rs, t_cs, rows0, p0, p_rs, packed, r, n, d, sc, b0, q0, q_rs, q_rows, starts, order,
+                        out0, width, shift, stream, &st, rows_per_task, n_rb, n_cb, cb_strips, cb_major, ranges,
+                        n_ranges, 0)
+    else:
+        with nogil, parallel(num_threads=n_threads):
+            fe_unstack(caller_cpu)
+            _grid_tasks(t0, t_rs, t_cs, rows0, p0, p_rs, packed, r, n, d, sc, b0, q0, q_rs, q_rows, starts, order,
+                        out0, width, shift, stream, &st, rows_per_task, n_rb, n_cb, cb_strips, cb_major, ranges,
+                        n_ranges, threadid() % n_ranges)
     free(ranges_raw)
     free(raw)
+
+
+cdef void _grid_tasks(const real* t0, Py_ssize_t t_rs, Py_ssize_t t_cs, const index_t* rows0,
+                      const real* p0, Py_ssize_t p_rs, const real* packed, Py_ssize_t r, Py_ssize_t n,
+                      Py_ssize_t d, real sc, const real* b0, const real* q0, Py_ssize_t q_rs,
+                      const int64_t* q_rows, const Py_ssize_t* starts, const Py_ssize_t* order, real* out0,
+                      int width, int shift, int stream, const _Strips* st, Py_ssize_t rows_per_task,
+                      Py_ssize_t n_rb, Py_ssize_t n_cb, Py_ssize_t cb_strips, bint cb_major,
+                      fe_task_range* ranges, int n_ranges, int home) noexcept nogil:
+    """One thread's part of _run_grid: the tasks it takes, from its home range first."""
+    cdef Py_ssize_t rb, cb
+    cdef Py_ssize_t task = fe_take_task(ranges, n_ranges, home)
+    while task >= 0:
+        if cb_major:
+            cb = task // n_rb
+            rb = task - cb * n_rb
+        else:
+            rb = task // n_cb
+            cb = task - rb * n_cb
+        if width:
+            _task_simd(t0, t_rs, t_cs, rows0, p0, p_rs, packed, r, d, sc, b0, q0, q_rs, q_rows,
+                       starts, order, out0,
+                       rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
+                       cb * cb_strips, min(st.n, (cb + 1) * cb_strips), st, width, shift, stream)
+        else:
+            _task_loop(t0, t_rs, t_cs, rows0, p0, p_rs, r, d, sc, b0, q0, q_rs, q_rows, starts, order, out0,
+                       rb * rows_per_task, min(n, (rb + 1) * rows_per_task),
+                       _strip_start(st, cb * cb_strips), min(d, _strip_start(st, (cb + 1) * cb_strips)))
+        task = fe_take_task(ranges, n_ranges, home)
 
 
 # project_gather: the dedupe plan's two passes (project the distinct rows into a buffer, then gather
@@ -1776,8 +1795,8 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
     [0, n_pos), with pos given and offset 0. The ids and position ids are copied (and checked)
     before the kernel reads them, so another thread writing to them cannot put an unchecked index
     in front of it.
-    ``threads_for(flops)`` gives the thread count. Anything else, or an out-of-range id: None,
-    with nothing written.
+    ``threads_for(flops)`` gives the thread count (an int ``threads_for`` is the count itself).
+    Anything else, or an out-of-range id: None, with nothing written.
     """
     cdef Py_buffer bi, bt, bp, bq, bb, bo, bn
     cdef bint has_i = False, has_t = False, has_p = False, has_q = False, has_b = False, has_o = False
@@ -1787,7 +1806,7 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
     cdef int64_t* q_rows = NULL
     cdef int kind, n_threads
     cdef double sc
-    if type(proj) is not np.ndarray or not _simple_arguments(ids, table, pos, out, bias, scale, &sc):
+    if type(proj) is not _ndarray or not _simple_arguments(ids, table, pos, out, bias, scale, &sc):
         return None
     try:
         has_i = _get_buffer(ids, &bi, False)
@@ -1825,7 +1844,7 @@ def project_call(ids, table, proj, scale, pos, out, int simd, double max_flops, 
             has_o = True
         else:
             result = out
-        n_threads = threads_for(2.0 * n * r * d)
+        n_threads = _thread_count(threads_for, 2.0 * n * r * d)
         _fast_grid(&bt, &bp, &bq if has_q else NULL, &bb if has_b else NULL, &bo, rows, q_rows, n, r, d, sc,
                    kind == FE_F64, _effective_width(simd), n_threads)
         return result

@@ -27,7 +27,7 @@ def gather_call(
     pos: _Real | None,
     out: _Real | None,
     max_bytes: float,
-    threads_for: Callable[[int], int],
+    threads_for: Callable[[int], int] | int,
     bias: _Real | None = None,
     offset: int = 0,
     position_ids: _Index | None = None,

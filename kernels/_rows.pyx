@@ -157,7 +157,7 @@ def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for, bias
     Ctrl-C); position_ids None, or int32/int64 of ids' shape, every one in [0, n_pos), with pos
     given and offset 0. The rows are gather_rows' (the same values bit for bit). The ids and
     position ids are copied and checked before the kernel reads them. ``threads_for(n_elements)``
-    gives the thread count. Anything else, or an out-of-range id: None, with nothing written.
+    gives the thread count (an int ``threads_for`` is the count itself). Anything else, or an out-of-range id: None, with nothing written.
     """
     cdef Py_buffer bi, bt, bq, bb, bo, bn
     cdef bint has_i = False, has_t = False, has_q = False, has_b = False, has_o = False, has_n = False
@@ -199,7 +199,7 @@ def gather_call(ids, table, scale, pos, out, double max_bytes, threads_for, bias
             has_o = True
         else:
             result = out
-        n_threads = threads_for(n * d)
+        n_threads = _thread_count(threads_for, n * d)
         if kind == FE_F64:
             _gather_simple(<const double*>bt.buf, rows, <double>sc, <const double*>bb.buf if has_b else NULL,
                            <const double*>bq.buf + first * d if has_q else NULL, q_rows, L, <double*>bo.buf, n, d,
@@ -226,14 +226,28 @@ cdef void _gather_simple(const real* table, const int64_t* rows, real scale, con
     cdef Py_ssize_t i
     cdef int caller_cpu = fe_current_cpu() if n_threads > 1 else -1
     cdef int stream = _stream_for(out, <double>n * d * sizeof(real), sizeof(real))
+    if n_threads == 1:  # no parallel region: libgomp spends a futex call (0.3 us) on a team of one
+        with nogil:
+            for i in range(n):
+                _simple_row(table, rows, scale, bias, pos, q_rows, L, out, d, stream, i)
+            if stream:
+                fe_store_fence()
+        return
     with nogil, parallel(num_threads=n_threads):
         fe_unstack(caller_cpu)
         for i in prange(n, schedule="guided"):
-            _emit_row(out + i * d, table + rows[i] * d, 1, scale, bias,
-                      <const real*>NULL if pos == NULL else pos + (q_rows[i] if q_rows != NULL else i % L) * d,
-                      1, d, stream)
+            _simple_row(table, rows, scale, bias, pos, q_rows, L, out, d, stream, i)
         if stream:
             fe_store_fence()
+
+
+cdef inline void _simple_row(const real* table, const int64_t* rows, real scale, const real* bias, const real* pos,
+                             const int64_t* q_rows, Py_ssize_t L, real* out, Py_ssize_t d, int stream,
+                             Py_ssize_t i) noexcept nogil:
+    """Row i of _gather_simple."""
+    _emit_row(out + i * d, table + rows[i] * d, 1, scale, bias,
+              <const real*>NULL if pos == NULL else pos + (q_rows[i] if q_rows != NULL else i % L) * d,
+              1, d, stream)
 
 
 def finish_rows(real[:, ::1] out, double scale, const real[::1] bias,
