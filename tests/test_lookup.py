@@ -396,19 +396,6 @@ def test_dense_latency_path_declines_what_it_cannot_prove_valid():
     assert _gather_call(k, ids, table, 1.0, pos, out, max_bytes=640.0) is out
 
 
-@pytest.mark.parametrize("count", [1, 2, 3, 0, -4])
-def test_dense_latency_path_takes_a_thread_count_given_as_an_int(count):
-    """threads_for given as an int is the count itself (at least 1): the bits of the policy's
-    calls, on one thread without a parallel region as on a team."""
-    k = _gather_call_kernels()
-    rng = np.random.default_rng(12)
-    table, pos = rng.standard_normal((40, 37)).astype(np.float32), rng.standard_normal((20, 37)).astype(np.float32)
-    ids = rng.integers(0, 40, (3, 17))
-    expected = _gather_call(k, ids, table, 0.5, pos, None, offset=2)
-    got = k.rows.gather_call(ids, table, 0.5, pos, None, 2.0**31, count, None, 2)
-    np.testing.assert_array_equal(got, expected)
-
-
 def test_dense_latency_calls_of_one_thread_skip_the_thread_policy(monkeypatch):
     """A call below ONE_THREAD_ELEMENTS (a decoding step) runs on one thread without the policy's
     Python; a bigger one asks the policy, with the elements the kernel counts."""

@@ -825,20 +825,6 @@ def test_latency_path_declines_what_it_cannot_prove_valid():
     assert k.project.project_call(ids, table, proj, 1.0, pos, out, k.simd_width, 2560.0, lambda f: 2) is out
 
 
-@pytest.mark.parametrize("count", [1, 2, 3, 0, -4])
-def test_latency_path_takes_a_thread_count_given_as_an_int(count):
-    """threads_for given as an int is the count itself (at least 1): the bits of the policy's
-    calls, on one thread without a parallel region as on a team."""
-    k = _call_kernels()
-    rng = np.random.default_rng(9)
-    table, proj = rng.standard_normal((40, 24)).astype(np.float32), rng.standard_normal((24, 70)).astype(np.float32)
-    pos = rng.standard_normal((20, 70)).astype(np.float32)
-    ids = rng.integers(0, 40, (3, 17))
-    expected = _project_call(k, ids, table, proj, 0.5, pos, None, None, 2)
-    got = k.project.project_call(ids, table, proj, 0.5, pos, None, k.simd_width, 2.0**31, count, None, 2)
-    np.testing.assert_array_equal(got, expected)
-
-
 def test_latency_calls_of_one_thread_skip_the_thread_policy(monkeypatch):
     """A call below ONE_THREAD_FLOPS (a decoding step) runs on one thread without the policy's
     Python; a bigger one asks the policy, with the flops the kernel counts."""

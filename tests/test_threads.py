@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastembed as fe
-from util import BACKENDS, LOOKUPS
+from util import BACKENDS, COMPILED, LOOKUPS
 
 
 @pytest.mark.parametrize("lookup", LOOKUPS, ids=lambda x: x.name)
@@ -126,6 +126,31 @@ def test_small_passes_use_the_pool_only_while_calls_come_back_to_back(monkeypatc
     assert _threads.for_flops(4, 2 * _threads.MIN_FLOPS_PER_THREAD_WARM) == 1  # Numba's pool: its own threshold
     assert _threads.for_flops(4, 2 * _threads.MIN_FLOPS_PER_THREAD) == 2
     assert _threads.for_flops(4, _threads.MIN_FLOPS_PER_THREAD_WARM, openmp=True) == 1
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 0, -4])
+@pytest.mark.parametrize("path", ["project_call", "gather_call"])
+def test_latency_paths_take_a_thread_count_given_as_an_int(path, count):
+    """A latency kernel's threads_for given as an int is the count itself (at least 1): the bits
+    of a call whose policy gave two threads, on one thread without a parallel region as on a team."""
+    from fastembed import backends
+
+    k = backends.kernels("cython") if "cython" in COMPILED else None
+    if k is None or (path == "project_call" and k.simd_width < 256):
+        pytest.skip("the latency paths are the Cython kernels' (project_call runs the SIMD tiles)")
+    rng = np.random.default_rng(9)
+    table, proj = rng.standard_normal((40, 24)).astype(np.float32), rng.standard_normal((24, 70)).astype(np.float32)
+    pos = rng.standard_normal((20, 70 if path == "project_call" else 24)).astype(np.float32)
+    ids = rng.integers(0, 40, (3, 17))
+
+    def call(threads):
+        if path == "project_call":
+            return k.project.project_call(ids, table, proj, 0.5, pos, None, k.simd_width, 2.0**31, threads, None, 2)
+        return k.rows.gather_call(ids, table, 0.5, pos, None, 2.0**31, threads, None, 2)
+
+    expected = call(lambda work: 2)
+    assert expected is not None
+    np.testing.assert_array_equal(call(count), expected)
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux affinity API")
