@@ -42,6 +42,17 @@ class StaticEncode:
         self.run()
 
 
+class EncodeQuery:
+    params = ["fastembed encode", "model2vec encode"]
+    param_names = ["method"]
+
+    def setup(self, method):
+        self.run = warm_method(lambda n: cases.query_methods(), method)
+
+    def time_encode_query(self, method):
+        self.run()
+
+
 class Tokenize:
     params = ["fastembed WordPiece", "tokenizers encode_batch_fast", "tokenizers encode_batch", "UTF-8 encode and join"]
     param_names = ["method"]

@@ -150,3 +150,20 @@ def encode_methods(n):
     theirs = StaticModel.from_pretrained(str(model_folder()))
     methods["model2vec encode"] = lambda: theirs.encode(texts, use_multiprocessing=False)
     return methods
+
+
+def query_methods():
+    """name -> zero-argument callable encoding one query (a str, the first of ``sentences``):
+    a search's latency, where a call's fixed costs are the whole cost."""
+    from ._static import StaticEmbedding
+
+    query = next(iter(sentences(1)))
+    ours = StaticEmbedding.from_model2vec(model_folder())
+    methods = {"fastembed encode": lambda: ours.encode(query)}
+    try:
+        from model2vec import StaticModel
+    except ImportError:
+        return methods
+    theirs = StaticModel.from_pretrained(str(model_folder()))
+    methods["model2vec encode"] = lambda: theirs.encode(query, use_multiprocessing=False)
+    return methods

@@ -432,6 +432,7 @@ def static_cases(quick=False):
     # interleaved: timed one after the other, a drift of the VM's speed during fastembed's few
     # tenths of a second had put its ratio to model2vec anywhere between 14x and 21x
     encode = interleaved_best_times(encode_methods, rounds=2, repeat=2 if quick else 6)
+    query = interleaved_best_times(cases.query_methods(), rounds=3, repeat=15, min_seconds=0.02 if quick else 0.2)
     tokenize = {
         name: best_time(f, repeat=2 if quick else 3, min_seconds=0) for name, f in cases.tokenize_methods(n).items()
     }
@@ -446,6 +447,7 @@ def static_cases(quick=False):
         "pooled_seconds": pooled,
         "rows_in_order_seconds": rows_in_order,
         "encode_seconds": encode,
+        "query_seconds": query,
         "tokenize_seconds": tokenize,
         "max_difference_to_model2vec": same,
     }
@@ -499,6 +501,10 @@ def format_static(report):
         lines.append(f"  {name:28s} {t:9.3f} s  {n / t:10,.0f} sentences/s")
     if static.get("max_difference_to_model2vec") is not None:
         lines.append(f"  largest difference to model2vec's vectors: {static['max_difference_to_model2vec']:.1e}")
+    if static.get("query_seconds"):  # reports before 2026-12-07 have none
+        lines.append("StaticEmbedding.encode of one query (a str): a search's latency")
+        for name, t in sorted(static["query_seconds"].items(), key=lambda kv: kv[1]):
+            lines.append(f"  {name:28s} {t * 1e6:9.1f} us")
     lines.append(f"tokenizing {n} sentences (MiniLM's WordPiece, no special tokens)")
     for name, t in sorted(static.get("tokenize_seconds", {}).items(), key=lambda kv: kv[1]):
         lines.append(f"  {name:28s} {t:9.3f} s  {n / t:10,.0f} sentences/s")

@@ -177,7 +177,7 @@ cdef bint _simple_arguments(ids, table, pos, out, bias, scale, double* value):
     return True
 
 
-cdef int _thread_count(threads_for, double work) except -1:
+cdef int _thread_count(threads_for, work) except -1:
     """A latency path's thread count: ``threads_for`` itself when it is an int (at least 1; the
     caller knew it without the work's size), else ``threads_for(work)``."""
     return max(1, <int>threads_for) if type(threads_for) is int else threads_for(work)

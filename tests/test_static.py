@@ -73,6 +73,26 @@ def test_save_and_load_round_trip_a_factorized_model(minilm_dir, tmp_path):
         fe.StaticEmbedding(minilm_dir / "tokenizer.json", table, proj, mode="max").save(tmp_path / "x")
 
 
+def test_one_batch_is_tokenized_on_the_calling_thread(static_folder, monkeypatch):
+    """Texts that fit one batch (a query) start no worker thread (starting and joining one cost
+    300 us, six times the whole call); several batches tokenize the next on one worker while this
+    one is pooled. The vectors are the same either way, and nothing is encoded twice or skipped."""
+    from fastembed import _static
+
+    model = fe.StaticEmbedding.from_model2vec(static_folder[0])
+    started, tokenized = [], []
+    pool, tokenize = _static.ThreadPoolExecutor, model._tokenize
+    monkeypatch.setattr(_static, "ThreadPoolExecutor", lambda *a, **k: started.append(1) or pool(*a, **k))
+    monkeypatch.setattr(model, "_tokenize", lambda texts: tokenized.append(len(texts)) or tokenize(texts))
+    one = model.encode(TEXTS)
+    assert started == [] and tokenized == [len(TEXTS)]
+    assert model.encode([]).shape == (0, 24) and tokenized == [len(TEXTS)]
+    several = model.encode(TEXTS, batch_size=2)
+    assert started == [1] and tokenized == [len(TEXTS), 2, 2, 1]
+    np.testing.assert_array_equal(one, several)
+    np.testing.assert_array_equal(model.encode(TEXTS[0]), one[0])
+
+
 def test_compiled_wordpiece_gives_the_vectors_of_the_hf_tokenizer(minilm_dir):
     tokenizers = pytest.importorskip("tokenizers")
     from fastembed._tokenizers import HFTokenizer
