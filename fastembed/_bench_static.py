@@ -133,37 +133,32 @@ def tokenize_methods(n):
     return methods
 
 
-def encode_methods(n):
-    """name -> zero-argument callable encoding ``n`` sentences end to end."""
+def _encoders(texts):
+    """(fastembed's model, name -> zero-argument callable encoding ``texts``, a list or one str,
+    with it and with model2vec where installed)."""
     from ._static import StaticEmbedding
 
-    texts = list(sentences(n))
     ours = StaticEmbedding.from_model2vec(model_folder())
-    methods = {
-        "fastembed encode": lambda: ours.encode(texts),
-        "fastembed tokenizer alone": lambda: ours.tokenize(texts),
-    }
+    methods = {"fastembed encode": lambda: ours.encode(texts)}
     try:
         from model2vec import StaticModel
     except ImportError:
-        return methods
+        return ours, methods
     theirs = StaticModel.from_pretrained(str(model_folder()))
     methods["model2vec encode"] = lambda: theirs.encode(texts, use_multiprocessing=False)
+    return ours, methods
+
+
+def encode_methods(n):
+    """name -> zero-argument callable encoding ``n`` sentences end to end (and fastembed's
+    tokenizing alone)."""
+    texts = list(sentences(n))
+    ours, methods = _encoders(texts)
+    methods["fastembed tokenizer alone"] = lambda: ours.tokenize(texts)
     return methods
 
 
 def query_methods():
     """name -> zero-argument callable encoding one query (a str, the first of ``sentences``):
     a search's latency, where a call's fixed costs are the whole cost."""
-    from ._static import StaticEmbedding
-
-    query = next(iter(sentences(1)))
-    ours = StaticEmbedding.from_model2vec(model_folder())
-    methods = {"fastembed encode": lambda: ours.encode(query)}
-    try:
-        from model2vec import StaticModel
-    except ImportError:
-        return methods
-    theirs = StaticModel.from_pretrained(str(model_folder()))
-    methods["model2vec encode"] = lambda: theirs.encode(query, use_multiprocessing=False)
-    return methods
+    return _encoders(next(iter(sentences(1))))[1]
