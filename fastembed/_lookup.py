@@ -89,8 +89,8 @@ def _fast(ids, table, proj, scale, bias, pos_table, offset, position_ids, out, b
     ):
         return None  # many repeated ids: the dedupe plan is the faster one
     threads = resolve(n_threads)
-    policy = lambda flops: _pipeline.fused_threads(k, threads, flops)  # noqa: E731
     one = flops < _threads.ONE_THREAD_FLOPS  # one thread whatever the pool: no policy to run
+    threads_for = 1 if one else (lambda flops: _pipeline.fused_threads(k, threads, flops))
     result = k.project.project_call(
         ids,
         table,
@@ -100,7 +100,7 @@ def _fast(ids, table, proj, scale, bias, pos_table, offset, position_ids, out, b
         out,
         k.simd_width,
         _pipeline.SIGNAL_CHECK_FLOPS,
-        1 if one else policy,
+        threads_for,
         bias,
         offset,
         position_ids,
@@ -118,8 +118,8 @@ def _fast_dense(ids, table, scale, bias, pos_table, offset, position_ids, out, b
     if k is None or table.ndim != 2:
         return None
     threads = resolve(n_threads)
-    policy = lambda n_elements: k.thread_count(k.for_work(threads, n_elements))  # noqa: E731
     one = ids.size * table.shape[1] < _threads.ONE_THREAD_ELEMENTS  # one thread whatever the pool
+    threads_for = 1 if one else (lambda n_elements: k.thread_count(k.for_work(threads, n_elements)))
     result = k.rows.gather_call(
         ids,
         table,
@@ -127,7 +127,7 @@ def _fast_dense(ids, table, scale, bias, pos_table, offset, position_ids, out, b
         pos_table,
         out,
         _pipeline.SIGNAL_CHECK_BYTES,
-        1 if one else policy,
+        threads_for,
         bias,
         offset,
         position_ids,
