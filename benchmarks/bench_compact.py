@@ -11,7 +11,7 @@ import numpy as np
 import fastembed as fe
 from fastembed import _bench_cases as cases
 
-from .common import backend_or_skip, token_ids
+from .common import backend_or_skip, prepared, token_ids
 
 KINDS = ["float32", "float16", "bfloat16", "int8"]
 
@@ -28,17 +28,20 @@ class CompactLookup:
     param_names = ["table", "backend", "ids"]
     timeout = 300
 
+    @prepared
     def setup(self, kind, backend, ids_kind):
         backend_or_skip(backend)
-        self.layer = compact(kind)
-        self.ids = token_ids(ids_kind, 32, 512, 30000)
-        self.layer.positional = cases.positions(512, 768)
-        self.layer.scale = float(np.sqrt(768))
-        self.out = np.empty((32, 512, 768), np.float32)
-        self.time_lookup(kind, backend, ids_kind)
+        layer = compact(kind)
+        ids = token_ids(ids_kind, 32, 512, 30000)
+        layer.positional = cases.positions(512, 768)
+        layer.scale = float(np.sqrt(768))
+        out = np.empty((32, 512, 768), np.float32)
+        run = lambda: layer(ids, out=out, backend=backend)  # noqa: E731
+        run()
+        return run
 
     def time_lookup(self, kind, backend, ids_kind):
-        self.layer(self.ids, out=self.out, backend=backend)
+        self.run()
 
 
 class CompactFootprint:

@@ -4,6 +4,8 @@ fastembed against the numpy recipes (methods from fastembed._bench_cases, shared
 import fastembed as fe
 from fastembed import _bench_cases as cases
 
+from .common import prepared
+
 
 def minilm_table():
     try:
@@ -17,14 +19,14 @@ class Factorize:
     param_names = ["method"]
     timeout = 300
 
+    @prepared
     def setup(self, method):
-        self.W = minilm_table()
-        self.run = cases.factorize_methods(self.W)[method]
+        return cases.factorize_methods(minilm_table())[method]
 
     def time_factorize(self, method):
         self.run()
 
     def track_relative_error(self, method):
         if not method.startswith("fastembed"):
-            return fe.factorize(self.W, cases.FACTORIZE_RANK).report.optimal_relative_error
+            return fe.factorize(minilm_table(), cases.FACTORIZE_RANK).report.optimal_relative_error
         return self.run().relative_error

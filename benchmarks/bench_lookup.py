@@ -10,7 +10,7 @@ import numpy as np
 import fastembed as fe
 from fastembed import _bench_cases as cases
 
-from .common import available, backend_or_skip, lookup_data
+from .common import available, backend_or_skip, lookup_data, prepared
 
 
 class FactorizedLookup:
@@ -18,11 +18,12 @@ class FactorizedLookup:
     param_names = ["method", "case"]
     timeout = 300
 
+    @prepared
     def setup(self, method, case_key):
         case, data = lookup_data(case_key)
         # torch.compile compiles each shape for tens of seconds: only when it is what is timed
         methods = cases.lookup_methods(case, data, compile_torch=method == "torch.compile")
-        self.run = available(methods, method)
+        return available(methods, method)
 
     def time_lookup(self, method, case_key):
         self.run()
@@ -35,9 +36,11 @@ class DecodeStep:
     params = [["fastembed auto"] + cases.PEERS, list(cases.STEP_BATCHES)]
     param_names = ["method", "batch"]
     timeout = 300
+    number = 100  # a sample: 100 calls (each after asv's setup, timed alone), not one call of microseconds
 
+    @prepared
     def setup(self, method, batch):
-        self.run = available(cases.step_methods(batch, compile_torch=method == "torch.compile"), method)
+        return available(cases.step_methods(batch, compile_torch=method == "torch.compile"), method)
 
     def time_step(self, method, batch):
         self.run()
@@ -47,17 +50,20 @@ class DenseLookup:
     params = [["cython", "numba", "numpy"], [(32, 512), (1, 128)]]
     param_names = ["backend", "batch_x_length"]
 
+    @prepared
     def setup(self, backend, shape):
         backend_or_skip(backend)
         B, L = shape
-        self.table = cases.dense("albert-base")
-        self.ids = cases.token_ids("uniform", B, L, self.table.shape[0])
-        self.pos = cases.positions(512, 768)
-        self.out = np.empty((B, L, 768), np.float32)
-        self.time_lookup(backend, shape)
+        table = cases.dense("albert-base")
+        ids = cases.token_ids("uniform", B, L, table.shape[0])
+        pos = cases.positions(512, 768)
+        out = np.empty((B, L, 768), np.float32)
+        run = lambda: fe.lookup(ids, table, scale=27.7, pos_table=pos, out=out, backend=backend)  # noqa: E731
+        run()
+        return run
 
     def time_lookup(self, backend, shape):
-        fe.lookup(self.ids, self.table, scale=27.7, pos_table=self.pos, out=self.out, backend=backend)
+        self.run()
 
 
 class LookupPeakMemory:

@@ -4,7 +4,7 @@ import numpy as np
 
 from fastembed import _bench_cases as cases
 
-from .common import available
+from .common import available, prepared
 
 
 class Sinusoidal:
@@ -15,8 +15,9 @@ class Sinusoidal:
     ]
     param_names = ["method", "shape", "layout"]
 
+    @prepared
     def setup(self, method, shape, layout):
-        self.run = available(cases.sinusoidal_methods(*shape, layout=layout), method)
+        return available(cases.sinusoidal_methods(*shape, layout=layout), method)
 
     def time_table(self, method, shape, layout):
         self.run()
@@ -26,8 +27,9 @@ class Rope:
     params = [["fastembed cython", "fastembed numba", "fastembed numpy", "torch (user)"], ["neox", "gptj"]]
     param_names = ["method", "style"]
 
+    @prepared
     def setup(self, method, style):
-        self.run = available(cases.rope_methods(cases.ROPE_SHAPE, style, compile_torch=False), method)
+        return available(cases.rope_methods(cases.ROPE_SHAPE, style, compile_torch=False), method)
 
     def time_apply(self, method, style):
         self.run()
@@ -41,9 +43,11 @@ class RopeDecodeStep:
     params = [["fastembed auto", "numpy", "torch (user)", "torch.compile"], list(cases.STEP_BATCHES)]
     param_names = ["method", "batch"]
     timeout = 300
+    number = 100  # as DecodeStep's
 
+    @prepared
     def setup(self, method, batch):
-        self.run = available(cases.rope_step_methods(batch, compile_torch=method == "torch.compile"), method)
+        return available(cases.rope_step_methods(batch, compile_torch=method == "torch.compile"), method)
 
     def time_step(self, method, batch):
         self.run()
@@ -84,6 +88,7 @@ class RopeTypes:
     params = [["fastembed cython", "fastembed numba", "fastembed numpy"], list(ROPE_CASES)]
     param_names = ["method", "rope_type"]
 
+    @prepared
     def setup(self, method, rope_type):
         options = dict(ROPE_CASES[rope_type])
         if rope_type.startswith("mrope"):
@@ -92,7 +97,7 @@ class RopeTypes:
             options["positions"] = np.broadcast_to(grid[:, None, None, :], (3, 4, 1, 1024))
         if rope_type == "per-row-offset":
             options["offset"] = np.array([0, 17, 4000, 123])
-        self.run = available(cases.rope_methods(cases.ROPE_SHAPE, **options), method)
+        return available(cases.rope_methods(cases.ROPE_SHAPE, **options), method)
 
     def time_apply(self, method, rope_type):
         self.run()

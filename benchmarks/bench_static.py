@@ -4,7 +4,7 @@ with the report)."""
 
 from fastembed import _bench_static as cases
 
-from .common import available
+from .common import available, prepared
 
 N_SENTENCES = 10_000
 
@@ -23,8 +23,9 @@ class PooledLookup:
     params = ["fastembed dense", "fastembed factorized r=64", "torch EmbeddingBag(mean)"]
     param_names = ["method"]
 
+    @prepared
     def setup(self, method):
-        self.run = warm_method(cases.pooled_methods, method)
+        return warm_method(cases.pooled_methods, method)
 
     def time_pool(self, method):
         self.run()
@@ -35,8 +36,9 @@ class StaticEncode:
     param_names = ["method"]
     timeout = 300
 
+    @prepared
     def setup(self, method):
-        self.run = warm_method(cases.encode_methods, method)
+        return warm_method(cases.encode_methods, method)
 
     def time_encode(self, method):
         self.run()
@@ -45,9 +47,11 @@ class StaticEncode:
 class EncodeQuery:
     params = ["fastembed encode", "model2vec encode"]
     param_names = ["method"]
+    number = 100  # a sample: 100 queries, each timed alone (see bench_lookup.DecodeStep)
 
+    @prepared
     def setup(self, method):
-        self.run = warm_method(lambda n: cases.query_methods(), method)
+        return warm_method(lambda n: cases.query_methods(), method)
 
     def time_encode_query(self, method):
         self.run()
@@ -58,8 +62,9 @@ class Tokenize:
     param_names = ["method"]
     timeout = 300
 
+    @prepared
     def setup(self, method):
-        self.run = warm_method(cases.tokenize_methods, method)
+        return warm_method(cases.tokenize_methods, method)
 
     def time_tokenize(self, method):
         self.run()

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _rope, backends, factorize, factorized_lookup, lookup, sinusoidal
-from ._peers import lookup_peers
+from ._peers import lookup_peers, torch_compile
 
 SHAPES = {
     # name: (V, r, d)
@@ -251,7 +251,7 @@ def _torch_rope_step(x, y, cos, sin, advancing, compile_torch):
 
     methods = {"torch (user)": stepper(rotated)}
     if compile_torch:
-        methods["torch.compile"] = stepper(torch.compile(rotated, dynamic=False))
+        methods["torch.compile"] = stepper(torch_compile(rotated))
     return methods
 
 
@@ -276,7 +276,7 @@ def _torch_rope(x, y, style, compile_torch):
 
     methods = {"torch (user)": lambda: X * C + rotate(X) * S}
     if compile_torch:
-        compiled = torch.compile(lambda t: t * C + rotate(t) * S, dynamic=False)
+        compiled = torch_compile(lambda t: t * C + rotate(t) * S)
 
         def compiled_call():
             with torch.inference_mode():

@@ -5,6 +5,8 @@ the user's expression, and ONNX Runtime running the
 Gather -> MatMul -> Mul -> Add graph with its output bound to ``out``. The report
 (fastembed.bench) and the asv suite (benchmarks/bench_lookup.py) both take them from here."""
 
+import os
+
 import numpy as np
 
 from ._threads import available_cores
@@ -20,6 +22,39 @@ def lookup_peers(E, P, pos, scale, ids, out, *, compile_torch=True):
     methods.update(_torch(E, P, pos, scale, ids, out, compile_torch))
     methods.update(_onnxruntime(E, P, pos, scale, ids, out))
     return methods
+
+
+def torch_compile(fn):
+    """``torch.compile(fn, dynamic=False)``, its inductor cache kept apart per ATEN_CPU_CAPABILITY.
+
+    Inductor's cache keys leave the capability out: code generated under ``ATEN_CPU_CAPABILITY=avx2``
+    (loops of 8 floats) was taken from the cache by a later uncapped run on an AVX-512 CPU, whose
+    16-float vector stores then ran past the ends of its buffers (torch 2.13.0, the 32 x 512 lookup:
+    "double free or corruption" on the second call). Under a capability the cache is
+    ``inductor_cache_dir``'s folder for it; a TORCHINDUCTOR_CACHE_DIR the caller set is kept.
+    """
+    import torch
+
+    capability = os.environ.get("ATEN_CPU_CAPABILITY")
+    if capability and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = inductor_cache_dir(capability)
+    return torch.compile(fn, dynamic=False)
+
+
+def inductor_cache_dir(capability, base=None):
+    """The inductor cache folder of runs under ``ATEN_CPU_CAPABILITY=capability``: inductor's own
+    default folder (``base``, read from torch when None) with ``-aten-<capability>`` appended."""
+    if base is None:
+        try:
+            from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+            base = default_cache_dir()
+        except ImportError:  # a torch that moved it: a folder of our own in the temp dir
+            import tempfile
+
+            base = os.path.join(tempfile.gettempdir(), "torchinductor")
+    safe = "".join(c if c.isalnum() else "_" for c in capability.lower())
+    return f"{os.path.normpath(base)}-aten-{safe}"
 
 
 def _torch(E, P, pos, scale, ids, out, compile_torch):
@@ -52,7 +87,7 @@ def _torch(E, P, pos, scale, ids, out, compile_torch):
 
     methods = {"torch (user)": user, "torch (best)": best, "torch (dedupe)": dedupe}
     if compile_torch:
-        compiled = torch.compile(lambda i: F.embedding(i, tE) @ tP * scale + tpos[:L], dynamic=False)
+        compiled = torch_compile(lambda i: F.embedding(i, tE) @ tP * scale + tpos[:L])
 
         def compiled_call():
             with torch.inference_mode():

@@ -403,3 +403,96 @@ def test_the_report_says_which_simd_each_peer_runs(monkeypatch, tmp_path):
     )
     del report["machine"]["peer_simd"]  # a report saved before the line existed
     assert not any(line.startswith("peers' SIMD") for line in bench.format_report(report).splitlines())
+
+
+def _asv_common():
+    """benchmarks/common.py of the source tree (absent from an sdist or wheel test run: skipped)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "common.py"
+    if not path.is_file():
+        pytest.skip("no benchmarks/ beside tests/")
+    spec = importlib.util.spec_from_file_location("fastembed_asv_common", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_asv_setup_builds_each_benchmarks_callable_once_per_process():
+    # asv_runner >= 0.3 runs setup before every timed call: the callable (and its buffers) must be
+    # the one built the first time, not rebuilt on fresh memory for each call
+    prepared = _asv_common().prepared
+    built = []
+
+    class Step:
+        @prepared
+        def setup(self, method, batch):
+            built.append((type(self).__name__, method, batch))
+            n_built = len(built)
+            return lambda: (method, batch, n_built)
+
+    class Other(Step):
+        pass
+
+    first, again, other_params, other_class = Step(), Step(), Step(), Other()
+    first.setup("numpy", 1)
+    again.setup("numpy", 1)
+    other_params.setup("numpy", 8)
+    other_class.setup("numpy", 1)
+    assert again.run is first.run and first.run() == ("numpy", 1, 1)
+    assert other_params.run is not first.run and other_params.run() == ("numpy", 8, 2)
+    assert other_class.run is not first.run
+    assert built == [("Step", "numpy", 1), ("Step", "numpy", 8), ("Other", "numpy", 1)]
+
+
+def test_asv_setup_that_skips_is_not_cached():
+    prepared = _asv_common().prepared
+    calls = []
+
+    class Missing:
+        @prepared
+        def setup(self, method):
+            calls.append(method)
+            raise NotImplementedError("peer not installed")
+
+    for _ in range(2):
+        with pytest.raises(NotImplementedError):
+            Missing().setup("onnxruntime")
+    assert calls == ["onnxruntime", "onnxruntime"]
+
+
+def test_torch_compile_keeps_inductor_caches_apart_per_aten_capability(monkeypatch):
+    # inductor's cache keys leave ATEN_CPU_CAPABILITY out: 8-float loops cached under avx2 corrupted
+    # the heap of a later uncapped run on AVX-512 (torch 2.13.0), so capped runs get a folder apart
+    import os
+    import types
+
+    from fastembed import _peers
+
+    compiled = []
+    monkeypatch.setitem(
+        sys.modules, "torch", types.SimpleNamespace(compile=lambda fn, dynamic: compiled.append(dynamic) or fn)
+    )
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+
+    def fn():
+        return 1
+
+    assert _peers.torch_compile(fn) is fn
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ  # uncapped: inductor's own default
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    _peers.torch_compile(fn)
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"].endswith("-aten-avx2")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/the/callers/own")
+    _peers.torch_compile(fn)
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/the/callers/own"
+    assert compiled == [False, False, False]
+
+
+def test_inductor_cache_dir_names_the_capability():
+    from fastembed._peers import inductor_cache_dir
+
+    assert inductor_cache_dir("AVX2", "/tmp/torchinductor_u/") == "/tmp/torchinductor_u-aten-avx2"
+    assert inductor_cache_dir("avx512/../x", "/c") == "/c-aten-avx512____x"
