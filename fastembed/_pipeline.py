@@ -45,9 +45,15 @@ FUSED_SCATTER_MIN_UNIQUE_FRACTION = 0.25
 MARKER_ROWS_PER_TOKEN = 64
 DIRECT_CHUNK_BYTES = 64 << 20  # bounds the gather buffer; smaller blocks made BLAS (K=r) slower than the cache gain
 # Python runs signal handlers (Ctrl-C) only between kernel calls, so long calls are cut into blocks
-# of at most this much work: ~2 GFLOP is a few milliseconds at any current core's FMA rate, and
-# 256 MiB of output a few tens of milliseconds of memory traffic; the cut costs one call each.
-SIGNAL_CHECK_FLOPS = 1 << 31
+# of at most this much work: ~4 GFLOP is 20 ms on the 2-core Zen 4 (AVX-512 or AVX2 tiles), 50 on a
+# 2-core Zen 1, ~0.15 s on one slow AVX2 core; 256 MiB of output a few tens of milliseconds of memory
+# traffic. Each cut costs a call (proj repacked, the call's last tasks on one thread): at 2 GFLOP,
+# ALBERT-base's 32 x 512 uniform lookup (2.5 GFLOP of distinct rows) was two calls and took 2-4%
+# longer than one (Zen 4, interleaved, 3 runs: 14.3 / 14.7 / 14.2 ms against 14.0 / 14.2 / 13.9;
+# with the AVX2 tiles 17.0 / 15.2 / 15.7 against 16.0 / 15.3 / 15.2), xxlarge 8 x 512 (8.6 GFLOP)
+# two calls against four 3-4% (44.1 / 46.6 / 44.0 against 42.9 / 44.7 / 42.5; with the AVX2 tiles
+# no change: 49.8 / 50.7 / 49.7 against 49.6 / 51.3 / 49.8).
+SIGNAL_CHECK_FLOPS = 1 << 32
 SIGNAL_CHECK_BYTES = 256 << 20
 
 
