@@ -133,19 +133,28 @@ def tokenize_methods(n):
     return methods
 
 
-def _encoders(texts):
-    """(fastembed's model, name -> zero-argument callable encoding ``texts``, a list or one str,
-    with it and with model2vec where installed)."""
+@functools.cache
+def _models():
+    """(fastembed's StaticEmbedding, model2vec's StaticModel or None where it is not installed) of
+    ``model_folder()``, loaded once: the report's encode and query cases share them (model2vec took
+    90-260 ms to load, fastembed 20-45)."""
     from ._static import StaticEmbedding
 
     ours = StaticEmbedding.from_model2vec(model_folder())
-    methods = {"fastembed encode": lambda: ours.encode(texts)}
     try:
         from model2vec import StaticModel
     except ImportError:
-        return ours, methods
-    theirs = StaticModel.from_pretrained(str(model_folder()))
-    methods["model2vec encode"] = lambda: theirs.encode(texts, use_multiprocessing=False)
+        return ours, None
+    return ours, StaticModel.from_pretrained(str(model_folder()))
+
+
+def _encoders(texts):
+    """(fastembed's model, name -> zero-argument callable encoding ``texts``, a list or one str,
+    with it and with model2vec where installed)."""
+    ours, theirs = _models()
+    methods = {"fastembed encode": lambda: ours.encode(texts)}
+    if theirs is not None:
+        methods["model2vec encode"] = lambda: theirs.encode(texts, use_multiprocessing=False)
     return ours, methods
 
 
