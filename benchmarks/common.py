@@ -22,7 +22,7 @@ def prepared(setup):
 
     @functools.wraps(setup)
     def setup_once(self, *params):
-        key = (type(self).__qualname__, params)
+        key = (type(self), params)
         if key not in _PREPARED:
             _PREPARED[key] = setup(self, *params)
         self.run = _PREPARED[key]
